@@ -1,0 +1,1 @@
+"""Ready-made tasks: real data splits, standard models, losses and metrics."""
