@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from mlrsnet.tasks.models import (
     count_parameters,
     mlp,
     mobilenet_v2,
+    parameter_table,
     resnet,
     resnet18,
     shufflenet_v2,
@@ -248,3 +250,10 @@ def test_tie_weights_size_mismatch_message() -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(models, extraglobs={"torch": torch, "nn": nn})
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_docs_parameter_table_is_current() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    begin, end = "<!-- BEGIN parameter table -->\n", "\n<!-- END parameter table -->"
+    embedded = doc[doc.index(begin) + len(begin) : doc.index(end)]
+    assert embedded == parameter_table(), "regenerate with: python -m mlrsnet.tasks.models"

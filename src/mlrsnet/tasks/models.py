@@ -14,7 +14,8 @@ network's down-sampling):
 Language model: :class:`LSTMLanguageModel`, the LSTM of PyTorch's ``word_language_model``
 example (used for Penn Treebank in the MLR-SNet paper), returning logits.
 
-Parameter counts for the documented configurations are listed in ``docs/models.md``.
+Parameter counts for the documented configurations are listed in ``docs/models.md``;
+``python -m mlrsnet.tasks.models`` prints them (:func:`parameter_table`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "count_parameters",
     "mlp",
     "mobilenet_v2",
+    "parameter_table",
     "resnet",
     "resnet18",
     "shufflenet_v2",
@@ -790,3 +792,75 @@ class LSTMLanguageModel(nn.Module):
         emb = self.drop(self.encoder(tokens))
         output, hidden = self.rnn(emb, hidden)
         return self.decoder(self.drop(output)), hidden
+
+
+# --------------------------------------------------------------------------- parameter table
+
+
+def parameter_table() -> str:
+    """Markdown tables of parameter counts for the documented configurations (10 classes).
+
+    This is what ``python -m mlrsnet.tasks.models`` prints; ``docs/models.md`` embeds it.
+
+    Returns:
+        Two Markdown tables (image models with 3 and 1 input channels; MLPs and LMs).
+    """
+    image_rows = [
+        ("ResNet-18 (pytorch-cifar)", "resnet18(in_channels=C)", lambda c: resnet18(10, c)),
+        (
+            "ResNet-10, width 16 (CPU Fashion-MNIST)",
+            "resnet(10, C, blocks=(1, 1, 1, 1), width=16)",
+            lambda c: resnet(10, c, blocks=(1, 1, 1, 1), width=16),
+        ),
+        ("WRN-28-10", "wide_resnet(28, 10, in_channels=C)", lambda c: wide_resnet(28, 10, 10, c)),
+        ("WRN-16-2", "wide_resnet(16, 2, in_channels=C)", lambda c: wide_resnet(16, 2, 10, c)),
+        ("MobileNetV2 (CIFAR)", "mobilenet_v2(in_channels=C)", lambda c: mobilenet_v2(10, c)),
+        (
+            "MobileNetV2 x0.5",
+            "mobilenet_v2(in_channels=C, width_mult=0.5)",
+            lambda c: mobilenet_v2(10, c, 0.5),
+        ),
+        *[
+            (
+                f"ShuffleNetV2 {s}x (CIFAR)",
+                f"shufflenet_v2(in_channels=C, net_size={s})",
+                lambda c, s=s: shufflenet_v2(10, c, s),
+            )
+            for s in (0.5, 1, 1.5, 2)
+        ],
+        ("Small CNN", "small_cnn(in_channels=C)", lambda c: small_cnn(10, c)),
+    ]
+    lines = [
+        "| Model | Call (`num_classes=10`) | 3 channels | 1 channel |",
+        "|---|---|---:|---:|",
+    ]
+    # Models are built on the meta device: no memory, no init cost, same parameter counts.
+    with torch.device("meta"):
+        for name, call, make in image_rows:
+            n3, n1 = count_parameters(make(3)), count_parameters(make(1))
+            lines.append(f"| {name} | `{call}` | {n3:,} | {n1:,} |")
+    lines += ["", "| Model | Call | Parameters |", "|---|---|---:|"]
+    other_rows = [
+        ("MLP, digits 1x8x8", "mlp(64, 10)", lambda: mlp(64, 10)),
+        ("MLP, 1x28x28", "mlp(784, 10)", lambda: mlp(784, 10)),
+        ("MLP, 3x32x32", "mlp(3072, 10)", lambda: mlp(3072, 10)),
+        ("LSTM LM, PTB word (tied)", "LSTMLanguageModel(10000)", lambda: LSTMLanguageModel(10000)),
+        (
+            "LSTM LM, PTB word medium (untied)",
+            "LSTMLanguageModel(10000, 650, 650, tie_weights=False)",
+            lambda: LSTMLanguageModel(10000, 650, 650, tie_weights=False),
+        ),
+        (
+            "LSTM LM, char (65 symbols)",
+            "LSTMLanguageModel(65, 128, 128)",
+            lambda: LSTMLanguageModel(65, 128, 128),
+        ),
+    ]
+    with torch.device("meta"):
+        for name, call, make in other_rows:
+            lines.append(f"| {name} | `{call}` | {count_parameters(make()):,} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(parameter_table())
