@@ -1,0 +1,504 @@
+"""``MLRSNetLR``: a loss-driven ``torch.optim.lr_scheduler.LRScheduler``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from mlrsnet.functional import State, mlrsnet_forward
+from mlrsnet.net import MLRSNet
+
+__all__ = ["MLRSNetLR", "StageHook"]
+
+logger = logging.getLogger(__name__)
+
+#: ``hook(stage_index, scheduler) -> new scale(s) or None``, called when a stage starts.
+StageHook = Callable[[int, "MLRSNetLR"], "float | Sequence[float] | None"]
+
+
+_version = operator.attrgetter("_version")
+
+#: The numpy path treats a loss beyond this magnitude like a non-finite one, which
+#: keeps every float64 intermediate finite without a check per element.
+MAX_FAST_LOSS = 1e200
+
+
+class _NumpyNet:
+    """A frozen float64 copy of an :class:`MLRSNet` in numpy, for a fast CPU step.
+
+    Same maths as :func:`mlrsnet.functional.mlrsnet_forward`, rearranged so that
+    a step is a dozen numpy calls: the two gate MLPs of a layer become one
+    block-diagonal product with the biases folded in (the input vector carries a
+    constant 1), and each sigmoid is written ``σ(z) = ½ + ½ tanh(z/2)`` with the
+    halves folded into the weights, so one ``tanh`` covers all four gates.
+
+    The LSTM state lives inside the input vectors ``rows`` (``[layers, 2H+1]``:
+    layer input, hidden state, constant 1) and in ``c``; the scheduler exposes
+    torch views of them.
+    """
+
+    def __init__(self, net: MLRSNet, rows: np.ndarray, c: np.ndarray) -> None:
+        self.params = list(net.parameters())
+        self.versions = tuple(map(_version, self.params))
+        to_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        H, P = net.hidden_size, net.projection_size
+        if not all(bool(torch.isfinite(p).all()) for p in self.params):
+            raise ValueError("MLRSNetLR: the schedule network has non-finite weights")
+        gate_scale = np.full(4 * H, 0.5)
+        gate_scale[2 * H : 3 * H] = 1.0  # the cell gate is a tanh already
+        self.offset = np.full(4 * H, 0.5)
+        self.offset[2 * H : 3 * H] = 0.0
+        self.scale = gate_scale
+        self.layers = []
+        for layer, cell in enumerate(net.cells):
+            wi1, bi1, wi2, bi2, wh1, bh1, wh2, bh2 = map(to_np, cell.params())
+            n_in = wi1.shape[1]  # 1 for the first layer, H above it
+            # w1 @ rows[layer, H - n_in:] = [W1i x + b1i ; W1h h + b1h ; 1]
+            w1 = np.zeros((2 * P + 1, n_in + H + 1))
+            w1[:P, :n_in] = wi1
+            w1[P : 2 * P, n_in : n_in + H] = wh1
+            w1[:P, -1] = bi1
+            w1[P : 2 * P, -1] = bh1
+            w1[-1, -1] = 1.0
+            # w2 @ [relu(...) ; 1] = the gate pre-activations, scaled for tanh
+            w2 = np.concatenate([wi2, wh2, (bi2 + bh2)[:, None]], axis=1) * gate_scale[:, None]
+            a, t = np.empty(2 * P + 1), np.empty(4 * H)
+            i, f, g, o = t[:H], t[H : 2 * H], t[2 * H : 3 * H], t[3 * H :]
+            inp, h = rows[layer, H - n_in :], rows[layer, H : 2 * H]
+            self.layers.append((inp, w1, a, w2, t, i, f, g, o, c[layer], h))
+        self.head_w = to_np(net.head.weight)[0] * 0.5
+        self.head_b = float(to_np(net.head.bias)[0]) * 0.5
+        self.rows, self.H = rows, H
+        self.tmp = np.empty(H)
+
+    def stale(self) -> bool:
+        return tuple(map(_version, self.params)) != self.versions
+
+    def __call__(self, x: float) -> float:
+        """Advance the state in place for a finite ``|x| <= MAX_FAST_LOSS``; return the factor."""
+        H, rows, tmp, scale, offset = self.H, self.rows, self.tmp, self.scale, self.offset
+        rows[0, H - 1] = x
+        for layer, (inp, w1, a, w2, t, i, f, g, o, c, h) in enumerate(self.layers):
+            if layer:
+                rows[layer, :H] = rows[layer - 1, H : 2 * H]
+            np.dot(w1, inp, out=a)
+            np.maximum(a, 0.0, out=a)
+            np.dot(w2, a, out=t)
+            np.tanh(t, out=t)
+            t *= scale
+            t += offset  # t = [i, f, g, o]
+            c *= f
+            np.multiply(i, g, out=tmp)
+            c += tmp
+            np.tanh(c, out=h)
+            h *= o
+        return 0.5 + 0.5 * math.tanh(self.head_w.dot(h) + self.head_b)
+
+
+class MLRSNetLR(LRScheduler):
+    """Set each group's learning rate to ``initial lr × A(loss)`` every step.
+
+    ``A`` is an :class:`~mlrsnet.MLRSNet`; the group's learning rate at
+    construction is the scale ``γ`` of that group, so groups keep their ratios
+    and any optimizer works. Call it as the paper does, after ``backward`` and
+    before ``optimizer.step()``, so that this step's learning rate is
+    ``γ · A(this batch's loss)``::
+
+        loss.backward(); scheduler.step(loss); optimizer.step()
+
+    (``torch.optim.lr_scheduler.ReduceLROnPlateau.step(metrics)`` is the
+    precedent for a scheduler driven by a value.) The LSTM state is carried from
+    step to step and is part of :meth:`state_dict`, with the network weights, so
+    a resumed run continues with bit-identical learning rates.
+
+    **Transfer in stages.** The paper's transfer protocol switches networks
+    during training (its released checkpoints of meta-training epochs 1, 100
+    and 200 at 0, 1/3 and 2/3 of the new run). Pass ``stages=[(0.0, net_a),
+    (1/3, net_b), (2/3, net_c)]`` with ``total_steps``; when a stage starts,
+    ``on_stage_start(stage_index, scheduler)`` may return a new scale (one
+    float, or one per group) — e.g. :func:`mlrsnet.paper_gamma` of the current
+    training loss, as the authors do. The LSTM state carries over, as in the
+    authors' code.
+
+    **Non-finite losses.** A NaN or infinite loss (or a non-finite output)
+    never reaches the optimizer: the last finite factor is kept, the state is
+    not advanced, the event is counted in :attr:`num_nonfinite` and a warning is
+    issued once.
+
+    **Cost.** On CPU each step runs a numpy copy of the network (refreshed
+    whenever the network's weights change in place) in about 20 µs. On other
+    devices the step is a handful of small kernels and never waits for the
+    device, provided each group's ``lr`` is a tensor (create the optimizer with
+    ``lr=torch.tensor(γ)``); with a float ``lr`` torch's optimizers need a host
+    number, which costs one device synchronisation per step.
+
+    Args:
+        optimizer: Any ``torch.optim.Optimizer``.
+        net: The schedule network (or give ``stages``). It is moved to the
+            device of the optimizer's parameters.
+        stages: ``[(fraction_of_training, net), ...]``, fractions increasing from 0.
+        total_steps: Steps of the whole run; needed when a stage starts after 0.
+        on_stage_start: Hook called when stage ``i >= 1`` starts (see above).
+        distributed: Average the loss over ``torch.distributed`` ranks before
+            the network reads it, so every rank sets the same learning rate.
+            ``None`` means: when a process group of several ranks is initialised.
+        fast: Use the numpy path on CPU (the torch path is the reference).
+        last_epoch: As in ``LRScheduler``; leave it at -1 and use
+            :meth:`load_state_dict` to resume.
+
+    Example:
+        >>> import torch
+        >>> import mlrsnet
+        >>> model = torch.nn.Linear(3, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.5, weight_decay=5e-4)
+        >>> scheduler = mlrsnet.MLRSNetLR(optimizer, mlrsnet.MLRSNet())
+        >>> loss = model(torch.ones(4, 3)).pow(2).mean()
+        >>> loss.backward(); scheduler.step(loss); optimizer.step()
+        >>> 0 < scheduler.get_last_lr()[0] < 0.5
+        True
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        net: MLRSNet | None = None,
+        *,
+        stages: Sequence[tuple[float, MLRSNet]] | None = None,
+        total_steps: int | None = None,
+        on_stage_start: StageHook | None = None,
+        distributed: bool | None = None,
+        fast: bool = True,
+        last_epoch: int = -1,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"MLRSNetLR needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if not optimizer.param_groups:
+            raise ValueError("MLRSNetLR: the optimizer has no param groups")
+        self._boundaries, self._nets = _check_stages(net, stages, total_steps)
+        self.on_stage_start = on_stage_start
+        self.distributed = distributed
+        first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+        if first is None:
+            raise ValueError("MLRSNetLR: the optimizer's param groups hold no parameters")
+        self.device = first.device
+        for stage_net in self._nets:
+            stage_net.to(self.device)
+        self.stage_index = 0
+        self.num_steps = 0
+        self._warned_nonfinite = False
+        self._fast = fast and self.device.type == "cpu"
+        self._numpy_net: _NumpyNet | None = None
+        first_net = self._nets[0]
+        if self._fast:
+            # float64 state shared with the numpy path (see _NumpyNet)
+            L, H = first_net.num_layers, first_net.hidden_size
+            self._rows = np.zeros((L, 2 * H + 1))
+            self._rows[:, 2 * H] = 1.0
+            self._c_np = np.zeros((L, H))
+            self._h = torch.from_numpy(self._rows[:, H : 2 * H])
+            self._c = torch.from_numpy(self._c_np)
+            self._factor = torch.ones((), dtype=torch.float64)
+            self._factor_np = self._factor.numpy()
+            self._nonfinite = torch.zeros((), dtype=torch.int64)
+            self._nonfinite_np = self._nonfinite.numpy()
+        else:
+            self._h, self._c = first_net.init_state()
+            dtype = first_net.head.weight.dtype
+            self._factor = torch.ones((), dtype=dtype, device=self.device)
+            self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
+        super().__init__(optimizer, last_epoch)
+
+    # -- the torch protocol -------------------------------------------------------
+
+    @property
+    def net(self) -> MLRSNet:
+        """The schedule network of the current stage."""
+        return self._nets[self.stage_index]
+
+    @property
+    def factor(self) -> Tensor:
+        """The last factor ``A(loss)`` (a 0-d tensor; 1 before the first step)."""
+        return self._factor
+
+    @property
+    def state(self) -> State:
+        """The LSTM state ``(h, c)`` the next step starts from."""
+        return self._h, self._c
+
+    @property
+    def num_nonfinite(self) -> int:
+        """How many steps had a non-finite loss or factor (reading it syncs on CUDA)."""
+        count = int(self._nonfinite)
+        if count and not self._warned_nonfinite:
+            self._warn_nonfinite()
+        return count
+
+    def get_lr(self) -> list[float | Tensor]:
+        """``initial lr × factor`` for each group."""
+        return [self._scaled(base) for base in self.base_lrs]
+
+    def step(self, loss: Tensor | float | None = None) -> None:  # type: ignore[override]
+        """Read this step's training loss and set every group's learning rate.
+
+        Args:
+            loss: The training loss of this step: a float or a one-element tensor
+                (it is detached; nothing is back-propagated into it).
+
+        Raises:
+            TypeError: If ``loss`` is missing or not a number or tensor.
+            ValueError: If ``loss`` has more than one element.
+        """
+        if loss is None:
+            if getattr(self, "_is_initial", False):
+                self._apply_lrs()
+                return
+            raise TypeError("MLRSNetLR.step() needs this step's training loss: scheduler.step(loss)")
+        if isinstance(loss, Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"MLRSNetLR.step(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
+                )
+        elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
+            raise TypeError(
+                f"MLRSNetLR.step(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
+            )
+        if self.stage_index + 1 < len(self._nets):
+            self._maybe_start_stage()
+        if self.distributed is None:
+            self.distributed = _in_distributed_run()
+        if self.distributed:
+            loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
+        if self._fast:
+            self._step_numpy(loss.item() if isinstance(loss, Tensor) else float(loss))
+        else:
+            self._step_torch(loss)
+        self.num_steps += 1
+        self.last_epoch = self.num_steps
+        self._step_count += 1
+        self._apply_lrs()
+
+    def _step_numpy(self, x: float) -> None:
+        numpy_net = self._numpy_net
+        if numpy_net is None or numpy_net.stale():
+            numpy_net = self._numpy_net = _NumpyNet(self.net, self._rows, self._c_np)
+        if abs(x) <= MAX_FAST_LOSS:  # False for NaN and inf
+            self._factor_np[()] = numpy_net(x)
+        else:
+            self._nonfinite_np[()] += 1
+            self._warn_nonfinite()
+
+    def _step_torch(self, loss: Tensor | float) -> None:
+        net = self.net
+        if isinstance(loss, Tensor):
+            loss = loss.detach()
+        x = torch.as_tensor(loss, dtype=self._factor.dtype).to(self.device, non_blocking=True)
+        with torch.no_grad():
+            factor, (h, c) = mlrsnet_forward(
+                x.reshape(()), (self._h, self._c), net.cell_params(), net.head.weight, net.head.bias
+            )
+            ok = torch.isfinite(x.reshape(())) & torch.isfinite(factor)
+            self._factor.copy_(torch.where(ok, factor, self._factor))
+            self._h.copy_(torch.where(ok, h, self._h))
+            self._c.copy_(torch.where(ok, c, self._c))
+            self._nonfinite.add_((~ok).to(self._nonfinite.dtype))
+        if self.device.type == "cpu" and not bool(ok):
+            self._warn_nonfinite()
+
+    def _scaled(self, base: float | Tensor) -> float | Tensor:
+        if isinstance(base, Tensor):
+            return base * self._factor.to(base.device)
+        if self._fast:
+            return base * float(self._factor_np)
+        return base * self._factor.item()
+
+    def _apply_lrs(self) -> None:
+        last = []
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            value = self._scaled(base)
+            if isinstance(group["lr"], Tensor):
+                group["lr"].copy_(value)
+                last.append(group["lr"].clone())
+            else:
+                group["lr"] = float(value)
+                last.append(group["lr"])
+        self._last_lr = last
+
+    def _warn_nonfinite(self) -> None:
+        if not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(
+                "MLRSNetLR: a non-finite loss or factor; keeping the last finite learning rate "
+                "(counted in scheduler.num_nonfinite; this warning is shown once)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    # -- stages -------------------------------------------------------------------
+
+    def _maybe_start_stage(self) -> None:
+        while (
+            self.stage_index + 1 < len(self._nets)
+            and self.num_steps >= self._boundaries[self.stage_index + 1]
+        ):
+            self.stage_index += 1
+            self._numpy_net = None
+            logger.info("MLRSNetLR: stage %d starts at step %d", self.stage_index, self.num_steps)
+            if self.on_stage_start is not None:
+                scale = self.on_stage_start(self.stage_index, self)
+                if scale is not None:
+                    self.set_scale(scale)
+
+    def set_scale(self, scale: float | Sequence[float]) -> None:
+        """Set the scale ``γ`` (each group's base learning rate) from now on.
+
+        Args:
+            scale: One positive finite float for all groups, or one per group.
+        """
+        values = list(scale) if isinstance(scale, Sequence) else [scale] * len(self.base_lrs)
+        if len(values) != len(self.base_lrs):
+            raise ValueError(
+                f"set_scale: got {len(values)} scales for {len(self.base_lrs)} param groups"
+            )
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"set_scale: each scale must be a positive finite float, got {v!r}")
+        new_bases: list[float | Tensor] = []
+        for group, base, v in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
+            if isinstance(base, Tensor):
+                base = base.clone().fill_(float(v))
+            else:
+                base = float(v)
+            group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
+            new_bases.append(base)
+        self.base_lrs = new_bases
+
+    # -- state --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and numbers only.
+
+        Loads with ``torch.load(weights_only=True)``: step counters, the stage,
+        the scales, the last factor, the LSTM state, the non-finite count and the
+        weights of every stage's network.
+        """
+        state: dict[str, Any] = {
+            "num_steps": self.num_steps,
+            "last_epoch": self.last_epoch,
+            "step_count": self._step_count,
+            "stage_index": self.stage_index,
+            "boundaries": list(self._boundaries),
+            "base_lrs": [b.clone() if isinstance(b, Tensor) else b for b in self.base_lrs],
+            "factor": self._factor.clone(),
+            "h": self._h.clone(),
+            "c": self._c.clone(),
+            "num_nonfinite": self._nonfinite.clone(),
+        }
+        for i, stage_net in enumerate(self._nets):
+            for name, value in stage_net.state_dict().items():
+                state[f"nets.{i}.{name}"] = value.detach().clone()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; the next step continues bit-identically.
+
+        Raises:
+            ValueError: If the state was saved with other stages or networks of
+                another shape (the message names what differs).
+        """
+        required = {"num_steps", "stage_index", "base_lrs", "factor", "h", "c", "boundaries"}
+        missing = sorted(required - state_dict.keys())
+        if missing:
+            raise ValueError(f"MLRSNetLR.load_state_dict: missing keys {missing}")
+        if list(state_dict["boundaries"]) != list(self._boundaries):
+            raise ValueError(
+                "MLRSNetLR.load_state_dict: saved stage boundaries "
+                f"{list(state_dict['boundaries'])} differ from this scheduler's {self._boundaries}"
+            )
+        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"MLRSNetLR.load_state_dict: saved {len(state_dict['base_lrs'])} scales for "
+                f"{len(self.optimizer.param_groups)} param groups"
+            )
+        for i, stage_net in enumerate(self._nets):
+            prefix = f"nets.{i}."
+            weights = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            stage_net.load_checked(weights, source=f"saved stage {i} network")
+        for name in ("h", "c"):
+            own = getattr(self, "_" + name)
+            saved = state_dict[name]
+            if tuple(saved.shape) != tuple(own.shape):
+                raise ValueError(
+                    f"MLRSNetLR.load_state_dict: LSTM state {name} has shape {tuple(saved.shape)}, "
+                    f"the network needs {tuple(own.shape)}"
+                )
+            own.copy_(saved)
+        self._factor.copy_(state_dict["factor"])
+        self._nonfinite.copy_(torch.as_tensor(state_dict.get("num_nonfinite", 0)))
+        self.num_steps = int(state_dict["num_steps"])
+        self.last_epoch = int(state_dict.get("last_epoch", self.num_steps))
+        self._step_count = int(state_dict.get("step_count", self.num_steps + 1))
+        self.stage_index = int(state_dict["stage_index"])
+        self.base_lrs = [b.clone() if isinstance(b, Tensor) else float(b) for b in state_dict["base_lrs"]]
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
+        self._numpy_net = None
+        self._apply_lrs()
+
+
+def _check_stages(
+    net: MLRSNet | None,
+    stages: Sequence[tuple[float, MLRSNet]] | None,
+    total_steps: int | None,
+) -> tuple[list[int], list[MLRSNet]]:
+    if (net is None) == (stages is None):
+        raise TypeError("MLRSNetLR: give exactly one of `net` and `stages`")
+    if net is not None:
+        stages = [(0.0, net)]
+    assert stages is not None
+    if len(stages) == 0:
+        raise ValueError("MLRSNetLR: `stages` is empty")
+    fractions, nets = [], []
+    for item in stages:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(f"MLRSNetLR: each stage must be (fraction, MLRSNet), got {item!r}")
+        fraction, stage_net = item
+        if not isinstance(stage_net, MLRSNet):
+            raise TypeError(f"MLRSNetLR: stage network must be an MLRSNet, got {type(stage_net).__name__}")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise TypeError(f"MLRSNetLR: stage fraction must be a number, got {fraction!r}")
+        fractions.append(float(fraction))
+        nets.append(stage_net)
+    if fractions[0] != 0.0:
+        raise ValueError(f"MLRSNetLR: the first stage must start at 0, got {fractions[0]}")
+    if any(not (a < b) for a, b in zip(fractions, fractions[1:])) or fractions[-1] >= 1:
+        raise ValueError(f"MLRSNetLR: stage fractions must increase within [0, 1), got {fractions}")
+    shapes = {(n.hidden_size, n.num_layers) for n in nets}
+    if len(shapes) > 1:
+        raise ValueError(f"MLRSNetLR: stage networks must share hidden_size and num_layers, got {shapes}")
+    if len(nets) > 1:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"MLRSNetLR: several stages need total_steps >= 1, got {total_steps!r}")
+    boundaries = [math.floor(f * total_steps + 1e-9) if total_steps else 0 for f in fractions]
+    return boundaries, nets
+
+
+def _in_distributed_run() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _mean_over_ranks(loss: Tensor | float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    dist = torch.distributed
+    value = torch.as_tensor(loss, dtype=dtype).reshape(()).to(device, copy=True)
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / dist.get_world_size()
