@@ -1,0 +1,278 @@
+"""MLRSNetLR: the torch protocol, paths, resume, stages, non-finite losses, bad input."""
+
+import copy
+import io
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+import mlrsnet
+
+
+def make(lr=0.5, net=None, optimizer_cls=torch.optim.SGD, **kwargs):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    groups = [
+        {"params": model[0].parameters(), "lr": lr},
+        {"params": model[1].parameters(), "lr": lr / 10},
+    ]
+    optimizer = optimizer_cls(groups)
+    if net is None and "stages" not in kwargs:
+        net = mlrsnet.MLRSNet()
+    return model, optimizer, mlrsnet.MLRSNetLR(optimizer, net, **kwargs)
+
+
+def losses(n, seed=0):
+    return np.random.default_rng(seed).uniform(0.05, 4.0, n).tolist()
+
+
+def reference_factors(net, values, dtype=torch.float64):
+    net = copy.deepcopy(net).to(dtype)
+    state, out = None, []
+    with torch.no_grad():
+        for v in values:
+            factor, state = net(torch.tensor(v, dtype=dtype), state)
+            out.append(factor.item())
+    return out
+
+
+def test_is_a_torch_lr_scheduler_and_sets_group_lr_from_the_loss():
+    model, optimizer, scheduler = make()
+    assert isinstance(scheduler, LRScheduler)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5, 0.05]  # untouched until a loss
+    values = losses(20)
+    expected = reference_factors(scheduler.net, values)
+    for v, f in zip(values, expected, strict=True):
+        scheduler.step(torch.tensor(v))
+        lr0, lr1 = scheduler.get_last_lr()
+        assert lr0 == pytest.approx(0.5 * f, rel=1e-6)
+        assert lr1 == pytest.approx(0.05 * f, rel=1e-6)  # groups keep their ratio
+        assert optimizer.param_groups[0]["lr"] == lr0
+    assert scheduler.last_epoch == scheduler.num_steps == 20
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_fast_path_agrees_with_reference_path(layers, dtype, tol):
+    torch.manual_seed(layers)
+    net = mlrsnet.MLRSNet(num_layers=layers).to(dtype)
+    _, _, fast = make(net=net)
+    _, _, slow = make(net=net, fast=False)
+    for v in losses(300, seed=layers):
+        fast.step(v)
+        slow.step(torch.tensor(v, dtype=dtype))
+        assert fast.get_last_lr()[0] == pytest.approx(slow.get_last_lr()[0], abs=tol)
+    torch.testing.assert_close(fast.state[0].to(dtype), slow.state[0], atol=tol * 10, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "optimizer_cls",
+    [
+        torch.optim.SGD,
+        lambda g: torch.optim.SGD(g, momentum=0.9, nesterov=True),
+        torch.optim.AdamW,
+        torch.optim.Adam,
+        torch.optim.RMSprop,
+        torch.optim.Adagrad,
+    ],
+)
+def test_any_optimizer_trains(optimizer_cls):
+    model, optimizer, scheduler = make(lr=0.05, optimizer_cls=optimizer_cls)
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    first = None
+    for _ in range(30):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        scheduler.step(loss)
+        optimizer.step()
+    assert loss.item() < first
+    assert all(math.isfinite(lr) for lr in scheduler.get_last_lr())
+
+
+def test_tensor_lr_stays_a_tensor_updated_in_place():
+    model = torch.nn.Linear(3, 1)
+    lr = torch.tensor(0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=True)
+    scheduler = mlrsnet.MLRSNetLR(optimizer, mlrsnet.MLRSNet())
+    group_lr = optimizer.param_groups[0]["lr"]
+    scheduler.step(torch.tensor(1.0))
+    assert optimizer.param_groups[0]["lr"] is group_lr
+    assert isinstance(scheduler.get_last_lr()[0], torch.Tensor)
+    assert group_lr.item() == pytest.approx(0.1 * scheduler.factor.item(), rel=1e-6)
+
+
+def test_step_never_backpropagates_into_the_loss():
+    model, optimizer, scheduler = make()
+    loss = model(torch.randn(4, 3)).pow(2).mean()
+    scheduler.step(loss)
+    loss.backward()  # the graph is intact
+    assert all(p.grad is None for p in scheduler.net.parameters())
+
+
+def test_paper_order_does_not_warn():
+    model, optimizer, scheduler = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = model(torch.randn(4, 3)).pow(2).mean()
+        loss.backward()
+        scheduler.step(loss)
+        optimizer.step()
+
+
+def _save_load(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_resume_gives_bit_identical_learning_rates(fast):
+    values = losses(60, seed=3)
+    _, _, full = make(fast=fast)
+    uninterrupted = []
+    for v in values:
+        full.step(v)
+        uninterrupted.append(full.get_last_lr())
+    _, _, first = make(fast=fast)
+    resumed = []
+    for v in values[:25]:
+        first.step(v)
+        resumed.append(first.get_last_lr())
+    state = _save_load(first.state_dict())
+    assert all(isinstance(v, (torch.Tensor, int, float, list)) for v in state.values())
+    torch.manual_seed(123)  # a differently initialised network: the weights come from the state
+    _, _, second = make(net=mlrsnet.MLRSNet(), fast=fast)
+    second.load_state_dict(state)
+    for v in values[25:]:
+        second.step(v)
+        resumed.append(second.get_last_lr())
+    assert resumed == uninterrupted
+
+
+def test_stages_switch_networks_and_call_the_hook():
+    torch.manual_seed(0)
+    nets = [mlrsnet.MLRSNet() for _ in range(3)]
+    calls = []
+
+    def on_stage_start(index, scheduler):
+        calls.append((index, scheduler.num_steps))
+        return 1.0 * index
+
+    _, optimizer, scheduler = make(
+        lr=0.3,
+        stages=[(0.0, nets[0]), (1 / 3, nets[1]), (2 / 3, nets[2])],
+        total_steps=30,
+        on_stage_start=on_stage_start,
+    )
+    values = losses(30)
+    for i, v in enumerate(values):
+        scheduler.step(v)
+        expected_stage = 0 if i < 10 else 1 if i < 20 else 2
+        assert scheduler.stage_index == expected_stage
+        assert scheduler.net is nets[expected_stage]
+    assert calls == [(1, 10), (2, 20)]
+    assert scheduler.base_lrs == [2.0, 2.0]
+    # the state carries across stages, as in the authors' transfer code
+    state = None
+    with torch.no_grad():
+        for i, v in enumerate(values):
+            factor, state = nets[0 if i < 10 else 1 if i < 20 else 2](torch.tensor(v), state)
+    assert scheduler.get_last_lr()[0] == pytest.approx(2.0 * factor.item(), rel=1e-6)
+
+
+def test_stages_resume_exactly():
+    torch.manual_seed(0)
+    nets = [mlrsnet.MLRSNet() for _ in range(2)]
+
+    def build():
+        return make(stages=[(0.0, copy.deepcopy(nets[0])), (0.5, copy.deepcopy(nets[1]))],
+                    total_steps=20, on_stage_start=lambda i, s: 0.7)[2]  # fmt: skip
+
+    values = losses(20)
+    full = build()
+    expected = []
+    for v in values:
+        full.step(v)
+        expected.append(full.get_last_lr())
+    part = build()
+    got = []
+    for v in values[:13]:
+        part.step(v)
+        got.append(part.get_last_lr())
+    rest = build()
+    rest.load_state_dict(_save_load(part.state_dict()))
+    for v in values[13:]:
+        rest.step(v)
+        got.append(rest.get_last_lr())
+    assert got == expected
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_non_finite_losses_never_reach_the_optimizer(fast):
+    _, optimizer, scheduler = make(fast=fast)
+    rng = np.random.default_rng(7)
+    values = losses(200, seed=7)
+    bad = sorted(rng.choice(np.arange(1, 200), 25, replace=False).tolist())
+    for i in bad:
+        values[i] = [float("nan"), float("inf"), -float("inf"), 1e300][i % 4]
+    clean = [v for v in values if math.isfinite(v) and abs(v) < 1e200]
+    expected = reference_factors(scheduler.net, clean)
+    with pytest.warns(RuntimeWarning, match="non-finite") as record:
+        k = 0
+        for i, v in enumerate(values):
+            scheduler.step(torch.tensor(v, dtype=torch.float64) if i % 2 else v)
+            lr = optimizer.param_groups[0]["lr"]
+            assert math.isfinite(lr)
+            if i in bad:
+                assert lr == previous
+            else:
+                assert lr == pytest.approx(0.5 * expected[k], rel=1e-5)
+                k += 1
+            previous = lr
+    assert len([w for w in record if "non-finite" in str(w.message)]) == 1
+    assert scheduler.num_nonfinite == 25  # 1e300 overflows the float32 network too
+
+
+def test_bad_input_is_named():
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(TypeError, match="Optimizer"):
+        mlrsnet.MLRSNetLR("sgd", mlrsnet.MLRSNet())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.param_groups.clear()
+    with pytest.raises(ValueError, match="no param groups"):
+        mlrsnet.MLRSNetLR(optimizer, mlrsnet.MLRSNet())
+    _, _, scheduler = make()
+    with pytest.raises(TypeError, match="training loss"):
+        scheduler.step()
+    with pytest.raises(ValueError, match="scalar"):
+        scheduler.step(torch.ones(2))
+    with pytest.raises(TypeError, match="float or a tensor"):
+        scheduler.step("1.0")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="exactly one"):
+        mlrsnet.MLRSNetLR(optimizer)
+    with pytest.raises(ValueError, match="total_steps"):
+        mlrsnet.MLRSNetLR(optimizer, stages=[(0.0, mlrsnet.MLRSNet()), (0.5, mlrsnet.MLRSNet())])
+    with pytest.raises(ValueError, match="start at 0"):
+        mlrsnet.MLRSNetLR(optimizer, stages=[(0.1, mlrsnet.MLRSNet())])
+    with pytest.raises(ValueError, match="increase"):
+        mlrsnet.MLRSNetLR(optimizer, stages=[(0.0, mlrsnet.MLRSNet()), (1.0, mlrsnet.MLRSNet())],
+                          total_steps=10)  # fmt: skip
+    with pytest.raises(ValueError, match="positive finite"):
+        scheduler.set_scale(float("nan"))
+
+
+def test_load_state_dict_names_what_differs():
+    _, _, small = make(net=mlrsnet.MLRSNet(hidden_size=20))
+    _, _, big = make()
+    with pytest.raises(ValueError, match="shape"):
+        big.load_state_dict(small.state_dict())
+    with pytest.raises(ValueError, match="missing keys"):
+        big.load_state_dict({"num_steps": 3})
