@@ -1,0 +1,874 @@
+"""Baseline learning-rate schedules and adaptive optimizers behind one factory.
+
+Every baseline MLR-SNet is compared with -- hand-designed schedules, adaptive
+optimizers, hypergradient methods and today's schedule-free / parameter-free
+optimizers -- is built by :func:`build` and driven through the same
+:class:`Schedule` protocol, so a training loop can swap them freely::
+
+    sched = schedules.build("cosine", model.parameters(),
+                            total_steps=epochs * len(loader),
+                            steps_per_epoch=len(loader))
+    for epoch in range(epochs):
+        model.train(); sched.train()
+        for x, y in loader:
+            sched.step(loss_fn(model(x), y), meta_loss=val_batch_loss)
+        model.eval(); sched.eval()          # schedule-free evaluates at x
+        sched.epoch_end(val_loss=evaluate(model))
+
+``sched.step`` receives the loss *with its graph* and does everything else:
+zeroing gradients, backward, optional gradient-norm clipping, the optimizer
+step(s) and per-step scheduling. Equations, sources, defaults and options of
+every method are in ``docs/schedules.md`` and in the docstrings of the
+builders below. Torch's own schedulers and the maintained ``schedulefree`` and
+``prodigyopt`` packages are used wherever they exist; SGD-HD, RTHO and L4 are
+implemented in :mod:`mlrsnet.hypergradient`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import lr_scheduler as lrs
+
+from .hypergradient import L4, RTHOSGD, SGDHD
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Schedule", "build", "default_lr", "default_options", "names"]
+
+MetaLoss = Callable[[], Tensor]
+
+
+class Schedule:
+    """Uniform training-loop protocol around an optimizer and its LR scheduler.
+
+    Built by :func:`build`; subclasses adapt the protocol to methods that need
+    the loss value (L4), a validation closure (RTHO) or train/eval switching
+    (Schedule-Free).
+
+    Attributes:
+        name: The registry name this schedule was built from.
+        optimizer: The underlying :class:`torch.optim.Optimizer`.
+        scheduler: The torch LR scheduler, or ``None``.
+        interval: When ``scheduler`` is stepped: ``"step"``, ``"epoch"``,
+            ``"plateau"`` (per epoch, on the validation loss) or ``None``.
+        total_steps: Planned number of optimizer steps.
+        steps_per_epoch: Optimizer steps per epoch.
+        grad_clip: Max global gradient norm, or ``None``.
+        requires_meta_loss: Whether :meth:`step` needs ``meta_loss``.
+        step_count: Optimizer steps taken so far.
+        epoch_count: Calls to :meth:`epoch_end` so far.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 3)
+        >>> sched = build("fixed", model.parameters(), total_steps=10, steps_per_epoch=5)
+        >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+        >>> sched.step(torch.nn.functional.cross_entropy(model(x), y))
+        >>> sched.lr
+        0.1
+    """
+
+    requires_meta_loss: bool = False
+
+    def __init__(
+        self,
+        name: str,
+        optimizer: torch.optim.Optimizer,
+        scheduler: lrs.LRScheduler | None = None,
+        *,
+        interval: str | None = None,
+        total_steps: int,
+        steps_per_epoch: int,
+        grad_clip: float | None = None,
+    ) -> None:
+        if interval not in (None, "step", "epoch", "plateau"):
+            raise ValueError(f"bad scheduler interval {interval!r}")
+        if (scheduler is None) != (interval is None):
+            raise ValueError("scheduler and interval must be given together")
+        self.name = name
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.interval = interval
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.grad_clip = grad_clip
+        self.step_count = 0
+        self.epoch_count = 0
+        self._last_lr: float | None = None
+        self._warned_overrun = False
+
+    # ------------------------------------------------------------------ protocol
+    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+        """Zero grads, backward, clip, optimizer step and per-step scheduling.
+
+        Args:
+            loss: Scalar training loss with its autograd graph.
+            meta_loss: Closure returning a held-out loss at the current weights;
+                only used by methods with ``requires_meta_loss`` (RTHO).
+        """
+        _check_loss(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip()
+        self._last_lr = self._optimizer_step(loss)
+        self.step_count += 1
+        if self.interval == "step":
+            if self.step_count <= self.total_steps:
+                self.scheduler.step()
+            elif not self._warned_overrun:
+                self._warned_overrun = True
+                logger.warning(
+                    "%s: more than total_steps=%d steps; the per-step scheduler is frozen",
+                    self.name,
+                    self.total_steps,
+                )
+
+    def epoch_end(self, val_loss: float | None = None) -> None:
+        """Advance epoch-level schedules; call once at the end of every epoch.
+
+        Args:
+            val_loss: Validation loss of the epoch; required by ``plateau``,
+                ignored elsewhere.
+        """
+        self.epoch_count += 1
+        if self.interval == "epoch":
+            self.scheduler.step()
+        elif self.interval == "plateau":
+            if val_loss is None:
+                raise ValueError(f"schedule {self.name!r} needs epoch_end(val_loss=...)")
+            self.scheduler.step(float(val_loss))
+
+    def train(self) -> None:
+        """Switch to training mode (only Schedule-Free optimizers have one)."""
+
+    def eval(self) -> None:
+        """Switch to evaluation mode; call before evaluating the model."""
+
+    @property
+    def lr(self) -> float:
+        """Learning rate used at the last step (the current one before any step)."""
+        return self._current_lr() if self._last_lr is None else self._last_lr
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer, scheduler and counter state (tensors are not copied).
+
+        Returns:
+            A dict for :meth:`load_state_dict`; ``copy.deepcopy`` or
+            ``torch.save`` it if training continues before it is used.
+        """
+        return {
+            "name": self.name,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "counters": {
+                "step_count": self.step_count,
+                "epoch_count": self.epoch_count,
+                "last_lr": self._last_lr,
+                "warned_overrun": self._warned_overrun,
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output into a schedule built the same way.
+
+        Args:
+            state: The saved state. Model parameters are restored separately.
+        """
+        if state.get("name") != self.name:
+            raise ValueError(f"state is for schedule {state.get('name')!r}, not {self.name!r}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        if (state["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError("scheduler presence differs between state and schedule")
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        counters = state["counters"]
+        self.step_count = int(counters["step_count"])
+        self.epoch_count = int(counters["epoch_count"])
+        self._last_lr = counters["last_lr"]
+        self._warned_overrun = bool(counters["warned_overrun"])
+
+    # ------------------------------------------------------------------ hooks
+    @property
+    def params(self) -> list[Tensor]:
+        """All parameters of the optimizer, in ``param_groups`` order."""
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _clip(self) -> None:
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        lr = self._current_lr()
+        self.optimizer.step()
+        return lr
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, optimizer={type(self.optimizer).__name__}, "
+            f"scheduler={type(self.scheduler).__name__ if self.scheduler else None}, "
+            f"step={self.step_count}, lr={self.lr:g})"
+        )
+
+
+class _AdaptiveLRSchedule(Schedule):
+    """SGD-HD: the lr used is the one updated inside ``optimizer.step``."""
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        self.optimizer.step()
+        return self._current_lr()
+
+
+class _L4Schedule(Schedule):
+    """L4 reads the loss value passed to :meth:`Schedule.step`."""
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        self.optimizer.step(loss=loss.detach())
+        return self._current_lr()
+
+
+class _ProdigySchedule(Schedule):
+    """Prodigy: report the effective Adam step size ``d * lr`` (bias-corrected)."""
+
+    def _current_lr(self) -> float:
+        g = self.optimizer.param_groups[0]
+        lr = max(group["lr"] for group in self.optimizer.param_groups)
+        scale = 1.0
+        if g["use_bias_correction"]:
+            b1, b2 = g["betas"]
+            k = g["k"]
+            scale = ((1 - b2 ** (k + 1)) ** 0.5) / (1 - b1 ** (k + 1))
+        return float(g["d"] * lr * scale)
+
+
+class _ScheduleFreeSchedule(Schedule):
+    """Schedule-Free: forwards train()/eval() to the optimizer; starts in train mode."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimizer.train()
+
+    def train(self) -> None:
+        """Move parameters to the gradient point ``y`` (``optimizer.train()``)."""
+        self.optimizer.train()
+
+    def eval(self) -> None:
+        """Move parameters to the averaged iterate ``x`` (``optimizer.eval()``)."""
+        self.optimizer.eval()
+
+    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+        if not self.optimizer.param_groups[0]["train_mode"]:
+            raise RuntimeError(
+                f"{self.name}: optimizer is in eval mode; call schedule.train() "
+                "before computing the training loss"
+            )
+        super().step(loss, meta_loss=meta_loss)
+
+    def _current_lr(self) -> float:
+        g = self.optimizer.param_groups[0]
+        return float(g["scheduled_lr"] if g["k"] > 0 else g["lr"])
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        self.optimizer.step()
+        return float(self.optimizer.param_groups[0]["scheduled_lr"])
+
+
+class _RTHOSchedule(Schedule):
+    """RTHO: double backward for the tangent, validation closure for the lr."""
+
+    requires_meta_loss = True
+
+    def __init__(self, *args: Any, hyper_interval: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hyper_interval = hyper_interval
+
+    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+        _check_loss(loss)
+        opt: RTHOSGD = self.optimizer  # type: ignore[assignment]
+        due = (
+            opt.param_groups[0]["hyper_lr"] > 0.0
+            and (self.step_count + 1) % self.hyper_interval == 0
+        )
+        if due and meta_loss is None:
+            raise ValueError(
+                "rtho needs step(loss, meta_loss=...) returning a held-out loss "
+                "at the current weights"
+            )
+        opt.zero_grad(set_to_none=True)
+        hvps = opt.gradients_and_hvps(loss, clip_norm=self.grad_clip)
+        self._last_lr = self._current_lr()
+        opt.step(hvps=hvps)
+        self.step_count += 1
+        if not due:
+            return
+        if not math.isfinite(float(loss.detach())):
+            logger.warning("rtho: non-finite training loss; keeping lr=%g", self._current_lr())
+            return
+        params = self.params
+        trainable = [p for p in params if p.requires_grad]
+        with torch.enable_grad():
+            val = meta_loss()
+        if not math.isfinite(float(val.detach())):
+            hypergrad = math.nan
+        else:
+            grads = torch.autograd.grad(val, trainable, allow_unused=True)
+            by_id = {id(p): g for p, g in zip(trainable, grads, strict=True)}
+            hypergrad = opt.hypergradient([by_id.get(id(p)) for p in params])
+        opt.update_lr(hypergrad)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["counters"]["hyper_interval"] = self.hyper_interval
+        return state
+
+
+def _check_loss(loss: Any) -> None:
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise TypeError("Schedule.step expects the scalar training loss tensor with its graph")
+    if not loss.requires_grad:
+        raise ValueError("the loss has no graph (requires_grad=False); pass it before .item()")
+
+
+# ---------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class _Ctx:
+    name: str
+    params: list
+    lr: float
+    momentum: float
+    weight_decay: float
+    total_steps: int
+    steps_per_epoch: int
+    grad_clip: float | None
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def common(self) -> dict[str, Any]:
+        return dict(
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            grad_clip=self.grad_clip,
+        )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    builder: Callable[..., Schedule]
+    default_lr: float
+    options: Mapping[str, Any]
+
+
+_REGISTRY: dict[str, _Spec] = {}
+
+
+def _register(name: str, default_lr: float, **options: Any) -> Callable:
+    def deco(fn: Callable[..., Schedule]) -> Callable[..., Schedule]:
+        _REGISTRY[name] = _Spec(fn, default_lr, dict(options))
+        return fn
+
+    return deco
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`build`, in documentation order.
+
+    Example:
+        >>> "cosine" in names()
+        True
+    """
+    return list(_REGISTRY)
+
+
+def _spec(name: str) -> _Spec:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(names())}") from None
+
+
+def default_lr(name: str) -> float:
+    """Learning rate (or step-size multiplier) used when ``lr=None``.
+
+    Example:
+        >>> default_lr("adam")
+        0.001
+    """
+    return _spec(name).default_lr
+
+
+def default_options(name: str) -> dict[str, Any]:
+    """Method-specific options accepted by :func:`build` and their defaults.
+
+    Example:
+        >>> default_options("sgdr")
+        {'T_0': 10, 'T_mult': 2, 'eta_min': 0.0}
+    """
+    return dict(_spec(name).options)
+
+
+def build(
+    name: str,
+    params: Iterable[Tensor] | Iterable[dict],
+    *,
+    lr: float | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    total_steps: int,
+    steps_per_epoch: int,
+    grad_clip: float | None = None,
+    **options: Any,
+) -> Schedule:
+    """Build a baseline schedule/optimizer by name.
+
+    Args:
+        name: One of :func:`names`.
+        params: Model parameters or parameter groups.
+        lr: Base learning rate (peak lr for ``onecycle``, initial lr for
+            ``hd``/``rtho``, the fraction alpha for ``l4``, the multiplier for
+            ``prodigy``); ``None`` uses :func:`default_lr`.
+        momentum: SGD momentum; beta1 for Adam-type methods; the EMA decay of
+            L4's estimators.
+        weight_decay: L2 (coupled) or decoupled (``adamw``, ``prodigy``,
+            ``schedulefree-adamw``) weight decay, as each source defines it.
+        total_steps: Planned number of optimizer steps.
+        steps_per_epoch: Optimizer steps per epoch (converts epoch-based
+            settings to steps).
+        grad_clip: Max global gradient norm before each step, or ``None``.
+        **options: Method-specific options, see :func:`default_options`.
+
+    Returns:
+        The :class:`Schedule`.
+
+    Raises:
+        ValueError: Unknown name or an invalid value.
+        TypeError: An option the method does not accept.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 3)
+        >>> s = build("multistep", model.parameters(), total_steps=100,
+        ...           steps_per_epoch=10, milestones=(0.5,), gamma=0.1)
+        >>> s.scheduler.milestones
+        Counter({5: 1})
+    """
+    spec = _spec(name)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for schedule {name!r}; "
+            f"accepted: {', '.join(spec.options) or 'none'}"
+        )
+    lr = spec.default_lr if lr is None else lr
+    _require(_is_real(lr) and lr > 0.0, "lr", lr, "a finite number > 0")
+    _require(_is_real(momentum) and 0.0 <= momentum < 1.0, "momentum", momentum, "in [0, 1)")
+    _require(_is_real(weight_decay) and weight_decay >= 0.0, "weight_decay", weight_decay, ">= 0")
+    _require(_is_int(total_steps) and total_steps >= 1, "total_steps", total_steps, "an int >= 1")
+    _require(
+        _is_int(steps_per_epoch) and steps_per_epoch >= 1,
+        "steps_per_epoch",
+        steps_per_epoch,
+        "an int >= 1",
+    )
+    if grad_clip is not None:
+        _require(_is_real(grad_clip) and grad_clip > 0.0, "grad_clip", grad_clip, "> 0 or None")
+    params = list(params)
+    if not params:
+        raise ValueError("params is empty")
+    ctx = _Ctx(
+        name,
+        params,
+        float(lr),
+        float(momentum),
+        float(weight_decay),
+        int(total_steps),
+        int(steps_per_epoch),
+        None if grad_clip is None else float(grad_clip),
+    )
+    opts = {**spec.options, **options}
+    sched = spec.builder(ctx, **opts)
+    logger.debug("built %r with options %s", sched, opts)
+    return sched
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _require(ok: bool, name: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
+def _sgd(ctx: _Ctx, nesterov: bool) -> torch.optim.SGD:
+    _check_bool("nesterov", nesterov)
+    return torch.optim.SGD(
+        ctx.params,
+        lr=ctx.lr,
+        momentum=ctx.momentum,
+        weight_decay=ctx.weight_decay,
+        nesterov=nesterov,
+    )
+
+
+# ------------------------------------------------------------ hand-designed
+@_register("fixed", 0.1, nesterov=False)
+def _build_fixed(ctx: _Ctx, *, nesterov: bool) -> Schedule:
+    r"""Constant learning rate, momentum SGD: :math:`\eta_t = \eta_0`."""
+    return Schedule(ctx.name, _sgd(ctx, nesterov), **ctx.common())
+
+
+@_register("multistep", 0.1, milestones=(0.3, 0.6, 0.8), gamma=0.1, per_step=False, nesterov=False)
+def _build_multistep(
+    ctx: _Ctx, *, milestones: Any, gamma: float, per_step: bool, nesterov: bool
+) -> Schedule:
+    r"""Step decay :math:`\eta_t = \eta_0 \gamma^{|\{m \in M : m \le e\}|}` (torch MultiStepLR).
+
+    Milestones are fractions of training, converted to epochs
+    (``round(f * epochs)``, the scheduler stepped in :meth:`Schedule.epoch_end`)
+    or, with ``per_step=True``, to steps (``round(f * total_steps)``).
+    """
+    try:
+        fracs = [float(m) for m in milestones]
+    except TypeError:
+        raise ValueError(
+            f"milestones must be a sequence of fractions, got {milestones!r}"
+        ) from None
+    _require(
+        bool(fracs) and all(0.0 < f < 1.0 for f in fracs) and fracs == sorted(fracs),
+        "milestones",
+        milestones,
+        "a non-empty increasing sequence of fractions in (0, 1)",
+    )
+    _require(_is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
+    _check_bool("per_step", per_step)
+    horizon = ctx.total_steps if per_step else ctx.epochs
+    points = [max(1, round(f * horizon)) for f in fracs]
+    opt = _sgd(ctx, nesterov)
+    sched = lrs.MultiStepLR(opt, milestones=points, gamma=gamma)
+    return Schedule(ctx.name, opt, sched, interval="step" if per_step else "epoch", **ctx.common())
+
+
+@_register("exponential", 0.1, gamma=None, final_factor=None, nesterov=False)
+def _build_exponential(
+    ctx: _Ctx, *, gamma: float | None, final_factor: float | None, nesterov: bool
+) -> Schedule:
+    r"""Per-epoch exponential decay :math:`\eta_e = \eta_0 \gamma^e` (torch ExponentialLR).
+
+    ``gamma`` defaults to 0.95; alternatively ``final_factor`` sets
+    :math:`\gamma = \text{final\_factor}^{1/\text{epochs}}` so that the lr has
+    decayed by that total factor after training.
+    """
+    if gamma is not None and final_factor is not None:
+        raise ValueError("give either gamma or final_factor, not both")
+    if final_factor is not None:
+        _require(
+            _is_real(final_factor) and 0.0 < final_factor <= 1.0,
+            "final_factor",
+            final_factor,
+            "in (0, 1]",
+        )
+        gamma = final_factor ** (1.0 / ctx.epochs)
+    elif gamma is None:
+        gamma = 0.95
+    _require(_is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
+    opt = _sgd(ctx, nesterov)
+    sched = lrs.ExponentialLR(opt, gamma=gamma)
+    return Schedule(ctx.name, opt, sched, interval="epoch", **ctx.common())
+
+
+@_register("cosine", 0.1, eta_min=0.0, nesterov=False)
+def _build_cosine(ctx: _Ctx, *, eta_min: float, nesterov: bool) -> Schedule:
+    r"""Cosine annealing per step (Loshchilov & Hutter 2017, torch CosineAnnealingLR).
+
+    :math:`\eta_t = \eta_{\min} + \tfrac12(\eta_0-\eta_{\min})(1+\cos(\pi t/T))`
+    with ``T = total_steps``.
+    """
+    _require(_is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
+    opt = _sgd(ctx, nesterov)
+    sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=eta_min)
+    return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
+
+
+@_register("sgdr", 0.1, T_0=10, T_mult=2, eta_min=0.0)
+def _build_sgdr(ctx: _Ctx, *, T_0: int, T_mult: int, eta_min: float) -> Schedule:
+    r"""SGDR warm restarts (Loshchilov & Hutter, ICLR 2017; torch CosineAnnealingWarmRestarts).
+
+    :math:`\eta_t = \eta_{\min} + \tfrac12(\eta_0-\eta_{\min})(1+\cos(\pi T_{cur}/T_i))`,
+    :math:`T_i = T_0 T_{mult}^i`. ``T_0`` is in epochs; the scheduler is
+    stepped every batch with the period converted to steps, which equals the
+    paper's fractional-epoch :math:`T_{cur}`.
+    """
+    _require(_is_int(T_0) and T_0 >= 1, "T_0", T_0, "an int >= 1 (epochs)")
+    _require(_is_int(T_mult) and T_mult >= 1, "T_mult", T_mult, "an int >= 1")
+    _require(_is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
+    opt = _sgd(ctx, False)
+    sched = lrs.CosineAnnealingWarmRestarts(
+        opt, T_0=T_0 * ctx.steps_per_epoch, T_mult=T_mult, eta_min=eta_min
+    )
+    return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
+
+
+@_register(
+    "onecycle",
+    0.1,
+    pct_start=0.3,
+    anneal_strategy="cos",
+    div_factor=25.0,
+    final_div_factor=1e4,
+    three_phase=False,
+    cycle_momentum=True,
+    base_momentum=0.85,
+    max_momentum=0.95,
+)
+def _build_onecycle(ctx: _Ctx, **kw: Any) -> Schedule:
+    r"""1cycle policy (Smith & Topin 2019; torch OneCycleLR) over ``total_steps``.
+
+    ``lr`` is the peak; the lr rises from ``lr/div_factor`` to ``lr`` over
+    ``pct_start`` of training and anneals to ``lr/(div_factor*final_div_factor)``.
+    With ``cycle_momentum`` (torch's default) momentum cycles inversely
+    between ``max_momentum`` and ``base_momentum``, overriding ``momentum``.
+    """
+    _require(
+        _is_real(kw["pct_start"]) and 0.0 < kw["pct_start"] < 1.0,
+        "pct_start",
+        kw["pct_start"],
+        "in (0, 1)",
+    )
+    _require(
+        kw["anneal_strategy"] in ("cos", "linear"),
+        "anneal_strategy",
+        kw["anneal_strategy"],
+        "'cos' or 'linear'",
+    )
+    for key in ("div_factor", "final_div_factor"):
+        _require(_is_real(kw[key]) and kw[key] > 0.0, key, kw[key], "> 0")
+    for key in ("three_phase", "cycle_momentum"):
+        _check_bool(key, kw[key])
+    opt = _sgd(ctx, False)
+    sched = lrs.OneCycleLR(opt, max_lr=ctx.lr, total_steps=ctx.total_steps, **kw)
+    return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
+
+
+@_register("plateau", 0.1, factor=0.25, patience=0, threshold=1e-4, cooldown=0, min_lr=0.0)
+def _build_plateau(
+    ctx: _Ctx, *, factor: float, patience: int, threshold: float, cooldown: int, min_lr: float
+) -> Schedule:
+    r"""Validation-driven decay (torch ReduceLROnPlateau, mode ``min``).
+
+    :math:`\eta \leftarrow \text{factor}\cdot\eta` whenever the validation
+    loss given to :meth:`Schedule.epoch_end` has not improved (relative
+    threshold) for more than ``patience`` epochs. The defaults (factor 0.25,
+    patience 0) are the "divide the lr by 4 when validation perplexity stops
+    improving" rule used by the language-model baselines (Zaremba et al. /
+    Merity et al. style) that MLR-SNet compares with.
+    """
+    _require(_is_real(factor) and 0.0 < factor < 1.0, "factor", factor, "in (0, 1)")
+    _require(_is_int(patience) and patience >= 0, "patience", patience, "an int >= 0")
+    _require(_is_int(cooldown) and cooldown >= 0, "cooldown", cooldown, "an int >= 0")
+    _require(_is_real(threshold) and threshold >= 0.0, "threshold", threshold, ">= 0")
+    _require(_is_real(min_lr) and min_lr >= 0.0, "min_lr", min_lr, ">= 0")
+    opt = _sgd(ctx, False)
+    sched = lrs.ReduceLROnPlateau(
+        opt,
+        mode="min",
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        cooldown=cooldown,
+        min_lr=min_lr,
+    )
+    return Schedule(ctx.name, opt, sched, interval="plateau", **ctx.common())
+
+
+# ------------------------------------------------------------ adaptive optimizers
+@_register("adam", 1e-3, beta2=0.999, eps=1e-8, amsgrad=False)
+def _build_adam(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedule:
+    """Adam (Kingma & Ba, ICLR 2015), fixed lr, coupled L2 weight decay."""
+    _check_bool("amsgrad", amsgrad)
+    opt = torch.optim.Adam(
+        ctx.params,
+        lr=ctx.lr,
+        betas=(ctx.momentum, beta2),
+        eps=eps,
+        weight_decay=ctx.weight_decay,
+        amsgrad=amsgrad,
+    )
+    return Schedule(ctx.name, opt, **ctx.common())
+
+
+@_register("adamw", 1e-3, beta2=0.999, eps=1e-8, amsgrad=False)
+def _build_adamw(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedule:
+    """AdamW (Loshchilov & Hutter, ICLR 2019), fixed lr, decoupled weight decay."""
+    _check_bool("amsgrad", amsgrad)
+    opt = torch.optim.AdamW(
+        ctx.params,
+        lr=ctx.lr,
+        betas=(ctx.momentum, beta2),
+        eps=eps,
+        weight_decay=ctx.weight_decay,
+        amsgrad=amsgrad,
+    )
+    return Schedule(ctx.name, opt, **ctx.common())
+
+
+# ------------------------------------------------------------ hypergradient / loss-based
+@_register("hd", 0.1, hyper_lr=1e-3, nesterov=False)
+def _build_hd(ctx: _Ctx, *, hyper_lr: float, nesterov: bool) -> Schedule:
+    r"""SGD-HD / SGDN-HD (Baydin et al., ICLR 2018).
+
+    :math:`\alpha_t = \alpha_{t-1} + \beta g_t\cdot d_{t-1}`, see :class:`SGDHD`.
+    """
+    _require(_is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
+    _check_bool("nesterov", nesterov)
+    opt = SGDHD(
+        ctx.params,
+        lr=ctx.lr,
+        hyper_lr=hyper_lr,
+        momentum=ctx.momentum,
+        nesterov=nesterov,
+        weight_decay=ctx.weight_decay,
+    )
+    return _AdaptiveLRSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register("rtho", 0.1, hyper_lr=1e-4, hyper_interval=1)
+def _build_rtho(ctx: _Ctx, *, hyper_lr: float, hyper_interval: int) -> Schedule:
+    r"""RTHO (Franceschi et al., ICML 2017), see :class:`RTHOSGD`.
+
+    :math:`\eta \leftarrow \max(\eta - \beta\nabla E\cdot Z, 0)` every ``hyper_interval`` steps.
+    """
+    _require(_is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
+    _require(
+        _is_int(hyper_interval) and hyper_interval >= 1,
+        "hyper_interval",
+        hyper_interval,
+        "an int >= 1",
+    )
+    opt = RTHOSGD(
+        ctx.params,
+        lr=ctx.lr,
+        momentum=ctx.momentum,
+        weight_decay=ctx.weight_decay,
+        hyper_lr=hyper_lr,
+    )
+    return _RTHOSchedule(ctx.name, opt, hyper_interval=hyper_interval, **ctx.common())
+
+
+@_register(
+    "l4",
+    0.15,
+    direction="momentum",
+    gamma=0.9,
+    gamma0=0.75,
+    tau=1000.0,
+    eps=1e-12,
+    beta2=0.999,
+    adam_eps=1e-4,
+)
+def _build_l4(ctx: _Ctx, **kw: Any) -> Schedule:
+    r"""L4Mom / L4Adam (Rolinek & Martius, NeurIPS 2018); ``lr`` is the fraction :math:`\alpha`.
+
+    :math:`\eta_t = \alpha (L_t - \gamma L_{\min}) / (\hat g_t\cdot v_t + \epsilon)`.
+    """
+    opt = L4(ctx.params, alpha=ctx.lr, beta1=ctx.momentum, weight_decay=ctx.weight_decay, **kw)
+    return _L4Schedule(ctx.name, opt, **ctx.common())
+
+
+# ------------------------------------------------------------ schedule-free / parameter-free
+@_register("schedulefree-sgd", 1.0, warmup_steps=0, r=0.0, weight_lr_power=2.0)
+def _build_sf_sgd(ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: float) -> Schedule:
+    """Schedule-Free SGD (Defazio et al., NeurIPS 2024), ``schedulefree.SGDScheduleFree``."""
+    import schedulefree
+
+    _require(_is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+    opt = schedulefree.SGDScheduleFree(
+        ctx.params,
+        lr=ctx.lr,
+        momentum=ctx.momentum,
+        weight_decay=ctx.weight_decay,
+        warmup_steps=warmup_steps,
+        r=r,
+        weight_lr_power=weight_lr_power,
+    )
+    return _ScheduleFreeSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register(
+    "schedulefree-adamw", 0.0025, warmup_steps=0, beta2=0.999, eps=1e-8, r=0.0, weight_lr_power=2.0
+)
+def _build_sf_adamw(
+    ctx: _Ctx, *, warmup_steps: int, beta2: float, eps: float, r: float, weight_lr_power: float
+) -> Schedule:
+    """Schedule-Free AdamW (Defazio et al., NeurIPS 2024), ``schedulefree.AdamWScheduleFree``."""
+    import schedulefree
+
+    _require(_is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+    _require(_is_real(ctx.momentum) and ctx.momentum > 0.0, "momentum", ctx.momentum, "> 0")
+    opt = schedulefree.AdamWScheduleFree(
+        ctx.params,
+        lr=ctx.lr,
+        betas=(ctx.momentum, beta2),
+        eps=eps,
+        weight_decay=ctx.weight_decay,
+        warmup_steps=warmup_steps,
+        r=r,
+        weight_lr_power=weight_lr_power,
+    )
+    return _ScheduleFreeSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register(
+    "prodigy",
+    1.0,
+    cosine=False,
+    beta2=0.999,
+    d_coef=1.0,
+    d0=1e-6,
+    decouple=True,
+    use_bias_correction=False,
+    safeguard_warmup=False,
+    growth_rate=math.inf,
+    eps=1e-8,
+)
+def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Schedule:
+    """Prodigy (Mishchenko & Defazio, ICML 2024), ``prodigyopt.Prodigy``; optional cosine."""
+    from prodigyopt import Prodigy
+
+    _check_bool("cosine", cosine)
+    for key in ("decouple", "use_bias_correction", "safeguard_warmup"):
+        _check_bool(key, kw[key])
+    # prodigyopt prints a notice on construction; keep library output in logging.
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        opt = Prodigy(
+            ctx.params,
+            lr=ctx.lr,
+            betas=(ctx.momentum, beta2),
+            weight_decay=ctx.weight_decay,
+            **kw,
+        )
+    if out.getvalue().strip():
+        logger.debug("prodigyopt: %s", out.getvalue().strip())
+    if cosine:
+        sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps)
+        return _ProdigySchedule(ctx.name, opt, sched, interval="step", **ctx.common())
+    return _ProdigySchedule(ctx.name, opt, **ctx.common())
