@@ -20,7 +20,9 @@ from mlrsnet.functional import lookahead, lr_meta_gradient, paper_gamma, sgd_dir
     steps=st.integers(1, 3),
     seed=st.integers(0, 2**16),
 )
-def test_sgd_direction_reproduces_torch_sgd(momentum, dampening, weight_decay, nesterov, maximize, steps, seed):
+def test_sgd_direction_reproduces_torch_sgd(
+    momentum, dampening, weight_decay, nesterov, maximize, steps, seed
+):
     if nesterov and (momentum == 0 or dampening != 0):
         return
     g = torch.Generator().manual_seed(seed)

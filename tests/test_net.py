@@ -28,7 +28,11 @@ def test_gate_order_matches_hand_computation():
     torch.manual_seed(0)
     net = mlrsnet.MLRSNet(hidden_size=3, projection_size=2).double()
     cell = net.cells[0]
-    x, h, c = torch.tensor([0.7], dtype=torch.float64), torch.randn(3).double(), torch.randn(3).double()
+    x, h, c = (
+        torch.tensor([0.7], dtype=torch.float64),
+        torch.randn(3).double(),
+        torch.randn(3).double(),
+    )
     z = cell.fc_i2h(x) + cell.fc_h2h(h)
     i, f, g, o = z[:3].sigmoid(), z[3:6].sigmoid(), z[6:9].tanh(), z[9:].sigmoid()
     c_ref = f * c + i * g
@@ -44,7 +48,9 @@ def test_stacked_layers_feed_each_other_and_keep_their_own_state():
     factor, (h, c) = net(1.5)
     assert h.shape == (3, 50)
     # layer k's input is layer k-1's new hidden state
-    h0, c0 = mlrsnet_cell(torch.tensor([1.5]), torch.zeros(50), torch.zeros(50), net.cells[0].params())
+    h0, c0 = mlrsnet_cell(
+        torch.tensor([1.5]), torch.zeros(50), torch.zeros(50), net.cells[0].params()
+    )
     h1, _ = mlrsnet_cell(h0, torch.zeros(50), torch.zeros(50), net.cells[1].params())
     torch.testing.assert_close(h[0], h0)
     torch.testing.assert_close(h[1], h1)
@@ -113,7 +119,9 @@ def test_from_original_never_unpickles_code(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("kwargs", [{"hidden_size": 0}, {"num_layers": -1}, {"projection_size": 2.5}])
+@pytest.mark.parametrize(
+    "kwargs", [{"hidden_size": 0}, {"num_layers": -1}, {"projection_size": 2.5}]
+)
 def test_bad_sizes(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         mlrsnet.MLRSNet(**kwargs)

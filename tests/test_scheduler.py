@@ -225,7 +225,7 @@ def test_non_finite_losses_never_reach_the_optimizer(fast):
     clean = [v for v in values if math.isfinite(v) and abs(v) < 1e200]
     expected = reference_factors(scheduler.net, clean)
     with pytest.warns(RuntimeWarning, match="non-finite") as record:
-        k = 0
+        k, previous = 0, None
         for i, v in enumerate(values):
             scheduler.step(torch.tensor(v, dtype=torch.float64) if i % 2 else v)
             lr = optimizer.param_groups[0]["lr"]

@@ -68,7 +68,9 @@ def mlrsnet_cell(x: Tensor, h: Tensor, c: Tensor, params: CellParams) -> tuple[T
     """
     wi1, bi1, wi2, bi2, wh1, bh1, wh2, bh2 = params
     z = torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(x, wi1, bi1)), wi2, bi2)
-    z = z + torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(h, wh1, bh1)), wh2, bh2)
+    z = z + torch.nn.functional.linear(
+        torch.relu(torch.nn.functional.linear(h, wh1, bh1)), wh2, bh2
+    )
     z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
     c_new = torch.sigmoid(z_f) * c + torch.sigmoid(z_i) * torch.tanh(z_g)
     h_new = torch.sigmoid(z_o) * torch.tanh(c_new)
@@ -171,7 +173,9 @@ def sgd_direction(
     return d
 
 
-def lookahead(params: Sequence[Tensor], directions: Sequence[Tensor], lr: Tensor | float) -> list[Tensor]:
+def lookahead(
+    params: Sequence[Tensor], directions: Sequence[Tensor], lr: Tensor | float
+) -> list[Tensor]:
     """One SGD lookahead ``w' = w − lr · d`` for each parameter.
 
     Example:

@@ -115,10 +115,18 @@ class MetaTrainer:
             )
         if not callable(loss_fn):
             raise TypeError("MetaTrainer: loss_fn must be callable: loss_fn(outputs, targets)")
-        if isinstance(meta_interval, bool) or not isinstance(meta_interval, int) or meta_interval < 1:
-            raise ValueError(f"MetaTrainer: meta_interval must be a positive int, got {meta_interval!r}")
+        if (
+            isinstance(meta_interval, bool)
+            or not isinstance(meta_interval, int)
+            or meta_interval < 1
+        ):
+            raise ValueError(
+                f"MetaTrainer: meta_interval must be a positive int, got {meta_interval!r}"
+            )
         if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
-            raise ValueError(f"MetaTrainer: grad_clip must be a positive number or None, got {grad_clip!r}")
+            raise ValueError(
+                f"MetaTrainer: grad_clip must be a positive number or None, got {grad_clip!r}"
+            )
         for group in optimizer.param_groups:
             if group.get("foreach") is False and group.get("differentiable"):
                 raise ValueError("MetaTrainer: differentiable SGD is not supported")
@@ -132,7 +140,11 @@ class MetaTrainer:
         self.num_steps = 0
         self.num_meta_steps = 0
         self.num_skipped_meta_steps = 0
-        module = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+        module = (
+            model.module
+            if hasattr(model, "module") and isinstance(model.module, nn.Module)
+            else model
+        )
         self._functional_model = module
         self._names = {p: n for n, p in module.named_parameters()}
 
@@ -142,7 +154,9 @@ class MetaTrainer:
         """Whether the next :meth:`step` includes a meta update."""
         return (self.num_steps + 1) % self.meta_interval == 0
 
-    def step(self, batch: Batch, meta_batch: Batch | Callable[[], Batch] | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, meta_batch: Batch | Callable[[], Batch] | None = None
+    ) -> dict[str, Any]:
         """One training step; a meta update first when one is due.
 
         Args:
@@ -197,7 +211,9 @@ class MetaTrainer:
             ``scheduler.net.parameters()``.
         """
         factor, meta_loss, dfactor = self._meta_terms(loss, meta_batch)
-        grads = torch.autograd.grad(factor, list(self.scheduler.net.parameters()), grad_outputs=dfactor)
+        grads = torch.autograd.grad(
+            factor, list(self.scheduler.net.parameters()), grad_outputs=dfactor
+        )
         return meta_loss.detach(), dfactor, list(grads)
 
     def state_dict(self) -> dict[str, Any]:
@@ -214,7 +230,9 @@ class MetaTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore everything saved by :meth:`state_dict`."""
-        missing = sorted({"model", "optimizer", "scheduler", "meta_optimizer", "num_steps"} - state.keys())
+        missing = sorted(
+            {"model", "optimizer", "scheduler", "meta_optimizer", "num_steps"} - state.keys()
+        )
         if missing:
             raise ValueError(f"MetaTrainer.load_state_dict: missing keys {missing}")
         self.model.load_state_dict(state["model"])
@@ -250,7 +268,9 @@ class MetaTrainer:
         lookahead_params: list[Tensor] = []
         directions: list[Tensor] = []
         scales: list[Tensor | float] = []
-        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+        for group, base_lr in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, strict=True
+        ):
             group_dirs, group_params = [], []
             for p in group["params"]:
                 if p.grad is None:
@@ -289,9 +309,14 @@ class MetaTrainer:
         # ∂ℓ/∂factor = Σ_groups γ_g · ∂ℓ/∂lr_g, with ∂ℓ/∂lr_g = −⟨∇ℓ(w'), d⟩ over the group
         dfactor = None
         k = 0
-        for group_params, group_dirs, scale in zip(lookahead_params, directions, scales, strict=True):
+        for group_params, group_dirs, scale in zip(
+            lookahead_params, directions, scales, strict=True
+        ):
             n = len(group_params)
-            grads = [torch.zeros_like(w) if g is None else g for w, g in zip(group_params, meta_grads[k : k + n])]
+            grads = [
+                torch.zeros_like(w) if g is None else g
+                for w, g in zip(group_params, meta_grads[k : k + n], strict=True)
+            ]
             k += n
             if not grads:
                 continue
@@ -332,12 +357,16 @@ class MetaTrainer:
 
 def _unpack(batch: Any, what: str) -> Batch:
     if not (isinstance(batch, Sequence) and len(batch) == 2):
-        raise TypeError(f"MetaTrainer: {what} must be a pair (inputs, targets), got {type(batch).__name__}")
+        raise TypeError(
+            f"MetaTrainer: {what} must be a pair (inputs, targets), got {type(batch).__name__}"
+        )
     return batch[0], batch[1]
 
 
 def _check_scalar_loss(loss: Any, what: str = "loss") -> None:
     if not isinstance(loss, Tensor):
-        raise TypeError(f"MetaTrainer: loss_fn must return a tensor, got {type(loss).__name__} for the {what}")
+        raise TypeError(
+            f"MetaTrainer: loss_fn must return a tensor, got {type(loss).__name__} for the {what}"
+        )
     if loss.numel() != 1:
         raise ValueError(f"MetaTrainer: the {what} must be a scalar, got shape {tuple(loss.shape)}")

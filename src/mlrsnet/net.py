@@ -148,9 +148,7 @@ class MLRSNet(nn.Module):
         }
 
     @classmethod
-    def from_original(
-        cls, path_or_state: str | os.PathLike[str] | Mapping[str, Tensor]
-    ) -> MLRSNet:
+    def from_original(cls, path_or_state: str | os.PathLike[str] | Mapping[str, Tensor]) -> MLRSNet:
         """Load one of the authors' released checkpoints (``mlr_snet_{1,100,200}.pth``).
 
         The file is read with ``torch.load(weights_only=True)``, which refuses
@@ -163,7 +161,7 @@ class MLRSNet(nn.Module):
             path_or_state: A path to the ``.pth`` file, or its loaded state dict.
 
         Returns:
-            The network, in float32 (``.double()`` it for float64).
+            The network, in the checkpoint's dtype (float32 for the released files).
 
         Raises:
             ValueError: If the file is not such a checkpoint: keys missing or
@@ -184,7 +182,9 @@ class MLRSNet(nn.Module):
             try:
                 state = torch.load(source, map_location="cpu", weights_only=True)
             except Exception as err:  # noqa: BLE001 - re-raised with the file named
-                raise ValueError(f"{source}: not a loadable weights-only checkpoint ({err})") from err
+                raise ValueError(
+                    f"{source}: not a loadable weights-only checkpoint ({err})"
+                ) from err
             if not isinstance(state, Mapping):
                 raise ValueError(f"{source}: expected a state dict, got {type(state).__name__}")
         expected = {"layer1." + k for k in _ORIGINAL_KEYS} | {"layer3.weight", "layer3.bias"}
@@ -199,8 +199,10 @@ class MLRSNet(nn.Module):
         projection_size, input_size = w_i1.shape
         hidden_size = state["layer3.weight"].shape[-1]
         if input_size != 1:
-            raise ValueError(f"{source}: layer1.fc_i2h.0.weight must take 1 input, has {input_size}")
-        net = cls(hidden_size=hidden_size, projection_size=projection_size)
+            raise ValueError(
+                f"{source}: layer1.fc_i2h.0.weight must take 1 input, has {input_size}"
+            )
+        net = cls(hidden_size=hidden_size, projection_size=projection_size).to(w_i1.dtype)
         mapped = {"cells.0." + k: state["layer1." + k] for k in _ORIGINAL_KEYS}
         mapped["head.weight"] = state["layer3.weight"]
         mapped["head.bias"] = state["layer3.bias"]

@@ -181,7 +181,9 @@ class MLRSNetLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"MLRSNetLR needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"MLRSNetLR needs a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
         if not optimizer.param_groups:
             raise ValueError("MLRSNetLR: the optimizer has no param groups")
         self._boundaries, self._nets = _check_stages(net, stages, total_steps)
@@ -262,7 +264,9 @@ class MLRSNetLR(LRScheduler):
             if getattr(self, "_is_initial", False):
                 self._apply_lrs()
                 return
-            raise TypeError("MLRSNetLR.step() needs this step's training loss: scheduler.step(loss)")
+            raise TypeError(
+                "MLRSNetLR.step() needs this step's training loss: scheduler.step(loss)"
+            )
         if isinstance(loss, Tensor):
             if loss.numel() != 1:
                 raise ValueError(
@@ -370,8 +374,15 @@ class MLRSNetLR(LRScheduler):
                 f"set_scale: got {len(values)} scales for {len(self.base_lrs)} param groups"
             )
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"set_scale: each scale must be a positive finite float, got {v!r}")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v <= 0
+            ):
+                raise ValueError(
+                    f"set_scale: each scale must be a positive finite float, got {v!r}"
+                )
         new_bases: list[float | Tensor] = []
         for group, base, v in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
             if isinstance(base, Tensor):
@@ -448,7 +459,9 @@ class MLRSNetLR(LRScheduler):
         self.last_epoch = int(state_dict.get("last_epoch", self.num_steps))
         self._step_count = int(state_dict.get("step_count", self.num_steps + 1))
         self.stage_index = int(state_dict["stage_index"])
-        self.base_lrs = [b.clone() if isinstance(b, Tensor) else float(b) for b in state_dict["base_lrs"]]
+        self.base_lrs = [
+            b.clone() if isinstance(b, Tensor) else float(b) for b in state_dict["base_lrs"]
+        ]
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
         self._numpy_net = None
@@ -473,21 +486,30 @@ def _check_stages(
             raise TypeError(f"MLRSNetLR: each stage must be (fraction, MLRSNet), got {item!r}")
         fraction, stage_net = item
         if not isinstance(stage_net, MLRSNet):
-            raise TypeError(f"MLRSNetLR: stage network must be an MLRSNet, got {type(stage_net).__name__}")
+            raise TypeError(
+                f"MLRSNetLR: stage network must be an MLRSNet, got {type(stage_net).__name__}"
+            )
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
             raise TypeError(f"MLRSNetLR: stage fraction must be a number, got {fraction!r}")
         fractions.append(float(fraction))
         nets.append(stage_net)
     if fractions[0] != 0.0:
         raise ValueError(f"MLRSNetLR: the first stage must start at 0, got {fractions[0]}")
-    if any(not (a < b) for a, b in zip(fractions, fractions[1:])) or fractions[-1] >= 1:
+    if (
+        any(not (a < b) for a, b in zip(fractions, fractions[1:], strict=False))
+        or fractions[-1] >= 1
+    ):
         raise ValueError(f"MLRSNetLR: stage fractions must increase within [0, 1), got {fractions}")
     shapes = {(n.hidden_size, n.num_layers) for n in nets}
     if len(shapes) > 1:
-        raise ValueError(f"MLRSNetLR: stage networks must share hidden_size and num_layers, got {shapes}")
+        raise ValueError(
+            f"MLRSNetLR: stage networks must share hidden_size and num_layers, got {shapes}"
+        )
     if len(nets) > 1:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"MLRSNetLR: several stages need total_steps >= 1, got {total_steps!r}")
+            raise ValueError(
+                f"MLRSNetLR: several stages need total_steps >= 1, got {total_steps!r}"
+            )
     boundaries = [math.floor(f * total_steps + 1e-9) if total_steps else 0 for f in fractions]
     return boundaries, nets
 
