@@ -47,6 +47,15 @@ SGD_FAMILY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: intra-op threads only add contention on shared CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _data(seed: int = 0, n: int = 32):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
@@ -450,6 +459,15 @@ def test_rtho_needs_meta_loss():
     assert sched.requires_meta_loss
     with pytest.raises(ValueError, match="meta_loss"):
         sched.step(F.cross_entropy(model(X), Y))
+
+
+def test_rtho_meta_loss_needs_graph():
+    model = _model()
+    sched = _build("rtho", model.parameters())
+    with pytest.raises(ValueError, match="graph"):
+        sched.step(
+            F.cross_entropy(model(X), Y), meta_loss=lambda: F.cross_entropy(model(XV), YV).detach()
+        )
 
 
 def test_rtho_rejects_unequal_group_lrs():

@@ -318,6 +318,8 @@ class _RTHOSchedule(Schedule):
         trainable = [p for p in params if p.requires_grad]
         with torch.enable_grad():
             val = meta_loss()
+        if not isinstance(val, Tensor) or val.numel() != 1 or not val.requires_grad:
+            raise ValueError("meta_loss() must return a scalar loss tensor with its graph")
         if not math.isfinite(float(val.detach())):
             hypergrad = math.nan
         else:
