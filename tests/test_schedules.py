@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlrsnet import schedules
+from mlrsnet import MLRSNet, schedules
 from mlrsnet.hypergradient import L4, RTHOSGD, SGDHD, hessian_vector_product
 
 ALL = [
@@ -31,7 +31,10 @@ ALL = [
     "schedulefree-sgd",
     "schedulefree-adamw",
     "prodigy",
+    "mlrsnet",
 ]
+torch.manual_seed(0)
+_SCHEDULE_NET = MLRSNet()
 SGD_FAMILY = [
     "fixed",
     "multistep",
@@ -91,6 +94,8 @@ def _run(model, sched, steps, *, start=0, spe=None, batches=None):
 
 
 def _build(name, params, **kw):
+    if name == "mlrsnet":
+        kw.setdefault("network", copy.deepcopy(_SCHEDULE_NET))
     kw.setdefault("total_steps", 20)
     kw.setdefault("steps_per_epoch", 5)
     return schedules.build(name, params, **kw)

@@ -8,10 +8,21 @@ Example:
 """
 
 from mlrsnet.functional import paper_gamma
+from mlrsnet.hub import load_schedule, pretrained, pretrained_names, save_schedule
 from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
 from mlrsnet.scheduler import MLRSNetLR
 
 __version__ = "0.1.0"
 
-__all__ = ["MLRSNet", "MLRSNetLR", "MetaTrainer", "paper_gamma", "__version__"]
+__all__ = [
+    "MLRSNet",
+    "MLRSNetLR",
+    "MetaTrainer",
+    "load_schedule",
+    "paper_gamma",
+    "pretrained",
+    "pretrained_names",
+    "save_schedule",
+    "__version__",
+]

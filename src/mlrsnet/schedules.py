@@ -874,3 +874,55 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
         sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps)
         return _ProdigySchedule(ctx.name, opt, sched, interval="step", **ctx.common())
     return _ProdigySchedule(ctx.name, opt, **ctx.common())
+
+
+# ------------------------------------------------------------------- MLR-SNet
+class _MLRSNetSchedule(Schedule):
+    """MLR-SNet transfer: SGD whose per-step lr is ``γ · A(loss)`` (``MLRSNetLR``)."""
+
+    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+        _check_loss(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip()
+        self.scheduler.step(loss.detach())
+        self._last_lr = self._current_lr()
+        self.optimizer.step()
+        self.step_count += 1
+
+    def epoch_end(self, val_loss: float | None = None) -> None:
+        self.epoch_count += 1
+
+
+@_register("mlrsnet", 0.1, network=None, on_stage_start=None, nesterov=False)
+def _build_mlrsnet(ctx: _Ctx, *, network: Any, on_stage_start: Any, nesterov: bool) -> Schedule:
+    r"""MLR-SNet (Shu et al., TPAMI 2022): :math:`\eta_t = \gamma \, A(f_t; \theta)`.
+
+    ``network`` is a shipped name or path (see :func:`mlrsnet.hub.resolve`), a
+    :class:`~mlrsnet.hub.ScheduleBundle` (its snapshots become stages), or an
+    :class:`~mlrsnet.MLRSNet`. ``lr`` is the scale ``γ`` — use
+    :func:`mlrsnet.paper_gamma` for zero tuning; ``on_stage_start`` may return a
+    new ``γ`` when a snapshot takes over (see :class:`~mlrsnet.MLRSNetLR`).
+    """
+    from mlrsnet.hub import ScheduleBundle, resolve
+    from mlrsnet.net import MLRSNet
+    from mlrsnet.scheduler import MLRSNetLR
+
+    if network is None:
+        raise ValueError("mlrsnet needs network=<shipped name, path, ScheduleBundle or MLRSNet>")
+    bundle = resolve(network) if isinstance(network, str) else network
+    optimizer = _sgd(ctx, nesterov)
+    if isinstance(bundle, MLRSNet):
+        scheduler = MLRSNetLR(optimizer, bundle)
+    elif isinstance(bundle, ScheduleBundle):
+        scheduler = MLRSNetLR(
+            optimizer,
+            stages=bundle.stages(),
+            total_steps=ctx.total_steps,
+            on_stage_start=on_stage_start,
+        )
+    else:
+        raise TypeError(
+            f"mlrsnet: network must be a name, path, ScheduleBundle or MLRSNet, got {bundle!r}"
+        )
+    return _MLRSNetSchedule(ctx.name, optimizer, scheduler, interval="step", **ctx.common())
