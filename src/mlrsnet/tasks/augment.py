@@ -145,7 +145,8 @@ def normalize(
         Float tensor on the device of ``x``.
 
     Example:
-        >>> normalize(torch.full((1, 1, 1, 1), 255, dtype=torch.uint8), [0.5], [0.5]).item()
+        >>> x = torch.full((1, 1, 1, 1), 255, dtype=torch.uint8)
+        >>> round(normalize(x, [0.5], [0.5]).item(), 6)
         1.0
     """
     _check_batch(x)

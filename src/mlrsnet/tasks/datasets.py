@@ -160,9 +160,9 @@ class TextCorpus:
 
         Example:
             >>> corpus = TextCorpus("toy", torch.tensor([0, 1]), torch.tensor([0]),
-            ...                     torch.tensor([1]), ("a", "b"))
+            ...                     torch.tensor([1]), ("to", "be"))
             >>> corpus.decode([1, 0])
-            'b a'
+            'be to'
         """
         if sep is None:
             sep = "" if all(len(tok) == 1 for tok in self.vocab) else " "
