@@ -58,6 +58,15 @@ class _UniformLM(nn.Module):
         return logits, steps + 1
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors on a shared 2-core machine: one intra-op thread is faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits() -> ImageTask:
     return tasks.get("digits-mlp", seed=0)

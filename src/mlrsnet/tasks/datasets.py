@@ -28,6 +28,7 @@ are shared and must not be modified in place.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import pickle
@@ -659,8 +660,6 @@ def read_cifar_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     raw = _read_bytes(path)
-    import io
-
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(raw), path).load()
     except UnsafePickleError:

@@ -1029,7 +1029,7 @@ for _spec in (
         {"embed_size": 256, "hidden_size": 256, "num_layers": 2, "dropout": 0.2},
         epochs=20,
         batch_size=32,
-        lr=2.0,
+        lr=20.0,
         momentum=0.0,
         weight_decay=0.0,
         grad_clip=0.25,
