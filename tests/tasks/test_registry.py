@@ -83,6 +83,9 @@ def test_names_and_unknown_name() -> None:
 
 def test_missing_data_raises_with_howto(tmp_path: Path) -> None:
     assert not tasks.available("cifar10-resnet18", data_dir=tmp_path)
+    assert tasks.available(data_dir=tmp_path) == ["digits-cnn", "digits-mlp"]
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.available("nope")
     with pytest.raises(FileNotFoundError, match="download=True"):
         tasks.get("cifar10-resnet18", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
@@ -175,6 +178,24 @@ def test_meta_loader_is_endless_deterministic_and_resumable(digits: ImageTask) -
     meta_set = set(digits.meta_labels.tolist())
     assert set(torch.cat([y for _, y in batches]).tolist()) <= meta_set
     assert next(digits.meta_loader(1_000))[0].shape[0] == 200  # clipped to the meta-set size
+
+
+def test_no_meta_set() -> None:
+    task = tasks.get("digits-mlp", num_meta=0)
+    assert (task.num_train, task.num_meta) == (1_297, 0)
+    with pytest.raises(ValueError, match="no meta set"):
+        task.meta_loader(10)
+
+
+@pytest.mark.skipif(not HAVE_MODELS, reason="mlrsnet.tasks.models is not available yet")
+def test_build_model_seed_is_reproducible_and_leaves_the_global_rng(digits: ImageTask) -> None:
+    state = torch.random.get_rng_state()
+    a, b = digits.build_model(seed=3), digits.build_model(seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    c = digits.build_model(seed=4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    assert next(digits.build_model(device="meta").parameters()).device.type == "meta"
 
 
 def test_evaluate_restores_modes_and_uses_no_grad(digits: ImageTask) -> None:

@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import torch
 import torch.nn.functional as F
@@ -494,6 +494,8 @@ class ImageTask(Task):
             >>> next(meta)[0].shape
             torch.Size([50, 1, 8, 8])
         """
+        if self.num_meta == 0:
+            raise ValueError(f"task {self.name} has no meta set (it was built with num_meta=0)")
         batch_size = min(batch_size or self.batch_size, self.num_meta)
         images = self._on("images", self.data.train_images, device)
         indices = self._on("meta_indices", self.meta_indices, device)
@@ -793,13 +795,36 @@ def spec(name: str) -> TaskSpec:
     return _REGISTRY[name]
 
 
-def available(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> bool:
+@overload
+def available(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> bool: ...
+
+
+@overload
+def available(
+    name: None = None, *, data_dir: str | os.PathLike[str] | None = None
+) -> list[str]: ...
+
+
+def available(
+    name: str | None = None, *, data_dir: str | os.PathLike[str] | None = None
+) -> bool | list[str]:
     """Whether the data of task ``name`` is present (no download needed).
+
+    Args:
+        name: A registry name; ``None`` lists every task whose data is present instead.
+        data_dir: Data root, as for :func:`get`.
+
+    Returns:
+        ``bool`` for one name; the sorted list of available task names for ``name=None``.
 
     Example:
         >>> available("digits-mlp")
         True
+        >>> "digits-cnn" in available()
+        True
     """
+    if name is None:
+        return [n for n in names() if is_available(_REGISTRY[n].dataset, data_dir)]
     return is_available(spec(name).dataset, data_dir)
 
 
