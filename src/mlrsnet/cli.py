@@ -1,0 +1,489 @@
+"""The ``mlrsnet`` command: train, meta-train, compare, demo.
+
+Every subcommand has ``--help``. Settings can come from a TOML file
+(``--config FILE``; keys are the long option names, with ``-`` or ``_``), and
+flags given on the command line override it. Bad arguments end in a one-line
+error and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("mlrsnet")
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for: reported in one line."""
+
+
+# -- argument types -----------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _epoch_list(text: Any) -> list[int]:
+    if isinstance(text, list):
+        items = text
+    else:
+        items = [t for t in str(text).replace(" ", "").split(",") if t]
+    try:
+        values = [int(t) for t in items]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated epochs like 1,50,100, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive epochs, got {text!r}")
+    return values
+
+
+def _option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"bad option name {key!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+# -- the parser ---------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML file with settings (flags override it)")
+    p.add_argument("--task", help="task name (see `mlrsnet tasks`)")
+    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the task's)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: the task's)")
+    p.add_argument(
+        "--lr",
+        type=_finite_float,
+        help="learning rate; for MLR-SNet the scale gamma (default: paper rule)",
+    )
+    p.add_argument("--momentum", type=_finite_float, help="SGD momentum")
+    p.add_argument("--weight-decay", type=_finite_float, help="weight decay")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--out", help="run directory (required); an existing run there is resumed")
+    p.add_argument("--data-dir", help="data root (default: $MLRSNET_DATA or the standard places)")
+    p.add_argument(
+        "--train-fraction",
+        type=_finite_float,
+        default=1.0,
+        help="keep this fraction of the training set",
+    )
+    p.add_argument(
+        "--noise", choices=["uniform", "pairflip"], help="label noise on the training split"
+    )
+    p.add_argument("--noise-rate", type=_finite_float, default=0.0, help="label noise rate")
+    p.add_argument("--num-meta", type=_positive_int, help="meta-set size (default: the task's)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=_non_negative_int,
+        default=0,
+        help="also checkpoint every N steps",
+    )
+    p.add_argument("--label", help="display name in reports")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument(
+        "--tensorboard", action="store_true", help="log to DIR/tensorboard (needs tensorboard)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mlrsnet``."""
+    parser = argparse.ArgumentParser(
+        prog="mlrsnet",
+        description="MLR-SNet: meta-learned, transferable learning-rate schedules.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a task with one schedule",
+        description="Train a task with one schedule.",
+    )
+    _common(train)
+    train.add_argument(
+        "--schedule", help="a baseline name or mlrsnet:NAME_OR_PATH (see `mlrsnet schedules`)"
+    )
+    train.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="schedule option (repeatable)",
+    )
+
+    meta = sub.add_parser(
+        "meta-train",
+        help="meta-train a schedule network on a task",
+        description="Meta-train a schedule network on a task with its held-out meta split.",
+    )
+    _common(meta)
+    meta.add_argument(
+        "--meta-interval",
+        type=_positive_int,
+        help="steps between meta updates (default: the paper's ratio)",
+    )
+    meta.add_argument(
+        "--meta-lr", type=_finite_float, default=1e-3, help="Adam lr of the network (default 1e-3)"
+    )
+    meta.add_argument(
+        "--meta-weight-decay",
+        type=_finite_float,
+        default=1e-4,
+        help="its weight decay (default 1e-4)",
+    )
+    meta.add_argument(
+        "--save-epochs", type=_epoch_list, help="epochs to save snapshots at, e.g. 1,100,200"
+    )
+
+    compare = sub.add_parser(
+        "compare",
+        help="tables and plots from run directories",
+        description="Compare runs: a markdown/CSV table (mean ± std over seeds) and PNG plots.",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="DIR", help="run directories or folders of them"
+    )
+    compare.add_argument("--out", help="where to write the report (default: ./comparison)")
+    compare.add_argument("--title", default="Comparison", help="report title")
+
+    demo = sub.add_parser(
+        "demo",
+        help="meta-train, transfer and compare on scikit-learn's digits",
+        description=(
+            "The main job on the embedded data: meta-train a schedule network on digits (MLP), "
+            "transfer it to a digits CNN, run baselines, and write a report with plots."
+        ),
+    )
+    demo.add_argument(
+        "--out", default="mlrsnet-demo", help="output directory (default ./mlrsnet-demo)"
+    )
+    demo.add_argument("--quick", action="store_true", help="a smaller demo (for CI)")
+    demo.add_argument("--seeds", type=_positive_int, help="seeds per method")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+
+    sub.add_parser(
+        "tasks",
+        help="list the tasks",
+        description="List the tasks and whether their data is present.",
+    )
+    sub.add_parser(
+        "schedules",
+        help="list the schedules",
+        description="List baseline schedules and shipped networks.",
+    )
+    return parser
+
+
+def _version() -> str:
+    from mlrsnet import __version__
+
+    return __version__
+
+
+def _apply_config_file(
+    parser: argparse.ArgumentParser, sub: argparse.ArgumentParser, argv: Sequence[str]
+) -> None:
+    """Load ``--config FILE`` into ``sub``'s defaults so that flags override it."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return
+    path = Path(known.config)
+    if not path.is_file():
+        raise CommandError(f"config file not found: {path}")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise CommandError(f"{path}: not valid TOML ({err})") from None
+    dests = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest not in dests:
+            raise CommandError(
+                f"{path}: unknown setting {key!r}; known: {', '.join(sorted(dests))}"
+            )
+        action = dests[dest]
+        if dest == "option":
+            if not isinstance(value, dict):
+                raise CommandError(f"{path}: 'option' must be a table of schedule options")
+            value = list(value.items())
+        elif action.type is not None and not isinstance(value, bool):
+            try:
+                value = action.type(value if isinstance(value, list) else str(value))
+            except argparse.ArgumentTypeError as err:
+                raise CommandError(f"{path}: {key}: {err}") from None
+        elif isinstance(action, argparse._StoreTrueAction) and not isinstance(value, bool):
+            raise CommandError(f"{path}: {key} must be true or false")
+        if action.choices is not None and value not in action.choices:
+            raise CommandError(
+                f"{path}: {key} must be one of {', '.join(map(str, action.choices))}"
+            )
+        values[dest] = value
+    sub.set_defaults(**values)
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def _run_config(args: argparse.Namespace, kind: str):
+    from mlrsnet.experiment import RunConfig
+
+    if not args.task:
+        raise CommandError("--task is required (see `mlrsnet tasks`)")
+    if not args.out:
+        raise CommandError("--out is required: the run directory")
+    fields: dict[str, Any] = dict(
+        task=args.task,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+        train_fraction=args.train_fraction,
+        noise=args.noise,
+        noise_rate=args.noise_rate,
+        num_meta=args.num_meta,
+        checkpoint_every=args.checkpoint_every,
+        label=args.label,
+        command=shlex.join(["mlrsnet", *args.argv]),
+    )
+    if kind == "train":
+        if not args.schedule:
+            raise CommandError("--schedule is required (see `mlrsnet schedules`)")
+        fields["schedule"] = args.schedule
+        fields["options"] = dict(args.option or [])
+    else:
+        fields.update(
+            meta_interval=args.meta_interval,
+            meta_lr=args.meta_lr,
+            meta_weight_decay=args.meta_weight_decay,
+            save_epochs=args.save_epochs,
+        )
+    return RunConfig(**fields)
+
+
+class _Progress:
+    """A tqdm bar over steps, epoch lines, and optional TensorBoard scalars."""
+
+    def __init__(
+        self, quiet: bool, out: str | None = None, tensorboard: bool = False, desc: str = ""
+    ) -> None:
+        self.quiet, self.bar, self.desc = quiet, None, desc
+        self.writer = None
+        if tensorboard and out:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise CommandError(
+                    "--tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self.writer = SummaryWriter(str(Path(out) / "tensorboard"))
+
+    def step(self, info: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", info["loss"], info["step"])
+            self.writer.add_scalar("train/lr", info["lr"], info["step"])
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info["total_steps"], initial=info["step"] - 1, desc=self.desc, unit="step",
+                            dynamic_ncols=True, leave=False)  # fmt: skip
+        self.bar.update(1)
+        if info["step"] % 10 == 0 or info["step"] == info["total_steps"]:
+            self.bar.set_postfix(
+                epoch=info["epoch"],
+                loss=f"{info['loss']:.4f}",
+                lr=f"{info['lr']:.4g}",
+                refresh=False,
+            )
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        if self.writer is not None:
+            for key in ("train_loss", "test_loss", "test_metric"):
+                self.writer.add_scalar(f"epoch/{key}", record[key], record["epoch"])
+        if self.quiet:
+            return
+        line = (
+            f"{self.desc} epoch {record['epoch']:3d}  step {record['step']:6d}  train loss {record['train_loss']:.4f}  "
+            f"test loss {record['test_loss']:.4f}  test metric {record['test_metric']:.2f}  lr {record['lr']:.4g}"
+        )
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _cmd_run(args: argparse.Namespace, kind: str) -> int:
+    from mlrsnet.experiment import run
+
+    config = _run_config(args, kind)
+    progress = _Progress(args.quiet, config.out, args.tensorboard, desc=f"{config.task}")
+    try:
+        summary = run(config, kind=kind, on_step=progress.step, on_epoch=progress.epoch)
+    finally:
+        progress.close()
+    if not args.quiet:
+        metric = summary.get("final_test_metric")
+        unit = "%" if summary["metric"] == "accuracy" else " perplexity"
+        shown = "n/a" if metric is None else f"{metric:.2f}{unit}"
+        print(f"done: final test {summary['metric']} {shown} (best {summary['best_test_metric']:.2f}); "
+              f"results in {config.out}")  # fmt: skip
+        if kind == "meta-train" and summary.get("schedule_file"):
+            print(f"schedule network: {Path(config.out) / 'schedule.safetensors'} "
+                  f"(use --schedule mlrsnet:{Path(config.out) / 'schedule.safetensors'})")  # fmt: skip
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mlrsnet import report
+
+    runs = report.find_runs([Path(p) for p in args.runs])
+    if not runs:
+        raise CommandError(f"no runs (summary.json) found under {', '.join(args.runs)}")
+    out = Path(args.out or "comparison")
+    rows = report.summarize(runs)
+    md, csv = report.write_table(rows, out)
+    report.plot_runs(runs, out)
+    path = report.write_report(runs, out, title=args.title)
+    print(f"{len(runs)} runs compared: {path} (table {md}, {csv})")
+    return 0
+
+
+def _cmd_tasks() -> int:
+    from mlrsnet import tasks
+
+    available = set(tasks.available())
+    for name in tasks.names():
+        spec = tasks.spec(name)
+        mark = "yes" if name in available else "no (data missing)"
+        print(f"{name:24s} {getattr(spec, 'description', '')}  [data: {mark}]")
+    return 0
+
+
+def _cmd_schedules() -> int:
+    from mlrsnet import hub, schedules
+
+    print("baselines:", ", ".join(n for n in schedules.names() if n != "mlrsnet"))
+    shipped = hub.pretrained_names()
+    print(
+        "schedule networks (--schedule mlrsnet:NAME):",
+        ", ".join(shipped) if shipped else "none shipped",
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlrsnet`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if argv and argv[0] in subparsers.choices:
+            _apply_config_file(parser, subparsers.choices[argv[0]], argv[1:])
+        args = parser.parse_args(argv)
+        args.argv = argv
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if args.command is None:
+            parser.print_help()
+            return 2
+        start = time.perf_counter()
+        if args.command in ("train", "meta-train"):
+            return _cmd_run(args, args.command)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "demo":
+            from mlrsnet.demo import run_demo
+
+            say = None if args.quiet else (lambda line: print(line, flush=True))
+            path = run_demo(
+                Path(args.out), quick=args.quick, seeds=args.seeds, device=args.device, progress=say
+            )
+            print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {path}")
+            return 0
+        if args.command == "tasks":
+            return _cmd_tasks()
+        if args.command == "schedules":
+            return _cmd_schedules()
+        raise CommandError(f"unknown command {args.command!r}")
+    except (CommandError, ValueError, TypeError, FileNotFoundError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"mlrsnet: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlrsnet: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Runs: files, determinism, and exact resume after a stop at any step."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlrsnet import hub
+from mlrsnet.experiment import RunConfig, run
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def read_records(out):
+    records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        r.pop("wall_seconds")
+    return records
+
+
+def config(tmp_path, name, **kw):
+    kw.setdefault("task", "digits-mlp")
+    kw.setdefault("epochs", 2)
+    kw.setdefault("batch_size", 128)
+    return RunConfig(out=str(tmp_path / name), **kw)
+
+
+def assert_same_run(a, b):
+    assert (Path(a) / "lr.csv").read_text() == (Path(b) / "lr.csv").read_text()
+    assert read_records(a) == read_records(b)
+    sa, sb = (json.loads((Path(d) / "summary.json").read_text()) for d in (a, b))
+    for key in ("final_test_metric", "best_test_metric", "final_test_loss", "completed"):
+        assert sa[key] == sb[key], key
+
+
+def test_run_writes_its_files(tmp_path):
+    cfg = config(tmp_path, "cosine", schedule="cosine", command="mlrsnet train ...")
+    summary = run(cfg)
+    out = Path(cfg.out)
+    records = read_records(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert (
+        records[-1]["step"]
+        == summary["steps"]
+        == len((out / "lr.csv").read_text().splitlines()) - 1
+    )
+    assert (
+        summary["completed"] and summary["task"] == "digits-mlp" and summary["schedule"] == "cosine"
+    )
+    assert 0 <= summary["final_test_metric"] <= 100
+    assert summary["versions"]["torch"] == torch.__version__
+    assert summary["command"] == "mlrsnet train ..."
+    torch.load(out / "checkpoint.pt", weights_only=True)  # tensors and plain data only
+    # a completed run is not run again
+    assert run(cfg)["wall_seconds"] == summary["wall_seconds"]
+
+
+@pytest.mark.parametrize(
+    "schedule,options",
+    [
+        ("cosine", {}),
+        ("plateau", {}),
+        ("rtho", {}),
+        ("schedulefree-sgd", {}),
+        ("prodigy", {}),
+        ("hd", {}),
+    ],
+)
+def test_stopped_and_resumed_equals_uninterrupted(tmp_path, schedule, options):
+    full = config(tmp_path, "full", schedule=schedule, options=options)
+    run(full)
+    part = config(tmp_path, "part", schedule=schedule, options=options)
+    for stop in (3, 5, 4):  # mid-epoch, across the epoch boundary, to the end
+        summary = run(part, stop_after_steps=stop)
+    while not summary["completed"]:
+        summary = run(part, stop_after_steps=7)
+    assert_same_run(full.out, part.out)
+
+
+def test_meta_training_resumes_exactly_and_saves_snapshots(tmp_path):
+    kw = dict(epochs=3, meta_interval=2, save_epochs=[1, 2, 3])
+    full = config(tmp_path, "full", **kw)
+    run(full, kind="meta-train")
+    part = config(tmp_path, "part", **kw)
+    summary = run(part, kind="meta-train", stop_after_steps=5)
+    while not summary["completed"]:
+        summary = run(part, kind="meta-train", stop_after_steps=6)
+    assert_same_run(full.out, part.out)
+    a = hub.load_schedule(Path(full.out) / "schedule.safetensors")
+    b = hub.load_schedule(Path(part.out) / "schedule.safetensors")
+    assert a.snapshots == b.snapshots == ["epoch_1", "epoch_2", "epoch_3"]
+    assert a.fractions == pytest.approx([0, 1 / 3, 2 / 3])
+    for na, nb in zip(a.nets, b.nets, strict=True):
+        for pa, pb in zip(na.parameters(), nb.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    assert not torch.equal(a.nets[0].head.weight, a.nets[2].head.weight)  # it learned something
+    assert a.manifest["task"] == "digits-mlp" and a.manifest["seed"] == 0
+    assert summary["num_meta_steps"] > 0
+
+
+def test_transfer_with_a_saved_schedule_resumes_exactly(tmp_path):
+    meta = config(tmp_path, "meta", epochs=3, meta_interval=3, save_epochs=[1, 2, 3])
+    run(meta, kind="meta-train")
+    schedule = f"mlrsnet:{Path(meta.out) / 'schedule.safetensors'}"
+    full = config(tmp_path, "full", task="digits-cnn", schedule=schedule, epochs=3)
+    summary = run(full)
+    assert summary["gamma"] > 0
+    part = config(tmp_path, "part", task="digits-cnn", schedule=schedule, epochs=3)
+    summary = run(part, stop_after_steps=4)
+    while not summary["completed"]:
+        summary = run(part, stop_after_steps=5)
+    assert_same_run(full.out, part.out)
+
+
+@pytest.mark.skipif(
+    not (SHARED / "data" / "tinyshakespeare").is_dir(), reason="shared data not found"
+)
+def test_language_model_resume_carries_the_hidden_state(tmp_path):
+    kw = dict(
+        task="shakespeare-lstm",
+        schedule="fixed",
+        epochs=1,
+        batch_size=16,
+        data_dir=str(SHARED / "data"),
+    )
+    full = config(tmp_path, "full", **kw)
+    run(full, stop_after_steps=8)
+    part = config(tmp_path, "part", **kw)
+    run(part, stop_after_steps=3)
+    run(part, stop_after_steps=5)
+    assert (Path(full.out) / "lr.csv").read_text() == (Path(part.out) / "lr.csv").read_text()
+
+
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
+    run(config(tmp_path, "a", schedule="fixed"), stop_after_steps=2)
+    with pytest.raises(ValueError, match="other settings.*schedule"):
+        run(config(tmp_path, "a", schedule="cosine"))
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("epochs", 0, "epochs"),
+        ("batch_size", -1, "batch_size"),
+        ("lr", float("nan"), "lr"),
+        ("momentum", 1.5, "momentum"),
+        ("train_fraction", 0.0, "train_fraction"),
+        ("noise", "gaussian", "noise"),
+        ("schedule", "nope", "unknown schedule"),
+        ("schedule", "mlrsnet", "needs a network"),
+        ("task", "imagenet", "unknown task"),
+        ("device", "tpu", "device"),
+        ("save_epochs", [3, 1], "save_epochs"),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path, field, value, match):
+    cfg = config(tmp_path, "x", **{field: value})
+    with pytest.raises(ValueError, match=match):
+        run(cfg, kind="meta-train" if field == "save_epochs" else "train")
