@@ -162,3 +162,19 @@ def test_lists(capsys):
     assert "digits-mlp" in capsys.readouterr().out
     assert main(["schedules"]) == 0
     assert "cosine" in capsys.readouterr().out
+
+
+def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    report = tmp_path / "demo" / "report" / "report.md"
+    assert f"report: {report}" in out
+    text = report.read_text()
+    for run_dir in sorted((tmp_path / "demo" / "runs").iterdir()):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["completed"]
+        if summary["kind"] == "train":
+            assert summary["label"] in text
+            assert f"{summary['final_test_metric']:.2f}" in text
+    assert (tmp_path / "demo" / "runs" / "meta-train" / "schedule.safetensors").is_file()
+    assert len(list((tmp_path / "demo" / "report").glob("*.png"))) == 3

@@ -394,6 +394,8 @@ def run(
         "save_epochs": config.save_epochs,
     }
 
+    for leftover in out.glob("*.tmp"):  # a write killed half-way; the file it replaces is intact
+        leftover.unlink()
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if checkpoint_path.is_file():
