@@ -295,3 +295,40 @@ def test_bad_input_is_named():
         trainer.step((torch.randn(4, 6), torch.randint(0, 3, (4,))))
     with pytest.raises(TypeError, match="pair"):
         trainer.step(torch.randn(4, 6))
+
+
+def test_injected_non_finite_losses_and_gradients_never_reach_the_weights():
+    torch.manual_seed(0)
+    rng = torch.Generator().manual_seed(11)
+    steps = 60
+    bad_loss = set(torch.randperm(steps, generator=rng)[:8].tolist())
+    bad_grad = set(torch.randperm(steps, generator=rng)[:8].tolist()) - bad_loss
+    bad_meta = set(range(1, steps, 2)) & set(torch.randperm(steps, generator=rng)[:20].tolist())
+    bad_meta -= bad_loss | bad_grad
+    current = {"step": 0}
+
+    def loss_fn(outputs, targets):
+        loss = nn.functional.cross_entropy(outputs, targets)
+        if current["step"] in bad_loss:
+            return loss * float(["nan", "inf", "-inf"][current["step"] % 3])
+        return loss
+
+    trainer = build(TwoLayer(), loss_fn=loss_fn, meta_interval=2)
+    model = trainer.model
+    model.fc2.weight.register_hook(lambda g: g * float("nan") if current["step"] in bad_grad else g)
+    x, y = torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
+    skipped_meta = 0
+    for step in range(steps):
+        current["step"] = step
+        meta_x = torch.full_like(x, float("nan")) if step in bad_meta else x
+        stats = trainer.step((x, y), meta_batch=(meta_x, y))
+        assert torch.isfinite(torch.tensor(stats["lr"]))
+        assert stats.get("skipped", False) == (step in bad_loss or step in bad_grad)
+        skipped_meta += bool(stats.get("meta_skipped"))
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        assert all(torch.isfinite(p).all() for p in trainer.scheduler.net.parameters())
+    assert trainer.num_skipped_steps == len(bad_loss) + len(bad_grad)
+    assert trainer.num_skipped_meta_steps == skipped_meta == len(bad_meta)
+    assert trainer.num_meta_steps + trainer.num_skipped_meta_steps == sum(
+        1 for s in range(1, steps, 2) if s not in bad_loss | bad_grad
+    )

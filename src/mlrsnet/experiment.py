@@ -399,7 +399,13 @@ def run(
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if checkpoint_path.is_file():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - named and re-raised
+            raise ValueError(
+                f"{checkpoint_path}: not a loadable run checkpoint (read with weights_only=True; "
+                f"{type(err).__name__}); remove it to start the run afresh"
+            ) from err
         if checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"{checkpoint_path}: checkpoint format {checkpoint.get('format')!r}, expected {CHECKPOINT_FORMAT}"
@@ -480,7 +486,7 @@ def run(
     epoch, batch_index, global_step = 0, 0, 0
     meta_served, hidden = 0, None
     loss_sum, loss_count, meta_loss_sum, meta_count = 0.0, 0, 0.0, 0
-    elapsed, best_metric = 0.0, None
+    elapsed, best_metric, nonfinite_steps = 0.0, None, 0
     lr_log_offset = metrics_offset = None
     if checkpoint is not None:
         if trainer is not None:
@@ -505,6 +511,7 @@ def run(
         loss_sum, loss_count = checkpoint["loss_sum"], checkpoint["loss_count"]
         meta_loss_sum, meta_count = checkpoint["meta_loss_sum"], checkpoint["meta_count"]
         elapsed, best_metric = checkpoint["elapsed"], checkpoint["best_metric"]
+        nonfinite_steps = checkpoint.get("nonfinite_steps", 0)
         lr_log_offset, metrics_offset = checkpoint["lr_log_offset"], checkpoint["metrics_offset"]
         torch.set_rng_state(checkpoint["rng_cpu"])
         if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
@@ -544,6 +551,7 @@ def run(
             "meta_count": meta_count,
             "elapsed": elapsed + (time.perf_counter() - started),
             "best_metric": best_metric,
+            "nonfinite_steps": nonfinite_steps,
             "gamma": gamma,
             "lr_log_offset": lr_log.commit(),
             "metrics_offset": metrics_log.commit(),
@@ -595,6 +603,7 @@ def run(
             "final_test_loss": last.get("test_loss"),
             "best_test_metric": best_metric,
             "wall_seconds": elapsed + (time.perf_counter() - started),
+            "nonfinite_steps_skipped": nonfinite_steps,
             "completed": completed,
         }
         if kind == "meta-train":
@@ -639,6 +648,7 @@ def run(
                 )
                 loss_value = float(stats["loss"])
                 lr_value = float(stats["lr"])
+                nonfinite_steps += bool(stats.get("skipped"))
                 if "meta_loss" in stats:
                     meta_loss_sum += float(stats["meta_loss"])
                     meta_count += 1
