@@ -27,7 +27,7 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
 from mlrsnet.functional import lr_meta_gradient, mlrsnet_forward, sgd_direction
-from mlrsnet.scheduler import MLRSNetLR, _in_distributed_run
+from mlrsnet.scheduler import MLRSNetLR, _in_distributed_run, _mean_over_ranks
 
 __all__ = ["MetaTrainer"]
 
@@ -288,9 +288,16 @@ class MetaTrainer:
         net = self.scheduler.net
         weight = net.head.weight
         h, c = self.scheduler.state
+        loss = loss.detach().to(weight.device, weight.dtype).reshape(())
+        if self.scheduler.distributed or (
+            self.scheduler.distributed is None and _in_distributed_run()
+        ):
+            loss = _mean_over_ranks(
+                loss, weight.device, weight.dtype
+            )  # the loss the scheduler reads
         with torch.enable_grad():
             factor, _ = mlrsnet_forward(
-                loss.detach().to(weight.device, weight.dtype).reshape(()),
+                loss,
                 (h.to(weight.device, weight.dtype), c.to(weight.device, weight.dtype)),
                 net.cell_params(),
                 net.head.weight,
