@@ -400,6 +400,8 @@ def _unpack(batch: Any, what: str) -> Batch:
         raise TypeError(
             f"MetaTrainer: {what} must be a pair (inputs, targets), got {type(batch).__name__}"
         )
+    if isinstance(batch[1], Tensor) and batch[1].numel() == 0:
+        raise ValueError(f"MetaTrainer: {what} is empty (targets of shape {tuple(batch[1].shape)})")
     return batch[0], batch[1]
 
 

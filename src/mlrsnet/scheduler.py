@@ -505,10 +505,10 @@ def _check_stages(
         raise ValueError(
             f"MLRSNetLR: stage networks must share hidden_size and num_layers, got {shapes}"
         )
-    if len(nets) > 1:
+    if total_steps is not None or len(nets) > 1:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(
-                f"MLRSNetLR: several stages need total_steps >= 1, got {total_steps!r}"
+                f"MLRSNetLR: total_steps must be an int >= 1 (several stages need it), got {total_steps!r}"
             )
     boundaries = [math.floor(f * total_steps + 1e-9) if total_steps else 0 for f in fractions]
     return boundaries, nets
