@@ -72,3 +72,12 @@ def test_paper_gamma_hazards():
         paper_gamma(2.3, 1)
     with pytest.raises(TypeError, match="num_classes"):
         paper_gamma(2.3, 10.0)
+
+
+def test_paper_gamma_for_language_models_uses_the_perplexity():
+    loss, vocab = 9.2103, 10_000
+    ppl = math.exp(loss)
+    expected = math.sqrt(ppl) * math.log(ppl * vocab) / vocab**0.25 / 4
+    assert paper_gamma(loss, vocab, language_model=True) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="too large"):
+        paper_gamma(1000.0, vocab, language_model=True)

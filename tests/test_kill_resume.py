@@ -26,7 +26,13 @@ def comparable(out):
     for r in records:
         r.pop("wall_seconds")
     summary = json.loads((out / "summary.json").read_text())
-    keep = ("final_test_metric", "best_test_metric", "final_test_loss", "completed", "num_meta_steps")
+    keep = (
+        "final_test_metric",
+        "best_test_metric",
+        "final_test_loss",
+        "completed",
+        "num_meta_steps",
+    )
     files = {"lr.csv": (out / "lr.csv").read_text(), "metrics": records}
     if (out / "schedule.safetensors").is_file():
         # safetensors orders header metadata differently from process to process: compare contents
@@ -42,7 +48,11 @@ def run_with_kills(cmd, out, kills, rng):
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if killed < kills:
             deadline = time.monotonic() + 120
-            while not (out / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+            while (
+                not (out / "checkpoint.pt").exists()
+                and process.poll() is None
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.6))
             if process.poll() is None:
@@ -65,13 +75,28 @@ def test_kill_nine_at_random_points_then_resume(tmp_path):
     results = {}
     for kind, extra, kills in (
         ("train", ["--schedule", "cosine", "--epochs", "4", "--checkpoint-every", "3"], 3),
-        ("meta-train", ["--epochs", "4", "--meta-interval", "3", "--save-epochs", "1,2,4", "--checkpoint-every", "2"], 10),
+        (
+            "meta-train",
+            [
+                "--epochs",
+                "4",
+                "--meta-interval",
+                "3",
+                "--save-epochs",
+                "1,2,4",
+                "--checkpoint-every",
+                "2",
+            ],
+            10,
+        ),
     ):
         reference = tmp_path / f"{kind}-reference"
         subprocess.run(command(kind, reference, *extra), check=True, timeout=300)
         interrupted = tmp_path / f"{kind}-killed"
         interrupted.mkdir()
-        killed, during_write = run_with_kills(command(kind, interrupted, *extra), interrupted, kills, rng)
+        killed, during_write = run_with_kills(
+            command(kind, interrupted, *extra), interrupted, kills, rng
+        )
         assert killed == kills
         assert comparable(interrupted) == comparable(reference)
         assert not list(interrupted.glob("*.tmp"))  # leftovers of killed writes are cleaned up
@@ -95,7 +120,16 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_death_in_the_middle_of_checkpoint_writes(tmp_path):
-    extra = ["--epochs", "2", "--meta-interval", "3", "--save-epochs", "1,2", "--checkpoint-every", "4"]
+    extra = [
+        "--epochs",
+        "2",
+        "--meta-interval",
+        "3",
+        "--save-epochs",
+        "1,2",
+        "--checkpoint-every",
+        "4",
+    ]
     reference = tmp_path / "reference"
     subprocess.run(command("meta-train", reference, *extra), check=True, timeout=300)
     out = tmp_path / "killed"
@@ -103,7 +137,9 @@ def test_death_in_the_middle_of_checkpoint_writes(tmp_path):
     # the n-th fsync of a process: a checkpoint is 3 (lr.csv, metrics.jsonl, then the atomic checkpoint file)
     for target in (3, 2, 6, 9):
         args = command("meta-train", out, *extra)[3:]
-        result = subprocess.run([sys.executable, "-c", DIE_IN_FSYNC, str(target), *args], timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", DIE_IN_FSYNC, str(target), *args], timeout=300
+        )
         assert result.returncode == 137
         left_behind += bool(list(out.glob("*.tmp")))
     assert left_behind >= 3  # deaths inside the atomic checkpoint write

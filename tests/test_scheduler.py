@@ -276,3 +276,17 @@ def test_load_state_dict_names_what_differs():
         big.load_state_dict(small.state_dict())
     with pytest.raises(ValueError, match="missing keys"):
         big.load_state_dict({"num_steps": 3})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_loss_scale_divides_what_the_network_reads(fast):
+    torch.manual_seed(0)
+    net = mlrsnet.MLRSNet()
+    _, _, scaled = make(net=net, fast=fast, loss_scale=9.21)
+    _, _, plain = make(net=net, fast=fast)
+    for v in losses(20):
+        scaled.step(v)
+        plain.step(v / 9.21)
+        assert scaled.get_last_lr()[0] == pytest.approx(plain.get_last_lr()[0], rel=1e-12)
+    with pytest.raises(ValueError, match="loss_scale"):
+        make(loss_scale=0.0)

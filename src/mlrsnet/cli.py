@@ -126,7 +126,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=0,
         help="also checkpoint every N steps",
     )
+    p.add_argument(
+        "--stop-after-steps",
+        type=_positive_int,
+        help="stop after N steps of this call, checkpointed (run the same command again to continue)",
+    )
     p.add_argument("--label", help="display name in reports")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch CPU threads (results on CPU depend on it; recorded for reproducibility)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument(
         "--tensorboard", action="store_true", help="log to DIR/tensorboard (needs tensorboard)"
@@ -382,14 +392,31 @@ class _Progress:
 
 
 def _cmd_run(args: argparse.Namespace, kind: str) -> int:
+    import torch
+
     from mlrsnet.experiment import run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     config = _run_config(args, kind)
     progress = _Progress(args.quiet, config.out, args.tensorboard, desc=f"{config.task}")
     try:
-        summary = run(config, kind=kind, on_step=progress.step, on_epoch=progress.epoch)
+        summary = run(
+            config,
+            kind=kind,
+            on_step=progress.step,
+            on_epoch=progress.epoch,
+            stop_after_steps=args.stop_after_steps,
+        )
     finally:
         progress.close()
+    if not summary["completed"]:
+        if not args.quiet:
+            print(
+                f"stopped after {args.stop_after_steps} steps; run the same command again to continue ({config.out})"
+            )
+        return 0
     if not args.quiet:
         metric = summary.get("final_test_metric")
         unit = "%" if summary["metric"] == "accuracy" else " perplexity"

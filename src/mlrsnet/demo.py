@@ -93,7 +93,9 @@ def run_demo(
         torch.set_num_threads(threads)
 
 
-def _run_demo(out: Path, quick: bool, seeds: int | None, device: str, progress: Callable[[str], None] | None) -> Path:
+def _run_demo(
+    out: Path, quick: bool, seeds: int | None, device: str, progress: Callable[[str], None] | None
+) -> Path:
     plan = dict(DEMO_QUICK if quick else DEMO_FULL)
     n_seeds = seeds or plan["seeds"]
     say = progress or (lambda line: logger.info("%s", line))

@@ -289,6 +289,7 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
+        "torch_threads": str(torch.get_num_threads()),
         "platform": platform.platform(),
     }
 
@@ -425,6 +426,8 @@ def run(
     model = task.build_model(seed=config.seed, device=device)
     model.train()
 
+    # the authors' language models feed the network loss / ln(V), the loss of a uniform guess
+    loss_scale = math.log(task.num_classes) if is_text else 1.0
     gamma: float | None = None
     if is_mlrsnet:
         if checkpoint is not None:
@@ -434,7 +437,7 @@ def run(
         else:
             initial = estimate_train_loss(task, model, batch_size=batch_size, device=device,
                                           max_batches=config.gamma_batches, seed=config.seed)  # fmt: skip
-            gamma = paper_gamma(initial, task.num_classes)
+            gamma = paper_gamma(initial, task.num_classes, language_model=is_text)
             logger.info("initial training loss %.4f -> paper gamma %.4f", initial, gamma)
 
     def stage_hook(index: int, scheduler: MLRSNetLR) -> float:
@@ -444,7 +447,7 @@ def run(
             warnings.catch_warnings()
         ):  # below L*C = 1 the rule takes |.|, as the authors' transfer code
             warnings.simplefilter("ignore", RuntimeWarning)
-            new_gamma = paper_gamma(loss, task.num_classes)
+            new_gamma = paper_gamma(loss, task.num_classes, language_model=is_text)
         logger.info("stage %d: training loss %.4f -> gamma %.4f", index, loss, new_gamma)
         return new_gamma
 
@@ -462,7 +465,7 @@ def run(
         optimizer = torch.optim.SGD(
             model.parameters(), lr=gamma, momentum=momentum, weight_decay=weight_decay
         )
-        scheduler = MLRSNetLR(optimizer, net)
+        scheduler = MLRSNetLR(optimizer, net, loss_scale=loss_scale)
         meta_optimizer = torch.optim.Adam(
             net.parameters(), lr=config.meta_lr, weight_decay=config.meta_weight_decay
         )
@@ -475,6 +478,7 @@ def run(
         if is_mlrsnet:
             name = "mlrsnet"
             options["network"] = hub.resolve(config.schedule.split(":", 1)[1])
+            options.setdefault("loss_scale", loss_scale)
             if config.lr is None:
                 options.setdefault("on_stage_start", stage_hook)
         schedule = schedules.build(
@@ -579,6 +583,7 @@ def run(
         "momentum": momentum,
         "weight_decay": weight_decay,
         "gamma": gamma,
+        "loss_scale": loss_scale if is_mlrsnet else None,
         "lr": config.lr,
         "train_fraction": config.train_fraction,
         "noise": config.noise,

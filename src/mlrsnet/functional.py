@@ -214,7 +214,7 @@ def lr_meta_gradient(meta_grads: Sequence[Tensor], directions: Sequence[Tensor])
     return -total
 
 
-def paper_gamma(initial_loss: float, num_classes: int) -> float:
+def paper_gamma(initial_loss: float, num_classes: int, *, language_model: bool = False) -> float:
     """The paper's rule for the scale ``γ`` of a new task.
 
     The authors' code sets, from the training loss ``L₀`` of the model before a
@@ -230,9 +230,17 @@ def paper_gamma(initial_loss: float, num_classes: int) -> float:
     warn when ``L₀ · C < 1``, and raise for inputs where the rule gives no usable
     scale.
 
+    The authors' language-model script plugs the initial training *perplexity*
+    ``exp(L₀)`` into the same rule (and feeds the network ``loss / ln C``, see
+    ``MLRSNetLR(loss_scale=...)``); ``language_model=True`` does that. (Their
+    script reads a variable that is only defined later, ``test_perp``; the
+    initial training perplexity it prints just before is evidently what is
+    meant.)
+
     Args:
         initial_loss: Mean training loss ``L₀`` (cross-entropy, in nats).
-        num_classes: ``C ≥ 2``.
+        num_classes: ``C ≥ 2`` (the vocabulary size for language models).
+        language_model: Use the perplexity ``exp(L₀)`` in place of ``L₀``.
 
     Returns:
         ``γ > 0``.
@@ -245,6 +253,8 @@ def paper_gamma(initial_loss: float, num_classes: int) -> float:
     Example:
         >>> round(paper_gamma(2.3026, 10), 4)  # an untrained 10-class model
         0.6691
+        >>> round(paper_gamma(9.2103, 10_000, language_model=True), 2)  # an untrained PTB model
+        46.05
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int):
         raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
@@ -253,6 +263,12 @@ def paper_gamma(initial_loss: float, num_classes: int) -> float:
     loss = float(initial_loss)
     if not math.isfinite(loss) or loss <= 0:
         raise ValueError(f"initial_loss must be finite and > 0, got {initial_loss!r}")
+    if language_model:
+        if loss > 700:
+            raise ValueError(
+                f"initial_loss {loss} is too large for exp(): not a per-token cross-entropy"
+            )
+        loss = math.exp(loss)
     product = loss * num_classes
     if product < 1:
         warnings.warn(

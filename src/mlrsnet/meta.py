@@ -292,9 +292,8 @@ class MetaTrainer:
         if self.scheduler.distributed or (
             self.scheduler.distributed is None and _in_distributed_run()
         ):
-            loss = _mean_over_ranks(
-                loss, weight.device, weight.dtype
-            )  # the loss the scheduler reads
+            loss = _mean_over_ranks(loss, weight.device, weight.dtype)  # as the scheduler reads it
+        loss = loss / self.scheduler.loss_scale
         with torch.enable_grad():
             factor, _ = mlrsnet_forward(
                 loss,

@@ -152,6 +152,9 @@ class MLRSNetLR(LRScheduler):
         distributed: Average the loss over ``torch.distributed`` ranks before
             the network reads it, so every rank sets the same learning rate.
             ``None`` means: when a process group of several ranks is initialised.
+        loss_scale: The network reads ``loss / loss_scale``. 1 for classification;
+            the authors' language models use ``ln(vocabulary size)``, the loss of
+            a uniform prediction, so that the input is about 1 at the start.
         fast: Use the numpy path on CPU (the torch path is the reference).
         last_epoch: As in ``LRScheduler``; leave it at -1 and use
             :meth:`load_state_dict` to resume.
@@ -177,6 +180,7 @@ class MLRSNetLR(LRScheduler):
         total_steps: int | None = None,
         on_stage_start: StageHook | None = None,
         distributed: bool | None = None,
+        loss_scale: float = 1.0,
         fast: bool = True,
         last_epoch: int = -1,
     ) -> None:
@@ -189,6 +193,15 @@ class MLRSNetLR(LRScheduler):
         self._boundaries, self._nets = _check_stages(net, stages, total_steps)
         self.on_stage_start = on_stage_start
         self.distributed = distributed
+        if (
+            isinstance(loss_scale, bool)
+            or not isinstance(loss_scale, (int, float))
+            or not (math.isfinite(loss_scale) and loss_scale > 0)
+        ):
+            raise ValueError(
+                f"MLRSNetLR: loss_scale must be a positive finite number, got {loss_scale!r}"
+            )
+        self.loss_scale = float(loss_scale)
         first = next((p for g in optimizer.param_groups for p in g["params"]), None)
         if first is None:
             raise ValueError("MLRSNetLR: the optimizer's param groups hold no parameters")
@@ -283,9 +296,10 @@ class MLRSNetLR(LRScheduler):
         if self.distributed:
             loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
         if self._fast:
-            self._step_numpy(loss.item() if isinstance(loss, Tensor) else float(loss))
+            x = loss.item() if isinstance(loss, Tensor) else float(loss)
+            self._step_numpy(x / self.loss_scale if self.loss_scale != 1.0 else x)
         else:
-            self._step_torch(loss)
+            self._step_torch(loss / self.loss_scale if self.loss_scale != 1.0 else loss)
         self.num_steps += 1
         self.last_epoch = self.num_steps
         self._step_count += 1
@@ -404,6 +418,7 @@ class MLRSNetLR(LRScheduler):
         """
         state: dict[str, Any] = {
             "num_steps": self.num_steps,
+            "loss_scale": self.loss_scale,
             "last_epoch": self.last_epoch,
             "step_count": self._step_count,
             "stage_index": self.stage_index,
@@ -453,6 +468,7 @@ class MLRSNetLR(LRScheduler):
                     f"the network needs {tuple(own.shape)}"
                 )
             own.copy_(saved)
+        self.loss_scale = float(state_dict.get("loss_scale", self.loss_scale))
         self._factor.copy_(state_dict["factor"])
         self._nonfinite.copy_(torch.as_tensor(state_dict.get("num_nonfinite", 0)))
         self.num_steps = int(state_dict["num_steps"])

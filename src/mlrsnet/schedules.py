@@ -894,15 +894,18 @@ class _MLRSNetSchedule(Schedule):
         self.epoch_count += 1
 
 
-@_register("mlrsnet", 0.1, network=None, on_stage_start=None, nesterov=False)
-def _build_mlrsnet(ctx: _Ctx, *, network: Any, on_stage_start: Any, nesterov: bool) -> Schedule:
+@_register("mlrsnet", 0.1, network=None, on_stage_start=None, loss_scale=1.0, nesterov=False)
+def _build_mlrsnet(
+    ctx: _Ctx, *, network: Any, on_stage_start: Any, loss_scale: float, nesterov: bool
+) -> Schedule:
     r"""MLR-SNet (Shu et al., TPAMI 2022): :math:`\eta_t = \gamma \, A(f_t; \theta)`.
 
     ``network`` is a shipped name or path (see :func:`mlrsnet.hub.resolve`), a
     :class:`~mlrsnet.hub.ScheduleBundle` (its snapshots become stages), or an
     :class:`~mlrsnet.MLRSNet`. ``lr`` is the scale ``γ`` — use
     :func:`mlrsnet.paper_gamma` for zero tuning; ``on_stage_start`` may return a
-    new ``γ`` when a snapshot takes over (see :class:`~mlrsnet.MLRSNetLR`).
+    new ``γ`` when a snapshot takes over, and the network reads ``loss /
+    loss_scale`` (see :class:`~mlrsnet.MLRSNetLR`).
     """
     from mlrsnet.hub import ScheduleBundle, resolve
     from mlrsnet.net import MLRSNet
@@ -913,13 +916,14 @@ def _build_mlrsnet(ctx: _Ctx, *, network: Any, on_stage_start: Any, nesterov: bo
     bundle = resolve(network) if isinstance(network, str) else network
     optimizer = _sgd(ctx, nesterov)
     if isinstance(bundle, MLRSNet):
-        scheduler = MLRSNetLR(optimizer, bundle)
+        scheduler = MLRSNetLR(optimizer, bundle, loss_scale=loss_scale)
     elif isinstance(bundle, ScheduleBundle):
         scheduler = MLRSNetLR(
             optimizer,
             stages=bundle.stages(),
             total_steps=ctx.total_steps,
             on_stage_start=on_stage_start,
+            loss_scale=loss_scale,
         )
     else:
         raise TypeError(
