@@ -1,0 +1,410 @@
+"""The transfer benchmark: shipped schedule networks, zero tuning, against every baseline.
+
+For each target task, train with a shipped MLR-SNet (the paper's scale rule sets γ, no
+tuning) and with every baseline on a small learning-rate grid (the default × 1/3, 1, 3);
+baselines are reported at their best grid point ("tuned") and at their default
+("untuned"). Targets cover the paper's axes: training length, architecture, dataset,
+dataset size, label noise, data modality.
+
+    python benchmarks/transfer.py --plan             # list the runs and their estimated cost
+    python benchmarks/transfer.py --quick            # the CI-sized suite (~1-2 minutes)
+    python benchmarks/transfer.py --only fmnist-cnn  # one chunk; rerun to resume
+    python benchmarks/transfer.py --report           # BENCHMARKS-style tables from the results
+
+Results are appended to ``OUT/results.jsonl`` (one record per finished run); runs live in
+``OUT/runs/RUN_ID`` and resume from their checkpoints, so the suite can be stopped and
+continued at any time, in chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlrsnet import hub, schedules
+from mlrsnet import tasks as task_registry
+from mlrsnet.experiment import RunConfig, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+GRID = (1 / 3, 1.0, 3.0)
+BASELINES = [
+    "fixed", "multistep", "exponential", "cosine", "sgdr", "onecycle", "adam", "adamw",
+    "hd", "rtho", "l4", "schedulefree-sgd", "schedulefree-adamw", "prodigy",
+]  # fmt: skip
+TEXT_BASELINES = [*BASELINES, "plateau"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One target task of the suite."""
+
+    name: str
+    axis: str
+    task: str
+    epochs: int
+    networks: tuple[str, ...]
+    goal: float  # the test metric of time-to-target (accuracy % or perplexity)
+    train_fraction: float = 1.0
+    noise: str | None = None
+    noise_rate: float = 0.0
+    batch_size: int | None = None
+    self_meta: bool = False  # also meta-train a network on the target itself (noisy labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    target: Target
+    method: str  # a baseline name, or mlrsnet:NAME
+    lr: float | None
+    grid_factor: float | None
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        method = self.method.replace(":", "-").replace("/", "_")
+        grid = "" if self.grid_factor is None else f"-x{self.grid_factor:.3g}"
+        return f"{self.target.name}--{method}{grid}--s{self.seed}"
+
+
+def targets(quick: bool) -> list[Target]:
+    """The targets; ``quick`` is a digits-only suite for CI."""
+    if quick:
+        return [
+            Target("digits-cnn", "architecture", "digits-cnn", 4, ("digits-quick",), 95.0),
+            Target(
+                "digits-mlp-noisy",
+                "label noise",
+                "digits-mlp",
+                4,
+                ("digits-quick",),
+                80.0,
+                noise="uniform",
+                noise_rate=0.4,
+                self_meta=True,
+            ),  # fmt: skip
+        ]
+    image, text = ("fmnist-resnet",), ("ptb-lstm",)
+    both = image + text
+    return [
+        Target("fmnist-resnet-0.5x", "training length", "fmnist-resnet", 6, image, 88.0),
+        Target("fmnist-resnet-2x", "training length", "fmnist-resnet", 24, image, 88.0),
+        Target("fmnist-mobilenetv2", "architecture", "fmnist-mobilenetv2", 12, image, 88.0),
+        Target("fmnist-shufflenetv2", "architecture", "fmnist-shufflenetv2", 12, image, 88.0),
+        Target("fmnist-cnn", "architecture", "fmnist-cnn", 12, image, 88.0),
+        Target("fmnist-mlp", "architecture", "fmnist-mlp", 12, image, 85.0),
+        Target("digits-cnn", "dataset", "digits-cnn", 30, image, 97.0),
+        Target("digits-mlp", "dataset", "digits-mlp", 30, image, 95.0),
+        Target("cifar10-resnet18", "dataset", "cifar10-resnet18", 30, image, 85.0),
+        Target("svhn-resnet18", "dataset", "svhn-resnet18", 20, image, 90.0),
+        Target(
+            "fmnist-resnet-10pct",
+            "dataset size",
+            "fmnist-resnet",
+            12,
+            image,
+            80.0,
+            train_fraction=0.1,
+        ),
+        Target(
+            "fmnist-resnet-uniform40",
+            "label noise",
+            "fmnist-resnet",
+            12,
+            image,
+            80.0,
+            noise="uniform",
+            noise_rate=0.4,
+            self_meta=True,
+        ),  # fmt: skip
+        Target(
+            "fmnist-resnet-pairflip20",
+            "label noise",
+            "fmnist-resnet",
+            12,
+            image,
+            80.0,
+            noise="pairflip",
+            noise_rate=0.2,
+            self_meta=True,
+        ),  # fmt: skip
+        Target("ptb-lstm", "data modality", "ptb-lstm", 4, both, 200.0),
+        Target("shakespeare-lstm", "data modality", "shakespeare-lstm", 2, both, 6.0),
+        Target("ptb-lstm3", "data modality", "ptb-lstm3", 4, text, 220.0),
+    ]
+
+
+def plan(quick: bool, seeds: int) -> list[RunSpec]:
+    """Every run of the suite, the self-meta-training runs first."""
+    specs: list[RunSpec] = []
+    for target in targets(quick):
+        text = task_registry.spec(target.task).dataset in ("ptb", "tinyshakespeare")
+        baselines = (
+            ["fixed", "cosine", "adam"] if quick else (TEXT_BASELINES if text else BASELINES)
+        )
+        for seed in range(seeds):
+            for network in target.networks:
+                specs.append(RunSpec(target, f"mlrsnet:{network}", None, None, seed))
+            if target.self_meta:
+                specs.append(RunSpec(target, "mlrsnet:self", None, None, seed))
+            for name in baselines:
+                default = schedules.default_lr(name)
+                if text and name in ("fixed", "multistep", "exponential", "cosine", "sgdr", "onecycle",
+                                     "hd", "rtho", "plateau"):  # fmt: skip
+                    default = task_registry.spec(target.task).lr  # SGD on LSTMs: lr 20
+                for factor in GRID:
+                    specs.append(RunSpec(target, name, default * factor, factor, seed))
+    return specs
+
+
+def data_present(target: Target, data_dir: str | None) -> bool:
+    return bool(task_registry.available(target.task, data_dir=data_dir))
+
+
+def _data_dir(target: Target, data_dir: str | None) -> str | None:
+    if data_dir:
+        return data_dir
+    if (
+        task_registry.spec(target.task).dataset in ("ptb", "tinyshakespeare")
+        and SHARED_DATA.is_dir()
+    ):
+        return str(SHARED_DATA)
+    return None
+
+
+def quick_network(out: Path) -> Path:
+    """The quick suite's own source network: a short meta-training on digits."""
+    config = RunConfig(task="digits-mlp", out=str(out / "source-digits-quick"), epochs=4, meta_interval=2,
+                       save_epochs=[1, 2, 4], seed=0)  # fmt: skip
+    run(config, kind="meta-train")
+    return Path(config.out) / "schedule.safetensors"
+
+
+def self_network(spec: RunSpec, out: Path, data_dir: str | None) -> Path:
+    """A network meta-trained on the noisy target itself, guided by its clean meta set."""
+    t = spec.target
+    source_epochs = t.epochs
+    config = RunConfig(
+        task=t.task, out=str(out / "self-meta" / f"{t.name}-s{spec.seed}"), epochs=source_epochs, seed=spec.seed,
+        noise=t.noise, noise_rate=t.noise_rate, train_fraction=t.train_fraction, data_dir=data_dir,
+        save_epochs=sorted({1, max(1, source_epochs // 2), source_epochs}),
+    )  # fmt: skip
+    run(config, kind="meta-train")
+    return Path(config.out) / "schedule.safetensors"
+
+
+def execute(
+    spec: RunSpec, out: Path, data_dir: str | None, networks: dict[str, str]
+) -> dict[str, Any]:
+    t = spec.target
+    data_dir = _data_dir(t, data_dir)
+    schedule = spec.method
+    if schedule == "mlrsnet:self":
+        schedule = f"mlrsnet:{self_network(spec, out, data_dir)}"
+    elif schedule.startswith("mlrsnet:"):
+        schedule = f"mlrsnet:{networks.get(schedule[8:], schedule[8:])}"
+    config = RunConfig(
+        task=t.task, out=str(out / "runs" / spec.run_id), schedule=schedule, lr=spec.lr, epochs=t.epochs,
+        seed=spec.seed, data_dir=data_dir, train_fraction=t.train_fraction, noise=t.noise,
+        noise_rate=t.noise_rate, batch_size=t.batch_size, label=spec.method,
+    )  # fmt: skip
+    config.command = " ".join(["mlrsnet", "train", "--task", t.task, "--schedule", schedule,
+                               "--epochs", str(t.epochs), "--seed", str(spec.seed), "--out", config.out]
+                              + ([] if spec.lr is None else ["--lr", repr(spec.lr)]))  # fmt: skip
+    summary = run(config)
+    records = [
+        json.loads(line) for line in (Path(config.out) / "metrics.jsonl").read_text().splitlines()
+    ]
+    higher = summary["metric"] == "accuracy"
+    reached = next(
+        (
+            r
+            for r in records
+            if (r["test_metric"] >= t.goal if higher else r["test_metric"] <= t.goal)
+        ),
+        None,
+    )
+    return {
+        "run_id": spec.run_id,
+        "target": t.name,
+        "axis": t.axis,
+        "task": t.task,
+        "method": spec.method,
+        "lr": spec.lr,
+        "grid_factor": spec.grid_factor,
+        "seed": spec.seed,
+        "metric": summary["metric"],
+        "final_test_metric": summary["final_test_metric"],
+        "best_test_metric": summary["best_test_metric"],
+        "gamma": summary.get("gamma"),
+        "goal": t.goal,
+        "steps_to_goal": None if reached is None else reached["step"],
+        "seconds_to_goal": None if reached is None else reached["wall_seconds"],
+        "wall_seconds": summary["wall_seconds"],
+        "epochs": t.epochs,
+        "run_dir": str(Path(config.out).relative_to(out)),
+    }
+
+
+def estimate_seconds(spec: RunSpec) -> float:
+    """A rough cost on 2 CPU cores, from measured epoch times of the sources."""
+    per_epoch = {
+        "fmnist-resnet": 80, "fmnist-mobilenetv2": 150, "fmnist-shufflenetv2": 120, "fmnist-cnn": 25,
+        "fmnist-mlp": 5, "digits-cnn": 0.2, "digits-mlp": 0.1, "cifar10-resnet18": 1400, "svhn-resnet18": 2000,
+        "ptb-lstm": 180, "ptb-lstm3": 260, "shakespeare-lstm": 240,
+    }  # fmt: skip
+    t = spec.target
+    cost = per_epoch.get(t.task, 60) * t.epochs * t.train_fraction
+    if spec.method == "rtho":
+        cost *= 2.5
+    if spec.method == "mlrsnet:self":
+        cost *= 2.1
+    return cost
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{target: {column: {"mean", "std", "n"}}}`` with columns MLR-SNet and baseline tuned/untuned."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_target.setdefault(r["target"], []).append(r)
+    for target, rs in by_target.items():
+        higher = rs[0]["metric"] == "accuracy"
+        cols: dict[str, dict[str, float]] = {}
+        methods = sorted({r["method"] for r in rs})
+        for method in methods:
+            mine = [r for r in rs if r["method"] == method]
+            if method.startswith("mlrsnet:"):
+                cols[method] = _stats([r["final_test_metric"] for r in mine])
+                continue
+            by_factor: dict[float, list[float]] = {}
+            for r in mine:
+                by_factor.setdefault(r["grid_factor"], []).append(r["final_test_metric"])
+            means = {f: statistics.fmean(v) for f, v in by_factor.items()}
+            best = (max if higher else min)(means, key=means.get)
+            cols[f"{method} (tuned x{best:.3g})"] = _stats(by_factor[best])
+            if 1.0 in by_factor:
+                cols[f"{method} (untuned)"] = _stats(by_factor[1.0])
+        table[target] = cols
+    return table
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def report(records: list[dict[str, Any]]) -> str:
+    """Markdown tables: one per target, a row per method (tuned and untuned), mean ± std."""
+    lines = []
+    table = summarize(records)
+    for target, cols in table.items():
+        first = next(r for r in records if r["target"] == target)
+        higher = first["metric"] == "accuracy"
+        unit = "accuracy %" if higher else "perplexity"
+        lines += [f"### {target} ({first['axis']}; {first['task']}, {first['epochs']} epochs)", "",
+                  f"| method | final test {unit} | seeds |", "|---|---:|---:|"]  # fmt: skip
+        ordered = sorted(cols.items(), key=lambda kv: -kv[1]["mean"] if higher else kv[1]["mean"])
+        for name, s in ordered:
+            lines.append(f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['n']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="benchmarks/results/transfer", help="results folder")
+    parser.add_argument("--quick", action="store_true", help="the CI-sized suite")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds per cell (default 3; quick 1)"
+    )
+    parser.add_argument("--only", nargs="*", help="run only these targets")
+    parser.add_argument("--methods", nargs="*", help="run only these methods")
+    parser.add_argument("--max-runs", type=int, help="stop after this many new runs (a chunk)")
+    parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
+    parser.add_argument(
+        "--plan", action="store_true", help="print the runs and their estimated cost"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="print the tables of the results so far"
+    )
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (1 if args.quick else 3)
+    out = Path(args.out)
+    results_path = out / "results.jsonl"
+    done = {}
+    if results_path.is_file():
+        for line in results_path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                done[record["run_id"]] = record
+    if args.report:
+        print(report(list(done.values())))
+        return 0
+    specs = [s for s in plan(args.quick, seeds)
+             if (not args.only or s.target.name in args.only) and (not args.methods or s.method in args.methods)]  # fmt: skip
+    if args.plan:
+        total = sum(estimate_seconds(s) for s in specs)
+        skipped = sorted(
+            {
+                s.target.name
+                for s in specs
+                if not data_present(s.target, _data_dir(s.target, args.data_dir))
+            }
+        )
+        print(f"{len(specs)} runs, about {total / 3600:.1f} h on 2 CPU cores; {len(done)} done")
+        if skipped:
+            print("skipped (data not present):", ", ".join(skipped))
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1 if args.quick else torch.get_num_threads())
+    networks: dict[str, str] = {}
+    if args.quick:
+        networks["digits-quick"] = str(quick_network(out))
+    new = 0
+    for spec in specs:
+        if spec.run_id in done:
+            continue
+        data_dir = _data_dir(spec.target, args.data_dir)
+        if not data_present(spec.target, data_dir):
+            print(f"skip {spec.run_id}: data for {spec.target.task} not present", file=sys.stderr)
+            continue
+        if args.max_runs is not None and new >= args.max_runs:
+            break
+        for network in spec.target.networks:
+            if network not in networks and network in hub.pretrained_names():
+                networks[network] = network
+        start = time.perf_counter()
+        record = execute(spec, out, data_dir, networks)
+        with open(results_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        done[spec.run_id] = record
+        new += 1
+        print(
+            f"{spec.run_id}: {record['final_test_metric']:.2f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    print(report(list(done.values())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
