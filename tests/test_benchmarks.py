@@ -45,6 +45,7 @@ def test_transfer_plan_lists_every_axis(capsys):
 
     spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["transfer"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     axes = {t.axis for t in module.targets(quick=False)}
     assert axes == {
