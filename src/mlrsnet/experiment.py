@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 import mlrsnet
 from mlrsnet import hub, schedules
 from mlrsnet import tasks as task_registry
+from mlrsnet.atomic import atomic_write
 from mlrsnet.functional import paper_gamma
 from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
@@ -255,30 +255,11 @@ def estimate_train_loss(task: Any, model: nn.Module, *, batch_size: int, device:
 def _atomic_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, buffer.getvalue())
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _versions() -> dict[str, str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 
+from mlrsnet.atomic import atomic_write
 from mlrsnet.net import MLRSNet
 
 __all__ = [
@@ -68,20 +68,6 @@ class ScheduleBundle:
     def stages(self) -> list[tuple[float, MLRSNet]]:
         """``[(fraction, net), ...]`` for :class:`~mlrsnet.MLRSNetLR`'s ``stages``."""
         return list(zip(self.fractions, self.nets, strict=True))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_schedule(
@@ -138,8 +124,8 @@ def save_schedule(
         "snapshots": names,
         "fractions": [float(f) for f in fractions],
     }
-    _atomic_write(path.with_suffix(".json"), (json.dumps(full_manifest, indent=2) + "\n").encode())
-    _atomic_write(path, save(tensors, metadata=metadata))
+    atomic_write(path.with_suffix(".json"), (json.dumps(full_manifest, indent=2) + "\n").encode())
+    atomic_write(path, save(tensors, metadata=metadata))
     return path
 
 
