@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import platform
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -728,8 +727,3 @@ def _save_snapshots(
 ) -> None:
     fractions = [i / planned for i in range(len(snapshots))]
     hub.save_schedule(path, snapshots, manifest, fractions=fractions)
-
-
-def main_module_command() -> str:
-    """The command line of this process, for the summary."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
