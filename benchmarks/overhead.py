@@ -125,7 +125,12 @@ def measure_steps(args, device):
     ours_net = mlrsnet.MLRSNet()
     ours_sched = mlrsnet.MLRSNetLR(ours_opt, ours_net)
     trainer = mlrsnet.MetaTrainer(
-        ours_model, ours_opt, ours_sched, torch.optim.Adam(ours_net.parameters(), lr=1e-3), ce, meta_interval=1
+        ours_model,
+        ours_opt,
+        ours_sched,
+        torch.optim.Adam(ours_net.parameters(), lr=1e-3),
+        ce,
+        meta_interval=1,
     )
 
     auth_model = copy.deepcopy(model)
@@ -191,26 +196,39 @@ def measure_whole_run(args, device):
     net = mlrsnet.MLRSNet()
     scheduler = mlrsnet.MLRSNetLR(optimizer, net)
     trainer = mlrsnet.MetaTrainer(
-        model, optimizer, scheduler, torch.optim.Adam(net.parameters(), lr=1e-3), ce, meta_interval=args.meta_interval
+        model,
+        optimizer,
+        scheduler,
+        torch.optim.Adam(net.parameters(), lr=1e-3),
+        ce,
+        meta_interval=args.meta_interval,
     )
     meta = time_calls(lambda: trainer.step((x, y), meta_batch=(x, y)), args.meta_interval, device)
     return meta / plain
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=["resnet18", "small"], default="resnet18")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timings of each step kind")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="interleaved timings of each step kind"
+    )
     parser.add_argument("--scheduler-calls", type=int, default=5000)
     parser.add_argument("--meta-interval", type=int, default=300)
     parser.add_argument("--whole-run", action="store_true", help="also time (c) end to end")
-    parser.add_argument("--device", action="append", help="cpu, cuda (default: cpu and cuda if present)")
+    parser.add_argument(
+        "--device", action="append", help="cpu, cuda (default: cpu and cuda if present)"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     results = {
-        "command": " ".join(["python", "benchmarks/overhead.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python", "benchmarks/overhead.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "devices": {},
     }
@@ -234,15 +252,27 @@ def main(argv=None) -> int:
         if args.whole_run:
             out["c_whole_run_ratio_measured"] = measure_whole_run(args, device)
         results["devices"][name] = out
-        print(f"[{name}] {args.model}, batch {args.batch_size}, {args.repeats} interleaved repeats (medians)")
+        print(
+            f"[{name}] {args.model}, batch {args.batch_size}, {args.repeats} interleaved repeats (medians)"
+        )
         print(f"  plain step                               {steps['plain'] * 1e3:9.1f} ms")
-        print(f"  (a) meta step / plain step, mlrsnet      {out['a_meta_step_ratio']:9.2f}   (goal <= 2.1)")
+        print(
+            f"  (a) meta step / plain step, mlrsnet      {out['a_meta_step_ratio']:9.2f}   (goal <= 2.1)"
+        )
         print(f"  (a) meta step / plain step, authors'     {out['a_authors_meta_step_ratio']:9.2f}")
-        print(f"  (b) scheduler.step(loss)                 {out['b_scheduler_step_us']:9.1f} us (goal <= 30 on CPU)")
-        print(f"  (b) authors' network call + host read    {out['b_authors_network_call_us']:9.1f} us")
-        print(f"  (c) whole run at meta_interval={k:<4d}      {out['c_whole_run_ratio']:9.4f}   (goal <= 1.01)")
+        print(
+            f"  (b) scheduler.step(loss)                 {out['b_scheduler_step_us']:9.1f} us (goal <= 30 on CPU)"
+        )
+        print(
+            f"  (b) authors' network call + host read    {out['b_authors_network_call_us']:9.1f} us"
+        )
+        print(
+            f"  (c) whole run at meta_interval={k:<4d}      {out['c_whole_run_ratio']:9.4f}   (goal <= 1.01)"
+        )
         if args.whole_run:
-            print(f"  (c) measured end to end                  {out['c_whole_run_ratio_measured']:9.4f}")
+            print(
+                f"  (c) measured end to end                  {out['c_whole_run_ratio_measured']:9.4f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
