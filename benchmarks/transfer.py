@@ -273,7 +273,11 @@ def estimate_seconds(spec: RunSpec) -> float:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{target: {column: {"mean", "std", "n"}}}`` with columns MLR-SNet and baseline tuned/untuned."""
+    """``{target: {column: stats}}``: MLR-SNet networks, and each baseline tuned and untuned.
+
+    A baseline's "tuned" column is its grid point with the best mean final metric;
+    "untuned" is its default learning rate (grid factor 1).
+    """
     table: dict[str, dict[str, dict[str, float]]] = {}
     by_target: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -281,16 +285,17 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
     for target, rs in by_target.items():
         higher = rs[0]["metric"] == "accuracy"
         cols: dict[str, dict[str, float]] = {}
-        methods = sorted({r["method"] for r in rs})
-        for method in methods:
+        for method in sorted({r["method"] for r in rs}):
             mine = [r for r in rs if r["method"] == method]
             if method.startswith("mlrsnet:"):
-                cols[method] = _stats([r["final_test_metric"] for r in mine])
+                cols[method] = _stats(mine)
                 continue
-            by_factor: dict[float, list[float]] = {}
+            by_factor: dict[float, list[dict[str, Any]]] = {}
             for r in mine:
-                by_factor.setdefault(r["grid_factor"], []).append(r["final_test_metric"])
-            means = {f: statistics.fmean(v) for f, v in by_factor.items()}
+                by_factor.setdefault(r["grid_factor"], []).append(r)
+            means = {
+                f: statistics.fmean(r["final_test_metric"] for r in v) for f, v in by_factor.items()
+            }
             best = (max if higher else min)(means, key=means.get)
             cols[f"{method} (tuned x{best:.3g})"] = _stats(by_factor[best])
             if 1.0 in by_factor:
@@ -299,30 +304,58 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
     return table
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+def _stats(records: list[dict[str, Any]]) -> dict[str, float]:
+    values = [r["final_test_metric"] for r in records if r["final_test_metric"] is not None]
+    values = [v for v in values if math.isfinite(v)]
+    steps = [r["steps_to_goal"] for r in records]
+    seconds = [r["seconds_to_goal"] for r in records]
     return {
-        "mean": statistics.fmean(values),
+        "mean": statistics.fmean(values) if values else float("nan"),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
         "n": len(values),
+        "best": statistics.fmean(r["best_test_metric"] for r in records),
+        "steps_to_goal": statistics.fmean(steps) if steps and None not in steps else None,
+        "seconds_to_goal": statistics.fmean(seconds) if seconds and None not in seconds else None,
     }
 
 
 def report(records: list[dict[str, Any]]) -> str:
-    """Markdown tables: one per target, a row per method (tuned and untuned), mean ± std."""
+    """Markdown: a table per target (mean ± std over seeds), then mean ranks over targets."""
     lines = []
     table = summarize(records)
+    ranks: dict[str, list[float]] = {}
     for target, cols in table.items():
         first = next(r for r in records if r["target"] == target)
         higher = first["metric"] == "accuracy"
         unit = "accuracy %" if higher else "perplexity"
-        lines += [f"### {target} ({first['axis']}; {first['task']}, {first['epochs']} epochs)", "",
-                  f"| method | final test {unit} | seeds |", "|---|---:|---:|"]  # fmt: skip
+        lines += [
+            f"### {target} ({first['axis']}; `{first['task']}`, {first['epochs']} epochs)",
+            "",
+            f"| method | final test {unit} | best | steps / seconds to {first['goal']:g} | seeds |",
+            "|---|---:|---:|---:|---:|",
+        ]
         ordered = sorted(cols.items(), key=lambda kv: -kv[1]["mean"] if higher else kv[1]["mean"])
-        for name, s in ordered:
-            lines.append(f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['n']} |")
+        for place, (name, s) in enumerate(ordered, start=1):
+            ttg = (
+                "not reached"
+                if s["steps_to_goal"] is None
+                else f"{s['steps_to_goal']:.0f} / {s['seconds_to_goal']:.1f}"
+            )
+            lines.append(
+                f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['best']:.2f} | {ttg} | {s['n']} |"
+            )
+            key = name.split(" (tuned")[0] + (" (tuned)" if "(tuned" in name else "")
+            ranks.setdefault(key, []).append(place)
+        lines.append("")
+    if len(table) > 1:
+        lines += [
+            "### Mean rank over targets (1 = best)",
+            "",
+            "| method | mean rank | targets |",
+            "|---|---:|---:|",
+        ]
+        for name, places in sorted(ranks.items(), key=lambda kv: statistics.fmean(kv[1])):
+            lines.append(f"| {name} | {statistics.fmean(places):.2f} | {len(places)} |")
         lines.append("")
     return "\n".join(lines)
 
