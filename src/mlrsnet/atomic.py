@@ -26,6 +26,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; these are ordinary files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
