@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="*", help="run only these methods")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (a chunk)")
     parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)")
     parser.add_argument(
         "--plan", action="store_true", help="print the runs and their estimated cost"
     )
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             print("skipped (data not present):", ", ".join(skipped))
         return 0
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1 if args.quick else torch.get_num_threads())
+    torch.set_num_threads(args.threads or (1 if args.quick else torch.get_num_threads()))
     networks: dict[str, str] = {}
     if args.quick:
         networks["digits-quick"] = str(quick_network(out))
