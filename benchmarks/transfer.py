@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="*", help="run only these targets")
     parser.add_argument("--methods", nargs="*", help="run only these methods")
+    parser.add_argument("--only-seeds", nargs="*", type=int, help="run only these seeds (a chunk)")
+    parser.add_argument("--grid", nargs="*", type=float, help="run only these grid factors (1 = the default lr)")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (a chunk)")
     parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)")
@@ -393,8 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(report(list(done.values())))
         return 0
-    specs = [s for s in plan(args.quick, seeds)
-             if (not args.only or s.target.name in args.only) and (not args.methods or s.method in args.methods)]  # fmt: skip
+    specs = [
+        s for s in plan(args.quick, seeds)
+        if (not args.only or s.target.name in args.only)
+        and (not args.methods or s.method in args.methods)
+        and (not args.only_seeds or s.seed in args.only_seeds)
+        and (not args.grid or s.grid_factor is None or any(abs(s.grid_factor - g) < 1e-9 for g in args.grid))
+    ]  # fmt: skip
     if args.plan:
         total = sum(estimate_seconds(s) for s in specs)
         skipped = sorted(
