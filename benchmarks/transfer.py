@@ -323,6 +323,8 @@ def report(records: list[dict[str, Any]]) -> str:
     """Markdown: a table per target (mean ± std over seeds), then mean ranks over targets."""
     lines = []
     table = summarize(records)
+    widest = max((len(cols) for cols in table.values()), default=0)
+    complete = [t for t, cols in table.items() if len(cols) == widest]  # every method ran there
     ranks: dict[str, list[float]] = {}
     for target, cols in table.items():
         first = next(r for r in records if r["target"] == target)
@@ -345,11 +347,12 @@ def report(records: list[dict[str, Any]]) -> str:
                 f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['best']:.2f} | {ttg} | {s['n']} |"
             )
             key = name.split(" (tuned")[0] + (" (tuned)" if "(tuned" in name else "")
-            ranks.setdefault(key, []).append(place)
+            if target in complete:
+                ranks.setdefault(key, []).append(place)
         lines.append("")
-    if len(table) > 1:
+    if len(complete) > 1:
         lines += [
-            "### Mean rank over targets (1 = best)",
+            f"### Mean rank over the targets where every method ran ({', '.join(complete)}; 1 = best)",
             "",
             "| method | mean rank | targets |",
             "|---|---:|---:|",
@@ -372,10 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these targets")
     parser.add_argument("--methods", nargs="*", help="run only these methods")
     parser.add_argument("--only-seeds", nargs="*", type=int, help="run only these seeds (a chunk)")
-    parser.add_argument("--grid", nargs="*", type=float, help="run only these grid factors (1 = the default lr)")
+    parser.add_argument(
+        "--grid", nargs="*", type=float, help="run only these grid factors (1 = the default lr)"
+    )
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (a chunk)")
     parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)"
+    )
     parser.add_argument(
         "--plan", action="store_true", help="print the runs and their estimated cost"
     )
