@@ -219,10 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
 
-    sub.add_parser(
+    tasks_parser = sub.add_parser(
         "tasks",
         help="list the tasks",
         description="List the tasks and whether their data is present.",
+    )
+    tasks_parser.add_argument(
+        "--data-dir", help="data root to look in (default: $MLRSNET_DATA, standard places)"
     )
     sub.add_parser(
         "schedules",
@@ -442,13 +445,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_tasks() -> int:
+def _cmd_tasks(data_dir: str | None) -> int:
     from mlrsnet import tasks
 
-    available = set(tasks.available())
+    available = set(tasks.available(data_dir=data_dir))
     for name in tasks.names():
         spec = tasks.spec(name)
-        mark = "yes" if name in available else "no (data missing)"
+        mark = "yes" if name in available else "no (missing here; see --data-dir)"
         print(f"{name:24s} {getattr(spec, 'description', '')}  [data: {mark}]")
     return 0
 
@@ -497,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {path}")
             return 0
         if args.command == "tasks":
-            return _cmd_tasks()
+            return _cmd_tasks(args.data_dir)
         if args.command == "schedules":
             return _cmd_schedules()
         raise CommandError(f"unknown command {args.command!r}")
