@@ -297,7 +297,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
                 f: statistics.fmean(r["final_test_metric"] for r in v) for f, v in by_factor.items()
             }
             best = (max if higher else min)(means, key=means.get)
-            cols[f"{method} (tuned x{best:.3g})"] = _stats(by_factor[best])
+            if len(by_factor) > 1:  # a grid ran: report its best point
+                cols[f"{method} (tuned x{best:.3g})"] = _stats(by_factor[best])
             if 1.0 in by_factor:
                 cols[f"{method} (untuned)"] = _stats(by_factor[1.0])
         table[target] = cols
