@@ -106,7 +106,7 @@ def mlrsnet_forward(
         >>> net = MLRSNet()
         >>> factor, state = mlrsnet_forward(torch.tensor(2.3), net.init_state(),
         ...                                 net.cell_params(), net.head.weight, net.head.bias)
-        >>> 0 < float(factor) < 1
+        >>> 0 < factor.item() < 1
         True
     """
     h_prev, c_prev = state
