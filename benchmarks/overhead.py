@@ -51,6 +51,17 @@ def make_model(name: str, device: torch.device) -> nn.Module:
     return model.to(device)
 
 
+def make_trainer(model: nn.Module, gamma: float, meta_interval: int) -> mlrsnet.MetaTrainer:
+    """SGD (momentum 0.9, weight decay 5e-4) driven and meta-trained by a fresh MLRSNet."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=gamma, momentum=0.9, weight_decay=5e-4)
+    net = mlrsnet.MLRSNet()
+    scheduler = mlrsnet.MLRSNetLR(optimizer, net)
+    meta_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    return mlrsnet.MetaTrainer(
+        model, optimizer, scheduler, meta_optimizer, ce, meta_interval=meta_interval
+    )
+
+
 def plain_step(model, optimizer, x, y):
     loss = ce(model(x), y)
     optimizer.zero_grad(set_to_none=True)
@@ -120,18 +131,7 @@ def measure_steps(args, device):
     plain_model = copy.deepcopy(model)
     plain_opt = sgd(plain_model)
 
-    ours_model = copy.deepcopy(model)
-    ours_opt = sgd(ours_model)
-    ours_net = mlrsnet.MLRSNet()
-    ours_sched = mlrsnet.MLRSNetLR(ours_opt, ours_net)
-    trainer = mlrsnet.MetaTrainer(
-        ours_model,
-        ours_opt,
-        ours_sched,
-        torch.optim.Adam(ours_net.parameters(), lr=1e-3),
-        ce,
-        meta_interval=1,
-    )
+    trainer = make_trainer(copy.deepcopy(model), gamma, meta_interval=1)
 
     auth_model = copy.deepcopy(model)
     auth_opt = sgd(auth_model)
@@ -191,18 +191,7 @@ def measure_whole_run(args, device):
     model = copy.deepcopy(base)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     plain = time_calls(lambda: plain_step(model, optimizer, x, y), args.meta_interval, device)
-    model = copy.deepcopy(base)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    net = mlrsnet.MLRSNet()
-    scheduler = mlrsnet.MLRSNetLR(optimizer, net)
-    trainer = mlrsnet.MetaTrainer(
-        model,
-        optimizer,
-        scheduler,
-        torch.optim.Adam(net.parameters(), lr=1e-3),
-        ce,
-        meta_interval=args.meta_interval,
-    )
+    trainer = make_trainer(copy.deepcopy(base), 0.1, meta_interval=args.meta_interval)
     meta = time_calls(lambda: trainer.step((x, y), meta_batch=(x, y)), args.meta_interval, device)
     return meta / plain
 

@@ -56,3 +56,18 @@ def test_transfer_plan_lists_every_axis(capsys):
         "label noise",
         "data modality",
     }
+
+
+def test_overhead_benchmark_prints_the_three_ratios(tmp_path, capsys):
+    out = tmp_path / "overhead.json"
+    assert run_script("overhead.py", "--model", "small", "--batch-size", "8", "--repeats", "1",
+                      "--scheduler-calls", "50", "--json", str(out)) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    for label in ("(a) meta step / plain step", "(b) scheduler.step(loss)", "(c) whole run"):
+        assert label in text
+    cpu = json.loads(out.read_text())["devices"]["cpu"]
+    assert (
+        cpu["a_meta_step_ratio"] > 1
+        and cpu["b_scheduler_step_us"] > 0
+        and cpu["c_whole_run_ratio"] > 1
+    )
