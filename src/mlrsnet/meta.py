@@ -289,9 +289,7 @@ class MetaTrainer:
         weight = net.head.weight
         h, c = self.scheduler.state
         loss = loss.detach().to(weight.device, weight.dtype).reshape(())
-        if self.scheduler.distributed or (
-            self.scheduler.distributed is None and _in_distributed_run()
-        ):
+        if self.scheduler.reads_mean_over_ranks():
             loss = _mean_over_ranks(loss, weight.device, weight.dtype)  # as the scheduler reads it
         loss = loss / self.scheduler.loss_scale
         with torch.enable_grad():

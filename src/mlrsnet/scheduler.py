@@ -291,9 +291,7 @@ class MLRSNetLR(LRScheduler):
             )
         if self.stage_index + 1 < len(self._nets):
             self._maybe_start_stage()
-        if self.distributed is None:
-            self.distributed = _in_distributed_run()
-        if self.distributed:
+        if self.reads_mean_over_ranks():
             loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
         if self._fast:
             x = loss.item() if isinstance(loss, Tensor) else float(loss)
@@ -304,6 +302,15 @@ class MLRSNetLR(LRScheduler):
         self.last_epoch = self.num_steps
         self._step_count += 1
         self._apply_lrs()
+
+    def reads_mean_over_ranks(self) -> bool:
+        """Whether the network reads the loss averaged over ``torch.distributed`` ranks.
+
+        ``distributed=None`` is decided on first use: a process group of several ranks.
+        """
+        if self.distributed is None:
+            self.distributed = _in_distributed_run()
+        return self.distributed
 
     def _step_numpy(self, x: float) -> None:
         numpy_net = self._numpy_net
