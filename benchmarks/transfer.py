@@ -6,10 +6,16 @@ baselines are reported at their best grid point ("tuned") and at their default
 ("untuned"). Targets cover the paper's axes: training length, architecture, dataset,
 dataset size, label noise, data modality.
 
+The tuning protocol: the grid runs on the tuning seed (seed 0); every other seed runs each
+baseline at its default and at the grid point that was best on seed 0 (``--full-grid``
+runs the grid on every seed). Seed 0's grid has to be complete before the other seeds'
+tuned runs start; a chunk that reaches them earlier skips them and says so.
+
     python benchmarks/transfer.py --plan             # list the runs and their estimated cost
     python benchmarks/transfer.py --quick            # the CI-sized suite (~1-2 minutes)
     python benchmarks/transfer.py --only fmnist-cnn  # one chunk; rerun to resume
     python benchmarks/transfer.py --report           # BENCHMARKS-style tables from the results
+    python benchmarks/transfer.py --report --markdown BENCHMARKS.md  # ... written into the page
 
 Results are appended to ``OUT/results.jsonl`` (one record per finished run); runs live in
 ``OUT/runs/RUN_ID`` and resume from their checkpoints, so the suite can be stopped and
@@ -38,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 GRID = (1 / 3, 1.0, 3.0)
+TUNING_SEED = 0  # the grid runs on this seed; the others run the default and the best point
+MARKDOWN_BEGIN = "<!-- transfer-results:begin (benchmarks/transfer.py --report --markdown) -->"
+MARKDOWN_END = "<!-- transfer-results:end -->"
 BASELINES = [
     "fixed", "multistep", "exponential", "cosine", "sgdr", "onecycle", "adam", "adamw",
     "hd", "rtho", "l4", "schedulefree-sgd", "schedulefree-adamw", "prodigy",
@@ -272,11 +281,50 @@ def estimate_seconds(spec: RunSpec) -> float:
     return cost
 
 
+def _same(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < 1e-9
+
+
+def tuned_factor(records: list[dict[str, Any]], target: str, method: str) -> float | None:
+    """The grid factor with the best final metric on the tuning seed, or ``None``.
+
+    ``None`` until the tuning seed has a result at every point of :data:`GRID` for this
+    target and baseline (a diverged run counts, as the worst value).
+    """
+    mine = [
+        r
+        for r in records
+        if r["target"] == target and r["method"] == method and r["seed"] == TUNING_SEED
+    ]
+    if not mine or not all(any(_same(r["grid_factor"], f) for r in mine) for f in GRID):
+        return None
+    higher = mine[0]["metric"] == "accuracy"
+
+    def score(r: dict[str, Any]) -> float:
+        v = r["final_test_metric"]
+        if v is None or not math.isfinite(v):
+            return -math.inf
+        return v if higher else -v
+
+    return max((r for r in mine if any(_same(r["grid_factor"], f) for f in GRID)), key=score)[
+        "grid_factor"
+    ]
+
+
+def in_protocol(spec: RunSpec, records: list[dict[str, Any]]) -> bool | None:
+    """Whether the tuning protocol runs ``spec``; ``None`` while seed 0's grid is incomplete."""
+    if spec.seed == TUNING_SEED or spec.grid_factor is None or _same(spec.grid_factor, 1.0):
+        return True
+    best = tuned_factor(records, spec.target.name, spec.method)
+    return None if best is None else _same(best, spec.grid_factor)
+
+
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """``{target: {column: stats}}``: MLR-SNet networks, and each baseline tuned and untuned.
 
-    A baseline's "tuned" column is its grid point with the best mean final metric;
-    "untuned" is its default learning rate (grid factor 1).
+    A baseline's "tuned" column is its grid point with the best final metric on the tuning
+    seed (the mean over seeds where no tuning-seed grid ran), reported over every seed run
+    there; "untuned" is its default learning rate (grid factor 1).
     """
     table: dict[str, dict[str, dict[str, float]]] = {}
     by_target: dict[str, list[dict[str, Any]]] = {}
@@ -293,16 +341,25 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
             by_factor: dict[float, list[dict[str, Any]]] = {}
             for r in mine:
                 by_factor.setdefault(r["grid_factor"], []).append(r)
-            means = {
-                f: statistics.fmean(r["final_test_metric"] for r in v) for f, v in by_factor.items()
-            }
-            best = (max if higher else min)(means, key=means.get)
+            best = tuned_factor(rs, target, method)
+            if best is None:
+                means = {f: _mean_metric(v, higher) for f, v in by_factor.items()}
+                best = max(means, key=means.get)
+            best = next(f for f in by_factor if _same(f, best))
             if len(by_factor) > 1:  # a grid ran: report its best point
                 cols[f"{method} (tuned x{best:.3g})"] = _stats(by_factor[best])
             if 1.0 in by_factor:
                 cols[f"{method} (untuned)"] = _stats(by_factor[1.0])
         table[target] = cols
     return table
+
+
+def _mean_metric(records: list[dict[str, Any]], higher: bool) -> float:
+    """The mean final metric, signed so that larger is better; diverged runs count as -inf."""
+    values = [r["final_test_metric"] for r in records]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return -math.inf
+    return statistics.fmean(values) * (1 if higher else -1)
 
 
 def _stats(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -364,6 +421,67 @@ def report(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def planned_cost(
+    specs: list[RunSpec], records: list[dict[str, Any]], full_grid: bool
+) -> list[tuple[RunSpec, float]]:
+    """``(spec, expected runs)`` for each spec the protocol may run, not yet done.
+
+    A tuned run of a seed other than the tuning seed whose grid point is not yet known
+    counts as ``1 / (len(GRID) - 1)`` of a run: one of the non-default points will run,
+    unless the default wins (so the estimate is an upper bound).
+    """
+    done = {r["run_id"] for r in records}
+    weighted = []
+    for spec in specs:
+        if spec.run_id in done:
+            continue
+        decision = True if full_grid else in_protocol(spec, records)
+        if decision is None:
+            weighted.append((spec, 1 / (len(GRID) - 1)))
+        elif decision:
+            weighted.append((spec, 1.0))
+    return weighted
+
+
+def print_plan(
+    specs: list[RunSpec], records: list[dict[str, Any]], full_grid: bool, data_dir: str | None
+) -> None:
+    """A table of the remaining runs and their estimated cost, per target."""
+    rows: dict[str, list[float]] = {}
+    absent: set[str] = set()
+    for spec, weight in planned_cost(specs, records, full_grid):
+        if not data_present(spec.target, _data_dir(spec.target, data_dir)):
+            absent.add(spec.target.name)
+            continue
+        row = rows.setdefault(spec.target.name, [0.0, 0.0])
+        row[0] += weight
+        row[1] += weight * estimate_seconds(spec)
+    print("| target | runs to do | estimated hours (2 cores) |")
+    print("|---|---:|---:|")
+    for name, (runs, seconds) in rows.items():
+        print(f"| {name} | {runs:.0f} | {seconds / 3600:.1f} |")
+    total_runs = sum(r[0] for r in rows.values())
+    total = sum(r[1] for r in rows.values())
+    protocol = "the grid on every seed" if full_grid else f"the grid on seed {TUNING_SEED}"
+    print(
+        f"\n{total_runs:.0f} runs, about {total / 3600:.1f} h on 2 CPU cores ({protocol}); "
+        f"{len(records)} done"
+    )
+    if absent:
+        print("skipped (data not present):", ", ".join(sorted(absent)))
+
+
+def write_markdown(path: Path, tables: str) -> None:
+    """Replace the text between the page's result markers with ``tables`` (headings one down)."""
+    page = path.read_text()
+    if MARKDOWN_BEGIN not in page or MARKDOWN_END not in page:
+        raise SystemExit(f"{path} has no result markers; add {MARKDOWN_BEGIN} and {MARKDOWN_END}")
+    head, rest = page.split(MARKDOWN_BEGIN, 1)
+    tail = rest.split(MARKDOWN_END, 1)[1]
+    body = "\n".join("#" + line if line.startswith("###") else line for line in tables.splitlines())
+    path.write_text(f"{head}{MARKDOWN_BEGIN}\n\n{body.strip()}\n\n{MARKDOWN_END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -380,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
         "--grid", nargs="*", type=float, help="run only these grid factors (1 = the default lr)"
     )
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (a chunk)")
+    parser.add_argument(
+        "--full-grid", action="store_true", help="run the grid on every seed, not only seed 0"
+    )
+    parser.add_argument(
+        "--markdown", help="with --report: write the tables into this page between its markers"
+    )
     parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)"
@@ -401,37 +525,38 @@ def main(argv: list[str] | None = None) -> int:
                 record = json.loads(line)
                 done[record["run_id"]] = record
     if args.report:
-        print(report(list(done.values())))
+        text = report(list(done.values()))
+        if args.markdown:
+            write_markdown(Path(args.markdown), text)
+        else:
+            print(text)
         return 0
     specs = [
         s for s in plan(args.quick, seeds)
         if (not args.only or s.target.name in args.only)
         and (not args.methods or s.method in args.methods)
         and (not args.only_seeds or s.seed in args.only_seeds)
-        and (not args.grid or s.grid_factor is None or any(abs(s.grid_factor - g) < 1e-9 for g in args.grid))
+        and (not args.grid or s.grid_factor is None or any(_same(s.grid_factor, g) for g in args.grid))
     ]  # fmt: skip
     if args.plan:
-        total = sum(estimate_seconds(s) for s in specs)
-        skipped = sorted(
-            {
-                s.target.name
-                for s in specs
-                if not data_present(s.target, _data_dir(s.target, args.data_dir))
-            }
-        )
-        print(f"{len(specs)} runs, about {total / 3600:.1f} h on 2 CPU cores; {len(done)} done")
-        if skipped:
-            print("skipped (data not present):", ", ".join(skipped))
+        print_plan(specs, list(done.values()), args.full_grid, args.data_dir)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or (1 if args.quick else torch.get_num_threads()))
     networks: dict[str, str] = {}
     if args.quick:
         networks["digits-quick"] = str(quick_network(out))
-    new = 0
+    new = waiting = 0
     for spec in specs:
         if spec.run_id in done:
             continue
+        if not args.full_grid:
+            decision = in_protocol(spec, list(done.values()))
+            if decision is None:
+                waiting += 1
+                continue
+            if not decision:
+                continue
         data_dir = _data_dir(spec.target, args.data_dir)
         if not data_present(spec.target, data_dir):
             print(f"skip {spec.run_id}: data for {spec.target.task} not present", file=sys.stderr)
@@ -450,6 +575,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{spec.run_id}: {record['final_test_metric']:.2f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
+        )
+    if waiting:
+        print(
+            f"{waiting} tuned runs of seeds other than {TUNING_SEED} wait for seed "
+            f"{TUNING_SEED}'s grid; run that chunk first",
+            file=sys.stderr,
         )
     print(report(list(done.values())))
     return 0
