@@ -50,8 +50,12 @@ def characterise(spec: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("networks", nargs="+", help="shipped names or schedule files (.safetensors, .pth)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "networks", nargs="+", help="shipped names or schedule files (.safetensors, .pth)"
+    )
     args = parser.parse_args(argv)
     rows = [row for spec in args.networks for row in characterise(spec)]
     columns = [k for k in rows[0] if k not in ("source", "snapshot")]

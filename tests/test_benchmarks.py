@@ -52,8 +52,7 @@ def test_transfer_plan_lists_every_axis(capsys):
     assert run_script("transfer.py", "--plan") == 0
     assert "runs, about" in capsys.readouterr().out
     module = load_transfer()
-    axes = {t.axis for t in module.targets(quick=False)}
-    assert axes == {
+    every_axis = {
         "training length",
         "architecture",
         "dataset",
@@ -61,6 +60,25 @@ def test_transfer_plan_lists_every_axis(capsys):
         "label noise",
         "data modality",
     }
+    for suite in ("cpu", "full"):
+        assert {t.axis for t in module.targets(suite)} == every_axis
+    # the label-noise targets also meta-train on the noisy task; modality uses both networks
+    noisy = [t for t in module.targets("cpu") if t.axis == "label noise"]
+    assert noisy and all(t.self_meta for t in noisy)
+    assert any(len(t.networks) == 2 for t in module.targets("cpu") if t.axis == "data modality")
+    with pytest.raises(ValueError, match="suite must be one of"):
+        module.targets("huge")
+
+
+def test_the_cpu_suite_is_sized_for_this_machine():
+    transfer = load_transfer()
+    specs = transfer.plan("cpu", seeds=3)
+    seconds = sum(
+        w * transfer.estimate_seconds(s) for s, w in transfer.planned_cost(specs, [], False)
+    )
+    assert seconds < 6 * 3600  # the issue's budget: about 6 hours of the 2-core machine
+    full = transfer.plan("full", seeds=3)
+    assert sum(w for _, w in transfer.planned_cost(full, [], False)) < len(full)  # the protocol
 
 
 def test_overhead_benchmark_prints_the_three_ratios(tmp_path, capsys):
@@ -87,7 +105,7 @@ def record(target, method, factor, seed, metric, kind="accuracy"):
 
 def test_tuning_protocol_picks_the_grid_point_on_seed_0():
     transfer = load_transfer()
-    target = transfer.targets(quick=True)[0]
+    target = transfer.targets("quick")[0]
     seed0 = [
         record(target.name, "cosine", f, 0, m)
         for f, m in zip(transfer.GRID, (90, 95, 97), strict=True)
@@ -95,7 +113,7 @@ def test_tuning_protocol_picks_the_grid_point_on_seed_0():
     # seed 0's grid is incomplete: the other seeds' tuned runs wait, their defaults run
     specs = {
         (s.grid_factor, s.seed): s
-        for s in transfer.plan(quick=True, seeds=2)
+        for s in transfer.plan("quick", seeds=2)
         if s.target == target and s.method == "cosine"
     }
     assert transfer.in_protocol(specs[(3.0, 1)], seed0[:2]) is None
@@ -131,3 +149,22 @@ def test_report_is_written_between_the_markers(tmp_path):
     with pytest.raises(SystemExit, match="no result markers"):
         (tmp_path / "plain.md").write_text("no markers")
         transfer.write_markdown(tmp_path / "plain.md", "")
+
+
+def test_ablation_runs_its_variants_and_tabulates_them(tmp_path, capsys):
+    if not (ROOT.parent / "shared" / "reference" / "official-checkpoints").is_dir():
+        pytest.skip("the authors' checkpoints are not in ../shared/reference")
+    out = tmp_path / "ablation"
+    args = ("--out", str(out), "--transfer", str(tmp_path / "none"), "--targets", "digits-mlp")
+    assert run_script("ablation.py", *args, "--only", "gamma-fixed", "authors", "--seeds", "1") == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {(r["variant"], r["method"]) for r in records} == {
+        ("gamma-fixed", "mlrsnet:gamma-fixed"),
+        ("authors", "mlrsnet:authors"),
+    }
+    fixed = next(r for r in records if r["variant"] == "gamma-fixed")
+    assert fixed["lr"] == 0.67 and fixed["gamma"] == 0.67  # γ held, not the paper's rule
+    authors = next(r for r in records if r["variant"] == "authors")
+    assert authors["gamma"] != 0.67 and 0 < authors["final_test_metric"] <= 100
+    table = capsys.readouterr().out
+    assert "| digits-mlp |" in table and "gamma-fixed" in table
