@@ -12,7 +12,7 @@ runs the grid on every seed). Seed 0's grid has to be complete before the other 
 tuned runs start; a chunk that reaches them earlier skips them and says so.
 
     python benchmarks/transfer.py --plan             # list the runs and their estimated cost
-    python benchmarks/transfer.py                    # the CPU suite (every axis, ~3 h on 2 cores)
+    python benchmarks/transfer.py                    # the CPU suite (every axis, ~4 h on 2 cores)
     python benchmarks/transfer.py --suite full       # the issue's targets at full size (~325 h)
     python benchmarks/transfer.py --quick            # the CI-sized suite (~1-2 minutes)
     python benchmarks/transfer.py --only fmnist-cnn  # one chunk; rerun to resume
@@ -108,7 +108,7 @@ def targets(suite: str | bool = "cpu") -> list[Target]:
     this machine finishes in hours: the scikit-learn digits CNN at half and twice its
     length, on a quarter of its data and under 40 % uniform / 20 % pair-flip label noise
     (with a network meta-trained on the noisy task itself too), the digits MLP and the
-    Fashion-MNIST MLP, and 5 % of Tiny Shakespeare for two epochs with either network.
+    Fashion-MNIST MLP, and 10 % of Tiny Shakespeare for two epochs with either network.
     ``quick`` is a digits-only suite for CI, with its own quickly meta-trained network.
     """
     suite = _suite_name(suite)
@@ -127,8 +127,8 @@ def targets(suite: str | bool = "cpu") -> list[Target]:
                    noise="uniform", noise_rate=0.4, self_meta=True, self_meta_interval=2),
             Target("digits-cnn-pairflip20", "label noise", "digits-cnn", 30, image, 90.0,
                    noise="pairflip", noise_rate=0.2, self_meta=True, self_meta_interval=2),
-            Target("shakespeare-lstm-5pct", "data modality", "shakespeare-lstm", 2, both, 10.0,
-                   train_fraction=0.05),
+            Target("shakespeare-lstm-10pct", "data modality", "shakespeare-lstm", 2, both, 12.0,
+                   train_fraction=0.1),
         ]  # fmt: skip
     if suite == "quick":
         return [
@@ -514,6 +514,33 @@ def print_plan(
         print("skipped (data not present):", ", ".join(sorted(absent)))
 
 
+PLOTTED = ("fixed", "multistep", "cosine", "onecycle", "adam", "schedulefree-sgd", "prodigy")
+
+
+def plots(records: list[dict[str, Any]], out: Path, folder: Path, names: list[str]) -> list[Path]:
+    """Learning rate, training loss and test metric per target, side by side.
+
+    Every MLR-SNet network and a few baselines at their defaults (:data:`PLOTTED`), the
+    mean over seeds with a min-max band; ``{target}_lr.png`` and so on in ``folder``.
+    """
+    from mlrsnet import report as run_report
+
+    written: list[Path] = []
+    for name in names:
+        chosen = [
+            r for r in records
+            if r["target"] == name
+            and (r["method"].startswith("mlrsnet:") or (r["method"] in PLOTTED and _same(r["grid_factor"], 1.0)))
+        ]  # fmt: skip
+        if not chosen:
+            raise SystemExit(f"--plots: no results for target {name!r}")
+        runs = [run_report.load_run(out / r["run_dir"]) for r in chosen]
+        for run_ in runs:
+            run_.summary["task"] = name  # one figure per target, not per task
+        written += run_report.plot_runs(runs, folder)
+    return written
+
+
 def write_markdown(path: Path, tables: str) -> None:
     """Replace the text between the page's result markers with ``tables`` (headings one down)."""
     page = path.read_text()
@@ -550,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--markdown", help="with --report: write the tables into this page between its markers"
     )
+    parser.add_argument("--plots", help="with --report: write learning-rate figures here")
+    parser.add_argument("--plot-targets", nargs="*", default=[], help="targets to plot")
     parser.add_argument("--data-dir", help="data root for CIFAR/SVHN/PTB/Shakespeare")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: 1 for --quick, else torch's)"
@@ -578,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             write_markdown(Path(args.markdown), text)
         else:
             print(text)
+        if args.plots:
+            for png in plots(list(done.values()), out, Path(args.plots), args.plot_targets):
+                print(png)
         return 0
     specs = [
         s for s in plan(args.suite, seeds)
