@@ -420,15 +420,37 @@ def _stats(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _column_key(name: str) -> str:
+    """``"cosine (tuned x3)"`` -> ``"cosine (tuned)"``; other names unchanged."""
+    return name.split(" (tuned")[0] + (" (tuned)" if "(tuned" in name else "")
+
+
+def _target_order(name: str) -> int:
+    order = [t.name for suite in SUITES for t in targets(suite)]
+    return order.index(name) if name in order else len(order)
+
+
+def complete_targets(table: dict[str, dict[str, dict[str, float]]], seeds: int = 3) -> list[str]:
+    """Targets where every baseline ran tuned and untuned, and an MLR-SNet network, on ``seeds`` seeds."""
+    required = {f"{b} (tuned)" for b in BASELINES} | {f"{b} (untuned)" for b in BASELINES}
+    complete = []
+    for target, cols in table.items():
+        n = {_column_key(name): s["n"] for name, s in cols.items()}
+        networks = [k for k in n if k.startswith("mlrsnet:")]
+        if required <= n.keys() and networks and min(n.values()) >= seeds:
+            complete.append(target)
+    return complete
+
+
 def report(records: list[dict[str, Any]]) -> str:
-    """Markdown: a table per target (mean ± std over seeds), then mean ranks over targets."""
+    """Markdown: a table per target (mean ± std over seeds), the aim, and mean ranks."""
     lines = []
     table = summarize(records)
-    widest = max((len(cols) for cols in table.values()), default=0)
-    complete = [t for t, cols in table.items() if len(cols) == widest]  # every method ran there
-    ranks: dict[str, list[float]] = {}
+    table = dict(sorted(table.items(), key=lambda kv: _target_order(kv[0])))
+    complete = complete_targets(table)
+    first_record = {t: next(r for r in records if r["target"] == t) for t in table}
     for target, cols in table.items():
-        first = next(r for r in records if r["target"] == target)
+        first = first_record[target]
         higher = first["metric"] == "accuracy"
         unit = "accuracy %" if higher else "perplexity"
         lines += [
@@ -437,8 +459,7 @@ def report(records: list[dict[str, Any]]) -> str:
             f"| method | final test {unit} | best | steps / seconds to {first['goal']:g} | seeds |",
             "|---|---:|---:|---:|---:|",
         ]
-        ordered = sorted(cols.items(), key=lambda kv: -kv[1]["mean"] if higher else kv[1]["mean"])
-        for place, (name, s) in enumerate(ordered, start=1):
+        for name, s in sorted(cols.items(), key=lambda kv: -_signed(kv[1]["mean"], higher)):
             ttg = (
                 "not reached"
                 if s["steps_to_goal"] is None
@@ -447,21 +468,61 @@ def report(records: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['best']:.2f} | {ttg} | {s['n']} |"
             )
-            key = name.split(" (tuned")[0] + (" (tuned)" if "(tuned" in name else "")
-            if target in complete:
-                ranks.setdefault(key, []).append(place)
         lines.append("")
-    if len(complete) > 1:
-        lines += [
-            f"### Mean rank over the targets where every method ran ({', '.join(complete)}; 1 = best)",
-            "",
-            "| method | mean rank | targets |",
-            "|---|---:|---:|",
-        ]
-        for name, places in sorted(ranks.items(), key=lambda kv: statistics.fmean(kv[1])):
-            lines.append(f"| {name} | {statistics.fmean(places):.2f} | {len(places)} |")
-        lines.append("")
+    if not complete:
+        return "\n".join(lines)
+    lines += [
+        "### The aim, target by target (targets where every method ran on 3 seeds)",
+        "",
+        "| target | MLR-SNet network | MLR-SNet | best tuned baseline | gap | untuned baselines "
+        "it beats | rank |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for target in complete:
+        cols = table[target]
+        higher = first_record[target]["metric"] == "accuracy"
+        ordered = sorted(cols, key=lambda n: -_signed(cols[n]["mean"], higher))
+        tuned = [n for n in ordered if "(tuned" in n]
+        untuned = [n for n in ordered if n.endswith("(untuned)")]
+        for network in (n for n in ordered if n.startswith("mlrsnet:")):
+            mean = cols[network]["mean"]
+            best = cols[tuned[0]]["mean"]
+            gap = f"{best - mean:+.2f} points" if higher else f"{100 * (mean / best - 1):+.1f} %"
+            beaten = sum(_signed(mean, higher) > _signed(cols[n]["mean"], higher) for n in untuned)
+            lines.append(
+                f"| {target} | {network[8:]} | {mean:.2f} | {tuned[0]}: {best:.2f} | {gap} | "
+                f"{beaten} of {len(untuned)} | {ordered.index(network) + 1} of {len(ordered)} |"
+            )
+    lines.append("")
+    common = set.intersection(*({_column_key(n) for n in table[t]} for t in complete))
+    ranks: dict[str, list[int]] = {}
+    for target in complete:
+        cols = table[target]
+        higher = first_record[target]["metric"] == "accuracy"
+        shared = [n for n in cols if _column_key(n) in common]
+        for place, name in enumerate(
+            sorted(shared, key=lambda n: -_signed(cols[n]["mean"], higher)), start=1
+        ):
+            ranks.setdefault(_column_key(name), []).append(place)
+    lines += [
+        f"### Mean rank over the {len(complete)} complete targets (1 = best of {len(common)})",
+        "",
+        f"Targets: {', '.join(complete)}; the columns every one of them has.",
+        "",
+        "| method | mean rank | targets |",
+        "|---|---:|---:|",
+    ]
+    for name, places in sorted(ranks.items(), key=lambda kv: statistics.fmean(kv[1])):
+        lines.append(f"| {name} | {statistics.fmean(places):.2f} | {len(places)} |")
+    lines.append("")
     return "\n".join(lines)
+
+
+def _signed(value: float, higher: bool) -> float:
+    """Larger is better; NaN (a diverged run) is worst."""
+    if not math.isfinite(value):
+        return -math.inf
+    return value if higher else -value
 
 
 def planned_cost(
