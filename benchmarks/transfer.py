@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -617,6 +618,63 @@ def write_markdown(path: Path, tables: str) -> None:
     path.write_text(f"{head}{MARKDOWN_BEGIN}\n\n{body.strip()}\n\n{MARKDOWN_END}{tail}")
 
 
+_READ_CACHE: dict[Path, tuple[int, dict[str, dict[str, Any]]]] = {}
+
+
+def read_results(path: Path) -> dict[str, dict[str, Any]]:
+    """``{run_id: record}`` from a results file (empty if there is none).
+
+    The file only grows (records are appended), so it is parsed again only when its size
+    changed.
+    """
+    if not path.is_file():
+        return {}
+    size = path.stat().st_size
+    cached = _READ_CACHE.get(path)
+    if cached is None or cached[0] != size:
+        records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        _READ_CACHE[path] = cached = (size, {r["run_id"]: r for r in records})
+    return dict(cached[1])
+
+
+def claim(out: Path, run_id: str) -> bool:
+    """Take the run for this process (a lock file holding our pid); ``False`` if another has it.
+
+    Several processes started with the same command share the plan this way, each taking
+    the next run nobody holds; a lock whose process is gone is taken over.
+    """
+    lock = out / "runs" / f"{run_id}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text() or "0")
+        except (OSError, ValueError):
+            return False  # being written right now
+        if pid and _alive(pid):
+            return False
+        lock.unlink(missing_ok=True)  # its process died: take it over
+        return claim(out, run_id)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def release(out: Path, run_id: str) -> None:
+    (out / "runs" / f"{run_id}.lock").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -660,12 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (1 if args.quick else 3)
     out = Path(args.out)
     results_path = out / "results.jsonl"
-    done = {}
-    if results_path.is_file():
-        for line in results_path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                done[record["run_id"]] = record
+    done = read_results(results_path)
     if args.report:
         text = report(list(done.values()))
         if args.markdown:
@@ -691,42 +744,56 @@ def main(argv: list[str] | None = None) -> int:
     networks: dict[str, str] = {}
     if args.quick:
         networks["digits-quick"] = str(quick_network(out))
-    new = waiting = 0
-    for spec in specs:
-        if spec.run_id in done:
-            continue
-        if not args.full_grid:
-            decision = in_protocol(spec, list(done.values()))
-            if decision is None:
-                waiting += 1
+    new = 0
+    while True:
+        waiting = 0
+        for spec in specs:
+            done = read_results(results_path)  # other processes may have added some
+            if spec.run_id in done:
                 continue
-            if not decision:
+            if not args.full_grid:
+                decision = in_protocol(spec, list(done.values()))
+                if decision is None:
+                    waiting += 1
+                    continue
+                if not decision:
+                    continue
+            data_dir = _data_dir(spec.target, args.data_dir)
+            if not data_present(spec.target, data_dir):
+                print(
+                    f"skip {spec.run_id}: data for {spec.target.task} not present", file=sys.stderr
+                )
                 continue
-        data_dir = _data_dir(spec.target, args.data_dir)
-        if not data_present(spec.target, data_dir):
-            print(f"skip {spec.run_id}: data for {spec.target.task} not present", file=sys.stderr)
-            continue
-        if args.max_runs is not None and new >= args.max_runs:
+            if args.max_runs is not None and new >= args.max_runs:
+                break
+            if not claim(out, spec.run_id):
+                continue  # another process is running it
+            try:
+                for network in spec.target.networks:
+                    if network not in networks and network in hub.pretrained_names():
+                        networks[network] = network
+                start = time.perf_counter()
+                record = execute(spec, out, data_dir, networks)
+                with open(results_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            finally:
+                release(out, spec.run_id)
+            new += 1
+            print(
+                f"{spec.run_id}: {record['final_test_metric']:.2f} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+        if not waiting or (args.max_runs is not None and new >= args.max_runs):
             break
-        for network in spec.target.networks:
-            if network not in networks and network in hub.pretrained_names():
-                networks[network] = network
-        start = time.perf_counter()
-        record = execute(spec, out, data_dir, networks)
-        with open(results_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        done[spec.run_id] = record
-        new += 1
-        print(
-            f"{spec.run_id}: {record['final_test_metric']:.2f} ({time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
-    if waiting:
-        print(
-            f"{waiting} tuned runs of seeds other than {TUNING_SEED} wait for seed "
-            f"{TUNING_SEED}'s grid; run that chunk first",
-            file=sys.stderr,
-        )
+        if not any((out / "runs").glob("*.lock")):
+            print(
+                f"{waiting} tuned runs of seeds other than {TUNING_SEED} wait for seed "
+                f"{TUNING_SEED}'s grid; run that chunk first",
+                file=sys.stderr,
+            )
+            break
+        time.sleep(10)  # seed 0's grid is running in another process: wait for it
+    done = read_results(results_path)
     print(report(list(done.values())))
     return 0
 

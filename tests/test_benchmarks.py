@@ -1,6 +1,7 @@
 """The benchmark scripts run: the transfer suite's quick mode, end to end, and resumes."""
 
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -168,3 +169,31 @@ def test_ablation_runs_its_variants_and_tabulates_them(tmp_path, capsys):
     assert authors["gamma"] != 0.67 and 0 < authors["final_test_metric"] <= 100
     table = capsys.readouterr().out
     assert "| digits-mlp |" in table and "gamma-fixed" in table
+
+
+def test_processes_share_the_plan_through_run_locks(tmp_path):
+    transfer = load_transfer()
+    assert transfer.claim(tmp_path, "a--fixed-x1--s0")
+    assert not transfer.claim(tmp_path, "a--fixed-x1--s0")  # held by a live process (us)
+    assert transfer.claim(tmp_path, "a--fixed-x1--s1")  # another run is free
+    transfer.release(tmp_path, "a--fixed-x1--s0")
+    assert transfer.claim(tmp_path, "a--fixed-x1--s0")
+    # a lock left by a process that died is taken over
+    import subprocess
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / "runs" / "a--cosine-x1--s0.lock").write_text(dead)
+    assert transfer.claim(tmp_path, "a--cosine-x1--s0")
+    assert (tmp_path / "runs" / "a--cosine-x1--s0.lock").read_text() == str(os.getpid())
+
+
+def test_results_are_read_again_when_the_file_grows(tmp_path):
+    transfer = load_transfer()
+    path = tmp_path / "results.jsonl"
+    assert transfer.read_results(path) == {}
+    path.write_text(json.dumps({"run_id": "x"}) + "\n")
+    assert set(transfer.read_results(path)) == {"x"}
+    with open(path, "a") as f:
+        f.write(json.dumps({"run_id": "y"}) + "\n")
+    assert set(transfer.read_results(path)) == {"x", "y"}
