@@ -21,7 +21,9 @@ tuned runs start; a chunk that reaches them earlier skips them and says so.
 
 Results are appended to ``OUT/results.jsonl`` (one record per finished run); runs live in
 ``OUT/runs/RUN_ID`` and resume from their checkpoints, so the suite can be stopped and
-continued at any time, in chunks.
+continued at any time, in chunks. Several processes started with the same command share
+the plan (each takes the next run no other holds, through ``OUT/runs/RUN_ID.lock``):
+``--threads 1`` in as many processes as there are cores uses a small CPU best.
 """
 
 from __future__ import annotations
