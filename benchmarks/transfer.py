@@ -115,7 +115,7 @@ def targets(suite: str | bool = "cpu") -> list[Target]:
     ``quick`` is a digits-only suite for CI, with its own quickly meta-trained network.
     """
     suite = _suite_name(suite)
-    image, text = ("fmnist-resnet",), ("ptb-lstm",)
+    image, text = ("fmnist-resnet", "fmnist-resnet-every100"), ("ptb-lstm",)
     both = image + text
     # in both suites, with the same settings (their results serve both)
     fmnist_mlp = Target("fmnist-mlp", "architecture", "fmnist-mlp", 12, image, 85.0)
