@@ -678,3 +678,18 @@ def test_docs_cover_every_name():
     text = doc.read_text()
     for name in ALL:
         assert f"`{name}`" in text
+
+
+@pytest.mark.parametrize(
+    "name", ["adam", "adamw", "prodigy", "schedulefree-sgd", "schedulefree-adamw"]
+)
+@pytest.mark.parametrize(("momentum", "beta1"), [(0.0, 0.9), (0.5, 0.5)])
+def test_beta1_comes_from_the_momentum_unless_it_is_zero(name, momentum, beta1):
+    # language-model recipes use momentum 0: no valid beta1 for Schedule-Free, and
+    # RMSprop rather than Adam for the Adam family; the libraries' 0.9 is used there
+    th = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    sched = schedules.build(name, [th], momentum=momentum, total_steps=5, steps_per_epoch=5)
+    group = sched.optimizer.param_groups[0]
+    assert (group["betas"][0] if "betas" in group else group["momentum"]) == beta1
+    sched.step(_quad(th))
+    assert torch.isfinite(th).all()

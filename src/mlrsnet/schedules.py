@@ -357,6 +357,18 @@ class _Ctx:
     def epochs(self) -> int:
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
+    @property
+    def beta1(self) -> float:
+        """β1 of the Adam family and Schedule-Free's interpolation: the momentum if in (0, 1).
+
+        Language-model recipes train with plain SGD (momentum 0), which is no valid β1 for
+        Schedule-Free and turns Adam into RMSprop; there the libraries' default 0.9 is used.
+        """
+        if 0.0 < self.momentum < 1.0:
+            return self.momentum
+        logger.info("%s: momentum %g is no valid beta1; using 0.9", self.name, self.momentum)
+        return 0.9
+
     def common(self) -> dict[str, Any]:
         return dict(
             total_steps=self.total_steps,
@@ -440,8 +452,9 @@ def build(
         lr: Base learning rate (peak lr for ``onecycle``, initial lr for
             ``hd``/``rtho``, the fraction alpha for ``l4``, the multiplier for
             ``prodigy``); ``None`` uses :func:`default_lr`.
-        momentum: SGD momentum; beta1 for Adam-type methods; the EMA decay of
-            L4's estimators.
+        momentum: SGD momentum; beta1 for Adam-type methods and Schedule-Free's
+            interpolation (0.9 instead where ``momentum`` is 0, as in language-model
+            recipes: no valid beta1); the EMA decay of L4's estimators.
         weight_decay: L2 (coupled) or decoupled (``adamw``, ``prodigy``,
             ``schedulefree-adamw``) weight decay, as each source defines it.
         total_steps: Planned number of optimizer steps.
@@ -710,7 +723,7 @@ def _build_adam(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedu
     opt = torch.optim.Adam(
         ctx.params,
         lr=ctx.lr,
-        betas=(ctx.momentum, beta2),
+        betas=(ctx.beta1, beta2),
         eps=eps,
         weight_decay=ctx.weight_decay,
         amsgrad=amsgrad,
@@ -725,7 +738,7 @@ def _build_adamw(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Sched
     opt = torch.optim.AdamW(
         ctx.params,
         lr=ctx.lr,
-        betas=(ctx.momentum, beta2),
+        betas=(ctx.beta1, beta2),
         eps=eps,
         weight_decay=ctx.weight_decay,
         amsgrad=amsgrad,
@@ -806,7 +819,7 @@ def _build_sf_sgd(ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: fl
     opt = schedulefree.SGDScheduleFree(
         ctx.params,
         lr=ctx.lr,
-        momentum=ctx.momentum,
+        momentum=ctx.beta1,
         weight_decay=ctx.weight_decay,
         warmup_steps=warmup_steps,
         r=r,
@@ -825,11 +838,10 @@ def _build_sf_adamw(
     import schedulefree
 
     _require(_is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
-    _require(_is_real(ctx.momentum) and ctx.momentum > 0.0, "momentum", ctx.momentum, "> 0")
     opt = schedulefree.AdamWScheduleFree(
         ctx.params,
         lr=ctx.lr,
-        betas=(ctx.momentum, beta2),
+        betas=(ctx.beta1, beta2),
         eps=eps,
         weight_decay=ctx.weight_decay,
         warmup_steps=warmup_steps,
@@ -864,7 +876,7 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
         opt = Prodigy(
             ctx.params,
             lr=ctx.lr,
-            betas=(ctx.momentum, beta2),
+            betas=(ctx.beta1, beta2),
             weight_decay=ctx.weight_decay,
             **kw,
         )
