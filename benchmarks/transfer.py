@@ -473,7 +473,8 @@ def report(records: list[dict[str, Any]]) -> str:
                 else f"{s['steps_to_goal']:.0f} / {s['seconds_to_goal']:.1f}"
             )
             lines.append(
-                f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['best']:.2f} | {ttg} | {s['n']} |"
+                f"| {name} | {_num(s['mean'])} ± {_num(s['std'])} | {_num(s['best'])} | {ttg} "
+                f"| {s['n']} |"
             )
         lines.append("")
     if not complete:
@@ -523,6 +524,11 @@ def report(records: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {statistics.fmean(places):.2f} | {len(places)} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _num(value: float) -> str:
+    """Two decimals; three significant digits for the huge values of a diverged run."""
+    return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def _signed(value: float, higher: bool) -> float:
