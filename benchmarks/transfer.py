@@ -9,10 +9,11 @@ dataset size, label noise, data modality.
 The tuning protocol: the grid runs on the tuning seed (seed 0); every other seed runs each
 baseline at its default and at the grid point that was best on seed 0 (``--full-grid``
 runs the grid on every seed). Seed 0's grid has to be complete before the other seeds'
-tuned runs start; a chunk that reaches them earlier skips them and says so.
+tuned runs start; a process that reaches them earlier waits while another process runs
+that grid, and otherwise skips them and says so.
 
     python benchmarks/transfer.py --plan             # list the runs and their estimated cost
-    python benchmarks/transfer.py                    # the CPU suite (every axis, ~4 h on 2 cores)
+    python benchmarks/transfer.py                    # the CPU suite (every axis; ~2-4 h on 2 cores)
     python benchmarks/transfer.py --suite full       # the targets at full size (~325 h)
     python benchmarks/transfer.py --quick            # the CI-sized suite (~1-2 minutes)
     python benchmarks/transfer.py --only fmnist-cnn  # one chunk; rerun to resume
