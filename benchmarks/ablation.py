@@ -19,7 +19,7 @@ with the shipped network and the best tuned baseline there:
     a network meta-trained on the target task itself, for the target's length, with as
     many meta updates as the shipped one (about 276), then used on that task: no transfer.
 
-    python benchmarks/ablation.py                      # every variant (about 40 min, 2 cores)
+    python benchmarks/ablation.py                      # every variant (about 1 h on 2 cores)
     python benchmarks/ablation.py --only authors self-meta  # some
     python benchmarks/ablation.py --report             # the table
 
