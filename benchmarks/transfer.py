@@ -503,6 +503,8 @@ def report(records: list[dict[str, Any]]) -> str:
                 f"{beaten} of {len(untuned)} | {ordered.index(network) + 1} of {len(ordered)} |"
             )
     lines.append("")
+    if len(complete) < 2:
+        return "\n".join(lines)  # a mean rank needs targets to average over
     common = set.intersection(*({_column_key(n) for n in table[t]} for t in complete))
     ranks: dict[str, list[int]] = {}
     for target in complete:
