@@ -96,7 +96,7 @@ def source_self(target: transfer.Target, seed: int, out: Path) -> str:
     return _meta_train(config)
 
 
-def specs(variant: str, target: transfer.Target, seed: int) -> transfer.RunSpec:
+def spec_for(variant: str, target: transfer.Target, seed: int) -> transfer.RunSpec:
     lr = 0.67 if variant == "gamma-fixed" else None
     return transfer.RunSpec(target, f"mlrsnet:{variant}", lr, None, seed)
 
@@ -147,17 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     results_path = out / "results.jsonl"
-    done = {}
-    if results_path.is_file():
-        done = {
-            (r := json.loads(line))["run_id"]: r for line in results_path.read_text().splitlines()
-        }
-    baseline_path = Path(args.transfer) / "results.jsonl"
-    baselines = (
-        [json.loads(line) for line in baseline_path.read_text().splitlines()]
-        if baseline_path.is_file()
-        else []
-    )
+    done = transfer.read_results(results_path)
+    baselines = list(transfer.read_results(Path(args.transfer) / "results.jsonl").values())
     if args.report:
         print(report(list(done.values()), baselines))
         return 0
@@ -168,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.targets or TARGETS:
             target = by_name[name]
             for seed in range(args.seeds):
-                spec = specs(variant, target, seed)
+                spec = spec_for(variant, target, seed)
                 if spec.run_id in done:
                     continue
                 start = time.perf_counter()

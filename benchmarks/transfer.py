@@ -350,16 +350,8 @@ def tuned_factor(records: list[dict[str, Any]], target: str, method: str) -> flo
     if not mine or not all(any(_same(r["grid_factor"], f) for r in mine) for f in GRID):
         return None
     higher = mine[0]["metric"] == "accuracy"
-
-    def score(r: dict[str, Any]) -> float:
-        v = r["final_test_metric"]
-        if v is None or not math.isfinite(v):
-            return -math.inf
-        return v if higher else -v
-
-    return max((r for r in mine if any(_same(r["grid_factor"], f) for f in GRID)), key=score)[
-        "grid_factor"
-    ]
+    on_grid = (r for r in mine if any(_same(r["grid_factor"], f) for f in GRID))
+    return max(on_grid, key=lambda r: _signed(r["final_test_metric"], higher))["grid_factor"]
 
 
 def in_protocol(spec: RunSpec, records: list[dict[str, Any]]) -> bool | None:
@@ -407,10 +399,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
 
 def _mean_metric(records: list[dict[str, Any]], higher: bool) -> float:
     """The mean final metric, signed so that larger is better; diverged runs count as -inf."""
-    values = [r["final_test_metric"] for r in records]
-    if any(v is None or not math.isfinite(v) for v in values):
-        return -math.inf
-    return statistics.fmean(values) * (1 if higher else -1)
+    signed = [_signed(r["final_test_metric"], higher) for r in records]
+    return -math.inf if -math.inf in signed else statistics.fmean(signed)
 
 
 def _stats(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -534,9 +524,9 @@ def _num(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
-def _signed(value: float, higher: bool) -> float:
-    """Larger is better; NaN (a diverged run) is worst."""
-    if not math.isfinite(value):
+def _signed(value: float | None, higher: bool) -> float:
+    """Larger is better; a missing or non-finite value (a diverged run) is worst."""
+    if value is None or not math.isfinite(value):
         return -math.inf
     return value if higher else -value
 
@@ -583,9 +573,12 @@ def print_plan(
     total_runs = sum(r[0] for r in rows.values())
     total = sum(r[1] for r in rows.values())
     protocol = "the grid on every seed" if full_grid else f"the grid on seed {TUNING_SEED}"
+    planned = {s.run_id for s in specs}
+    finished = [r for r in records if r["run_id"] in planned]
     print(
         f"\n{total_runs:.0f} runs, about {total / 3600:.1f} h on 2 CPU cores ({protocol}); "
-        f"{len(records)} done"
+        f"{len(finished)} done, {sum(r['wall_seconds'] for r in finished) / 3600:.1f} h of run "
+        "time summed"
     )
     if absent:
         print("skipped (data not present):", ", ".join(sorted(absent)))
@@ -659,11 +652,7 @@ def claim(out: Path, run_id: str) -> bool:
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        try:
-            pid = int(lock.read_text() or "0")
-        except (OSError, ValueError):
-            return False  # being written right now
-        if pid and _alive(pid):
+        if _held(lock):
             return False
         lock.unlink(missing_ok=True)  # its process died: take it over
         return claim(out, run_id)
@@ -676,7 +665,16 @@ def release(out: Path, run_id: str) -> None:
     (out / "runs" / f"{run_id}.lock").unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def _held(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (one being written right now counts)."""
+    try:
+        pid = int(lock.read_text() or "0")
+    except ValueError:
+        return True  # its pid is being written right now
+    except OSError:
+        return False  # released meanwhile
+    if not pid:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -779,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if not claim(out, spec.run_id):
                 continue  # another process is running it
+            if spec.run_id in read_results(results_path):
+                release(out, spec.run_id)  # another process finished it since we looked
+                continue
             try:
                 for network in spec.target.networks:
                     if network not in networks and network in hub.pretrained_names():
@@ -796,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not waiting or (args.max_runs is not None and new >= args.max_runs):
             break
-        if not any((out / "runs").glob("*.lock")):
+        if not any(_held(lock) for lock in (out / "runs").glob("*.lock")):
             print(
                 f"{waiting} tuned runs of seeds other than {TUNING_SEED} wait for seed "
                 f"{TUNING_SEED}'s grid; run that chunk first",

@@ -185,6 +185,8 @@ def test_processes_share_the_plan_through_run_locks(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (tmp_path / "runs" / "a--cosine-x1--s0.lock").write_text(dead)
+    assert not transfer._held(tmp_path / "runs" / "a--cosine-x1--s0.lock")
+    assert transfer._held(tmp_path / "runs" / "a--fixed-x1--s1.lock")  # ours, alive
     assert transfer.claim(tmp_path, "a--cosine-x1--s0")
     assert (tmp_path / "runs" / "a--cosine-x1--s0.lock").read_text() == str(os.getpid())
 
