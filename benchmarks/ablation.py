@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transfer  # noqa: E402  (the sibling script: targets, execute, summaries)
 
 from mlrsnet import hub  # noqa: E402
-from mlrsnet.experiment import RunConfig, run  # noqa: E402
+from mlrsnet.lab.runner import RunConfig, run  # noqa: E402
 from mlrsnet.net import MLRSNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def source_authors(out: Path) -> str:
 
 def source_self(target: transfer.Target, seed: int, out: Path) -> str:
     """A network meta-trained on ``target`` itself, with about as many meta updates as ours."""
-    from mlrsnet import tasks
+    from mlrsnet.lab import tasks
 
     task = tasks.get(target.task, seed=seed)
     steps = math.ceil(len(task.train_indices) / task.batch_size) * target.epochs

@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 import mlrsnet
-from mlrsnet.tasks.models import resnet, resnet18
+from mlrsnet.lab.tasks.models import resnet, resnet18
 
 ce = nn.functional.cross_entropy
 

@@ -42,9 +42,10 @@ from typing import Any
 
 import torch
 
-from mlrsnet import hub, schedules
-from mlrsnet import tasks as task_registry
-from mlrsnet.experiment import RunConfig, run
+from mlrsnet import hub
+from mlrsnet.lab import baselines
+from mlrsnet.lab import tasks as task_registry
+from mlrsnet.lab.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -217,7 +218,7 @@ def plan(suite: str | bool, seeds: int) -> list[RunSpec]:
             if target.self_meta:
                 specs.append(RunSpec(target, "mlrsnet:self", None, None, seed))
             for name in baselines:
-                default = schedules.default_lr(name)
+                default = baselines.default_lr(name)
                 if text and name in ("fixed", "multistep", "exponential", "cosine", "sgdr", "onecycle",
                                      "hd", "rtho", "plateau"):  # fmt: skip
                     default = task_registry.spec(target.task).lr  # SGD on LSTMs: lr 20
@@ -593,7 +594,7 @@ def plots(records: list[dict[str, Any]], out: Path, folder: Path, names: list[st
     Every MLR-SNet network and a few baselines at their defaults (:data:`PLOTTED`), the
     mean over seeds with a min-max band; ``{target}_lr.png`` and so on in ``folder``.
     """
-    from mlrsnet import report as run_report
+    from mlrsnet.lab import report as run_report
 
     written: list[Path] = []
     for name in names:

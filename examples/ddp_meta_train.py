@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 import mlrsnet
-from mlrsnet import tasks
+from mlrsnet.lab import tasks
 
 
 def main() -> None:

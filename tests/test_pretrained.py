@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import mlrsnet
-import mlrsnet.tasks
+import mlrsnet.lab.tasks
 from mlrsnet import hub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +72,11 @@ def test_manifest_command_reproduces_the_learning_rate_trace(tmp_path, name):
     argv[out + 1] = str(tmp_path / "run")
     argv = [a for a in argv if a != "--quiet"] + ["--quiet", "--stop-after-steps", str(len(head))]
     data_dir = argv[argv.index("--data-dir") + 1] if "--data-dir" in argv else None
-    if not mlrsnet.tasks.available(
+    if not mlrsnet.lab.tasks.available(
         manifest["source_task"], data_dir=data_dir and str(ROOT / data_dir)
     ):
         pytest.skip(f"data of {manifest['source_task']} not present")
-    result = subprocess.run([sys.executable, "-m", "mlrsnet.cli", *argv[1:]], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "mlrsnet.lab.cli", *argv[1:]], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "run" / "lr.csv").read_text().splitlines()[1:]

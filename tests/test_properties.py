@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mlrsnet
-from mlrsnet.cli import main
+from mlrsnet.lab.cli import main
 
 SCHEDULER_CASES = 300
 TRAINER_CASES = 150

@@ -15,7 +15,7 @@ Language model: :class:`LSTMLanguageModel`, the LSTM of PyTorch's ``word_languag
 example (used for Penn Treebank in the MLR-SNet paper), returning logits.
 
 Parameter counts for the documented configurations are listed in ``docs/models.md``;
-``python -m mlrsnet.tasks.models`` prints them (:func:`parameter_table`).
+``python -m mlrsnet.lab.tasks.models`` prints them (:func:`parameter_table`).
 """
 
 from __future__ import annotations
@@ -802,7 +802,7 @@ class LSTMLanguageModel(nn.Module):
 def parameter_table() -> str:
     """Markdown tables of parameter counts for the documented configurations (10 classes).
 
-    This is what ``python -m mlrsnet.tasks.models`` prints; ``docs/models.md`` embeds it.
+    This is what ``python -m mlrsnet.lab.tasks.models`` prints; ``docs/models.md`` embeds it.
 
     Returns:
         Two Markdown tables (image models with 3 and 1 input channels; MLPs and LMs).

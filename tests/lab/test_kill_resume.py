@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
 
 
 def command(kind, out, *extra):
-    return [sys.executable, "-m", "mlrsnet.cli", kind, "--task", "digits-cnn", "--batch-size", "32",
+    return [sys.executable, "-m", "mlrsnet.lab.cli", kind, "--task", "digits-cnn", "--batch-size", "32",
             "--seed", "3", "--out", str(out), "--quiet", *extra]  # fmt: skip
 
 
@@ -114,7 +114,7 @@ def dying_fsync(fd):
         os._exit(137)  # dies like SIGKILL: no cleanup, the file being written stays half-done
     real(fd)
 os.fsync = dying_fsync
-from mlrsnet.cli import main
+from mlrsnet.lab.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

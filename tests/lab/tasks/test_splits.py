@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlrsnet.tasks.splits import (
+from mlrsnet.lab.tasks.splits import (
     batchify,
     class_counts,
     corrupt_labels,

@@ -1,4 +1,4 @@
-"""Tests for mlrsnet.report on synthetic run directories with hand-computed statistics."""
+"""Tests for mlrsnet.lab.report on synthetic run directories with hand-computed statistics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlrsnet import report
+from mlrsnet.lab import report
 
 ACC = "fmnist-resnet"
 PPL = "ptb lstm/word"  # needs sanitizing in file names

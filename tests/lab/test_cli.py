@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from mlrsnet import schedules
-from mlrsnet.cli import main
+from mlrsnet.lab import baselines
+from mlrsnet.lab.cli import main
 
-BASELINES = [n for n in schedules.names() if n != "mlrsnet"]
+BASELINES = [n for n in baselines.names() if n != "mlrsnet"]
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +117,13 @@ def test_bad_arguments_end_in_one_line(tmp_path, monkeypatch, capsys, argv, matc
 
 def test_no_traceback_from_the_installed_command(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mlrsnet.cli", "train", "--task", "digits-mlp", "--schedule", "nope", "--out",
+        [sys.executable, "-m", "mlrsnet.lab.cli", "train", "--task", "digits-mlp", "--schedule", "nope", "--out",
          str(tmp_path / "x")],  # fmt: skip
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"mlrsnet: error: unknown schedule 'nope'; known: {', '.join(schedules.names())} "
+        f"mlrsnet: error: unknown schedule 'nope'; known: {', '.join(baselines.names())} "
         "(mlrsnet:NAME_OR_PATH for a schedule network)"
     ]
 

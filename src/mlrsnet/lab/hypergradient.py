@@ -19,7 +19,7 @@ not finite, the update is skipped and the last finite learning rate is kept,
 so a non-finite value never reaches a parameter group's ``lr``.
 
 The training-loop protocol around these optimizers (backward pass, gradient
-clipping, validation closures) lives in :mod:`mlrsnet.schedules`.
+clipping, validation closures) lives in :mod:`mlrsnet.lab.baselines`.
 """
 
 from __future__ import annotations

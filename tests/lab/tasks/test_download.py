@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlrsnet.tasks import datasets as D
-from mlrsnet.tasks import download as dl
+from mlrsnet.lab.tasks import datasets as D
+from mlrsnet.lab.tasks import download as dl
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

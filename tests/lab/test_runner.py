@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlrsnet import hub
-from mlrsnet.experiment import RunConfig, run
+from mlrsnet.lab.runner import RunConfig, run
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

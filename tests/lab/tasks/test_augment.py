@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlrsnet.tasks.augment import (
+from mlrsnet.lab.tasks.augment import (
     DATASET_TRANSFORMS,
     Augmentation,
     Normalization,
@@ -100,7 +100,7 @@ def test_ops_follow_the_tensor_device() -> None:
 
 
 def test_fashion_mnist_constants_match_the_data(fashion_mnist_dir: Path) -> None:
-    from mlrsnet.tasks.datasets import load_fashion_mnist
+    from mlrsnet.lab.tasks.datasets import load_fashion_mnist
 
     images = load_fashion_mnist(fashion_mnist_dir).train_images
     out = DATASET_TRANSFORMS["fashion-mnist"][0](images[:20_000])

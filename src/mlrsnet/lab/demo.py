@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from mlrsnet import report
-from mlrsnet.experiment import RunConfig, run
+from mlrsnet.lab import report
+from mlrsnet.lab.runner import RunConfig, run
 
 __all__ = ["run_demo", "DEMO_FULL", "DEMO_QUICK"]
 

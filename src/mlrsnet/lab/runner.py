@@ -39,8 +39,9 @@ import torch
 from torch import Tensor, nn
 
 import mlrsnet
-from mlrsnet import hub, schedules
-from mlrsnet import tasks as task_registry
+from mlrsnet import hub
+from mlrsnet.lab import baselines
+from mlrsnet.lab import tasks as task_registry
 from mlrsnet.atomic import atomic_write
 from mlrsnet.functional import paper_gamma
 from mlrsnet.meta import MetaTrainer
@@ -61,9 +62,9 @@ class RunConfig:
     """What to run. ``None`` means: the task's default (or the paper's rule).
 
     Attributes:
-        task: A name from :func:`mlrsnet.tasks.names`.
+        task: A name from :func:`mlrsnet.lab.tasks.names`.
         out: The run directory.
-        schedule: For ``train``: a name from :func:`mlrsnet.schedules.names`, or
+        schedule: For ``train``: a name from :func:`mlrsnet.lab.baselines.names`, or
             ``mlrsnet:NAME_OR_PATH`` for a shipped or saved schedule network.
         epochs, batch_size: Training length and batch size.
         lr: Base learning rate; for MLR-SNet the scale ``γ`` (default: the
@@ -74,7 +75,7 @@ class RunConfig:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         data_dir: Data root (else ``$MLRSNET_DATA`` or the default places).
         train_fraction, noise, noise_rate, num_meta: Task variants.
-        options: Schedule-specific options (see ``schedules.default_options``).
+        options: Schedule-specific options (see ``baselines.default_options``).
         meta_interval: Steps between meta updates (default: the paper's
             300-of-383, i.e. about 0.78 epochs).
         meta_lr, meta_weight_decay: Adam settings of the schedule network (1e-3, 1e-4).
@@ -146,9 +147,9 @@ class RunConfig:
             )
         if kind == "train":
             base = self.schedule.split(":", 1)[0]
-            if base not in schedules.names():
+            if base not in baselines.names():
                 raise ValueError(
-                    f"unknown schedule {self.schedule!r}; known: {', '.join(schedules.names())} "
+                    f"unknown schedule {self.schedule!r}; known: {', '.join(baselines.names())} "
                     "(mlrsnet:NAME_OR_PATH for a schedule network)"
                 )
             if base == "mlrsnet" and ":" not in self.schedule:
@@ -432,7 +433,7 @@ def run(
         return new_gamma
 
     trainer: MetaTrainer | None = None
-    schedule: schedules.Schedule | None = None
+    schedule: baselines.Schedule | None = None
     snapshots: dict[str, MLRSNet] = {}
     save_epochs = config.save_epochs or sorted({1, max(1, epochs // 2), epochs})
     meta_interval = config.meta_interval or max(
@@ -461,7 +462,7 @@ def run(
             options.setdefault("loss_scale", loss_scale)
             if config.lr is None:
                 options.setdefault("on_stage_start", stage_hook)
-        schedule = schedules.build(
+        schedule = baselines.build(
             name, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
             total_steps=total_steps, steps_per_epoch=steps_per_epoch, grad_clip=task.grad_clip, **options,
         )  # fmt: skip

@@ -293,7 +293,7 @@ def _apply_config_file(
 
 
 def _run_config(args: argparse.Namespace, kind: str):
-    from mlrsnet.experiment import RunConfig
+    from mlrsnet.lab.runner import RunConfig
 
     if not args.task:
         raise CommandError("--task is required (see `mlrsnet tasks`)")
@@ -395,7 +395,7 @@ class _Progress:
 def _cmd_run(args: argparse.Namespace, kind: str) -> int:
     import torch
 
-    from mlrsnet.experiment import run
+    from mlrsnet.lab.runner import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -431,7 +431,7 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from mlrsnet import report
+    from mlrsnet.lab import report
 
     runs = report.find_runs([Path(p) for p in args.runs])
     if not runs:
@@ -446,7 +446,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_tasks(data_dir: str | None) -> int:
-    from mlrsnet import tasks
+    from mlrsnet.lab import tasks
 
     available = set(tasks.available(data_dir=data_dir))
     for name in tasks.names():
@@ -457,9 +457,10 @@ def _cmd_tasks(data_dir: str | None) -> int:
 
 
 def _cmd_schedules() -> int:
-    from mlrsnet import hub, schedules
+    from mlrsnet import hub
+    from mlrsnet.lab import baselines
 
-    print("baselines:", ", ".join(n for n in schedules.names() if n != "mlrsnet"))
+    print("baselines:", ", ".join(n for n in baselines.names() if n != "mlrsnet"))
     shipped = hub.pretrained_names()
     print(
         "schedule networks (--schedule mlrsnet:NAME):",
@@ -491,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compare":
             return _cmd_compare(args)
         if args.command == "demo":
-            from mlrsnet.demo import run_demo
+            from mlrsnet.lab.demo import run_demo
 
             say = None if args.quiet else (lambda line: print(line, flush=True))
             path = run_demo(

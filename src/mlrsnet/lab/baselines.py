@@ -5,7 +5,7 @@ optimizers, hypergradient methods and today's schedule-free / parameter-free
 optimizers -- is built by :func:`build` and driven through the same
 :class:`Schedule` protocol, so a training loop can swap them freely::
 
-    sched = schedules.build("cosine", model.parameters(),
+    sched = baselines.build("cosine", model.parameters(),
                             total_steps=epochs * len(loader),
                             steps_per_epoch=len(loader))
     for epoch in range(epochs):
@@ -21,7 +21,7 @@ step(s) and per-step scheduling. Equations, sources, defaults and options of
 every method are in ``docs/schedules.md`` and in the docstrings of the
 builders below. Torch's own schedulers and the maintained ``schedulefree`` and
 ``prodigyopt`` packages are used wherever they exist; SGD-HD, RTHO and L4 are
-implemented in :mod:`mlrsnet.hypergradient`.
+implemented in :mod:`mlrsnet.lab.hypergradient`.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-import mlrsnet.tasks as tasks
-from mlrsnet.tasks import ImageBatchLoader, ImageTask, TextTask
-from mlrsnet.tasks.augment import Augmentation
-from mlrsnet.tasks.splits import class_counts
+import mlrsnet.lab.tasks as tasks
+from mlrsnet.lab.tasks import ImageBatchLoader, ImageTask, TextTask
+from mlrsnet.lab.tasks.augment import Augmentation
+from mlrsnet.lab.tasks.splits import class_counts
 
 REQUIRED = {
     "fmnist-resnet",
@@ -35,7 +35,7 @@ REQUIRED = {
 }
 #: ``shared/data`` beside the repository checkout (PTB, Tiny Shakespeare).
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-HAVE_MODELS = importlib.util.find_spec("mlrsnet.tasks.models") is not None
+HAVE_MODELS = importlib.util.find_spec("mlrsnet.lab.tasks.models") is not None
 
 
 def _dummy_classifier(in_features: int = 64, classes: int = 10) -> nn.Module:
@@ -187,7 +187,7 @@ def test_no_meta_set() -> None:
         task.meta_loader(10)
 
 
-@pytest.mark.skipif(not HAVE_MODELS, reason="mlrsnet.tasks.models is not available yet")
+@pytest.mark.skipif(not HAVE_MODELS, reason="mlrsnet.lab.tasks.models is not available yet")
 def test_build_model_seed_is_reproducible_and_leaves_the_global_rng(digits: ImageTask) -> None:
     state = torch.random.get_rng_state()
     a, b = digits.build_model(seed=3), digits.build_model(seed=3)
@@ -347,7 +347,7 @@ def _data_dir(name: str, shared: Path | None, tiny: dict) -> Path | None:
     return None
 
 
-@pytest.mark.skipif(not HAVE_MODELS, reason="mlrsnet.tasks.models is not available yet")
+@pytest.mark.skipif(not HAVE_MODELS, reason="mlrsnet.lab.tasks.models is not available yet")
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if "wrn" in n else n for n in sorted(REQUIRED)],

@@ -2,7 +2,7 @@
 
 :func:`get` turns a registry name into a ready :class:`Task`::
 
-    task = mlrsnet.tasks.get("fmnist-resnet", seed=0, noise="uniform", noise_rate=0.4)
+    task = mlrsnet.lab.tasks.get("fmnist-resnet", seed=0, noise="uniform", noise_rate=0.4)
     model = task.build_model()
     for epoch in range(task.epochs):
         for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, device="cpu"):
@@ -177,7 +177,7 @@ class BPTTLoader:
     passes the state returned by the model for window ``i`` into window ``i + 1``.
 
     Args:
-        data: ``int64[B, L]`` from :func:`~mlrsnet.tasks.splits.batchify`.
+        data: ``int64[B, L]`` from :func:`~mlrsnet.lab.tasks.splits.batchify`.
         bptt: Window length ``T`` (35 in the paper).
         start: First window to yield (to resume mid-epoch).
 
@@ -266,7 +266,7 @@ class Task:
         grad_clip: Gradient-norm clip (0.25 for language models as in the paper) or ``None``.
         seed: Seed the splits were drawn with; the default loader seed.
         dataset: Dataset name.
-        model_name: Factory in :mod:`mlrsnet.tasks.models`.
+        model_name: Factory in :mod:`mlrsnet.lab.tasks.models`.
         model_kwargs: Keyword arguments of the factory.
     """
 
@@ -289,7 +289,7 @@ class Task:
     )
 
     def build_model(self, *, seed: int | None = None, device: Device | None = None) -> nn.Module:
-        """Build a fresh model (imports :mod:`mlrsnet.tasks.models` lazily).
+        """Build a fresh model (imports :mod:`mlrsnet.lab.tasks.models` lazily).
 
         Args:
             seed: If given, the initialisation is drawn from ``torch.manual_seed(seed)`` inside
@@ -303,7 +303,7 @@ class Task:
             >>> get("digits-mlp").build_model(seed=0)(torch.zeros(2, 1, 8, 8)).shape
             torch.Size([2, 10])
         """
-        models = importlib.import_module("mlrsnet.tasks.models")
+        models = importlib.import_module("mlrsnet.lab.tasks.models")
         factory = getattr(models, self.model_name)
         if seed is None:
             model = factory(**self.model_kwargs)
@@ -716,8 +716,8 @@ class TaskSpec:
 
     Attributes:
         name: Registry name.
-        dataset: Key of :data:`mlrsnet.tasks.datasets.DATASETS`.
-        model: Factory name in :mod:`mlrsnet.tasks.models`.
+        dataset: Key of :data:`mlrsnet.lab.tasks.datasets.DATASETS`.
+        model: Factory name in :mod:`mlrsnet.lab.tasks.models`.
         model_kwargs: Factory arguments besides the data-determined ones (``num_classes`` /
             ``in_channels``, ``in_features`` for ``mlp``, ``vocab_size`` for language models).
         epochs: Default epochs.
@@ -857,11 +857,11 @@ def get(
 
     Args:
         name: Registry name (see :func:`names`).
-        data_dir: Data root (see :mod:`mlrsnet.tasks.datasets` for the search order).
+        data_dir: Data root (see :mod:`mlrsnet.lab.tasks.datasets` for the search order).
         seed: Seed of the meta split, subset and noise, and default loader seed.
         train_fraction: Fraction in ``(0, 1]`` of the training split kept.
         noise: ``None``, ``"uniform"`` (alias ``"symmetric"``) or ``"pairflip"``.
-        noise_rate: Corruption probability (see :func:`~mlrsnet.tasks.splits.corrupt_labels`).
+        noise_rate: Corruption probability (see :func:`~mlrsnet.lab.tasks.splits.corrupt_labels`).
         num_meta: Meta-set size (default per task: 1,000; 200 for digits).
         download: Download missing image data (MD5-verified) instead of failing.
         **model_kwargs: Override the model factory's arguments (e.g. ``width=32``).

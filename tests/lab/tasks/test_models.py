@@ -1,4 +1,4 @@
-"""Tests for mlrsnet.tasks.models: shapes, gradients, parameter counts, errors."""
+"""Tests for mlrsnet.lab.tasks.models: shapes, gradients, parameter counts, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from mlrsnet.tasks import models
-from mlrsnet.tasks.models import (
+from mlrsnet.lab.tasks import models
+from mlrsnet.lab.tasks.models import (
     LSTMLanguageModel,
     count_parameters,
     mlp,
@@ -258,4 +258,4 @@ def test_docs_parameter_table_is_current() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
     begin, end = "<!-- BEGIN parameter table -->\n", "\n<!-- END parameter table -->"
     embedded = doc[doc.index(begin) + len(begin) : doc.index(end)]
-    assert embedded == parameter_table(), "regenerate with: python -m mlrsnet.tasks.models"
+    assert embedded == parameter_table(), "regenerate with: python -m mlrsnet.lab.tasks.models"

@@ -1,4 +1,4 @@
-"""Tests for mlrsnet.schedules and the hypergradient optimizers it builds."""
+"""Tests for mlrsnet.lab.baselines and the hypergradient optimizers it builds."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlrsnet import MLRSNet, schedules
-from mlrsnet.hypergradient import L4, RTHOSGD, SGDHD, hessian_vector_product
+from mlrsnet import MLRSNet
+from mlrsnet.lab import baselines
+from mlrsnet.lab.hypergradient import L4, RTHOSGD, SGDHD, hessian_vector_product
 
 ALL = [
     "fixed",
@@ -98,12 +99,12 @@ def _build(name, params, **kw):
         kw.setdefault("network", copy.deepcopy(_SCHEDULE_NET))
     kw.setdefault("total_steps", 20)
     kw.setdefault("steps_per_epoch", 5)
-    return schedules.build(name, params, **kw)
+    return baselines.build(name, params, **kw)
 
 
 # ---------------------------------------------------------------- registry / protocol
 def test_names_lists_every_method():
-    assert schedules.names() == ALL
+    assert baselines.names() == ALL
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -137,13 +138,13 @@ def test_sgd_family_decreases_loss(name):
 def test_default_lr_used_when_none(name):
     sched = _build(name, _model().parameters(), weight_decay=0.0)
     if name in ("l4",):
-        assert sched.optimizer.param_groups[0]["alpha"] == schedules.default_lr(name)
+        assert sched.optimizer.param_groups[0]["alpha"] == baselines.default_lr(name)
     elif name == "prodigy":
         assert sched.optimizer.param_groups[0]["lr"] == 1.0
     elif name == "onecycle":
-        assert sched.optimizer.param_groups[0]["max_lr"] == schedules.default_lr(name)
+        assert sched.optimizer.param_groups[0]["max_lr"] == baselines.default_lr(name)
     else:
-        assert sched.optimizer.param_groups[0]["lr"] == schedules.default_lr(name)
+        assert sched.optimizer.param_groups[0]["lr"] == baselines.default_lr(name)
 
 
 def test_library_never_prints(capsys):
@@ -154,7 +155,7 @@ def test_library_never_prints(capsys):
 
 def test_grad_clip_bounds_first_step():
     w = torch.nn.Parameter(torch.tensor([30.0, 40.0]))
-    sched = schedules.build(
+    sched = baselines.build(
         "fixed", [w], lr=0.1, weight_decay=0.0, total_steps=5, steps_per_epoch=5, grad_clip=1.0
     )
     sched.step(0.5 * (w**2).sum())
@@ -165,7 +166,7 @@ def test_grad_clip_bounds_first_step():
 # ---------------------------------------------------------------- closed-form schedules
 def test_cosine_matches_formula():
     lr0, eta_min, T = 0.2, 0.01, 17
-    sched = schedules.build(
+    sched = baselines.build(
         "cosine", _model().parameters(), lr=lr0, total_steps=T, steps_per_epoch=T, eta_min=eta_min
     )
     lrs = _run(_model(), sched, T)
@@ -177,7 +178,7 @@ def test_cosine_matches_formula():
 @given(st.integers(1, 40), st.floats(0.01, 1.0))
 def test_cosine_formula_property(T, lr0):
     w = torch.nn.Parameter(torch.zeros(2))
-    sched = schedules.build("cosine", [w], lr=lr0, total_steps=T, steps_per_epoch=1)
+    sched = baselines.build("cosine", [w], lr=lr0, total_steps=T, steps_per_epoch=1)
     for k in range(T):
         sched.step((w - 1).pow(2).sum())
         assert sched.lr == pytest.approx(lr0 * (1 + math.cos(math.pi * k / T)) / 2, abs=1e-12)
@@ -185,7 +186,7 @@ def test_cosine_formula_property(T, lr0):
 
 def test_onecycle_endpoints():
     T, lr0 = 100, 0.4
-    sched = schedules.build(
+    sched = baselines.build(
         "onecycle", _model().parameters(), lr=lr0, total_steps=T, steps_per_epoch=10
     )
     lrs = _run(_model(), sched, T)
@@ -197,7 +198,7 @@ def test_onecycle_endpoints():
 
 def test_multistep_per_epoch_matches_formula():
     spe, epochs = 5, 10
-    sched = schedules.build(
+    sched = baselines.build(
         "multistep", _model().parameters(), lr=0.1, total_steps=spe * epochs, steps_per_epoch=spe
     )
     assert sorted(sched.scheduler.milestones) == [3, 6, 8]
@@ -211,7 +212,7 @@ def test_multistep_per_epoch_matches_formula():
 @given(st.integers(10, 60), st.floats(0.05, 0.9))
 def test_multistep_per_step_property(T, gamma):
     w = torch.nn.Parameter(torch.zeros(2))
-    sched = schedules.build(
+    sched = baselines.build(
         "multistep", [w], lr=1.0, total_steps=T, steps_per_epoch=3, per_step=True, gamma=gamma
     )
     ms = [max(1, round(f * T)) for f in (0.3, 0.6, 0.8)]
@@ -222,7 +223,7 @@ def test_multistep_per_step_property(T, gamma):
 
 def test_exponential_per_epoch():
     spe = 4
-    sched = schedules.build(
+    sched = baselines.build(
         "exponential", _model().parameters(), lr=0.1, total_steps=20, steps_per_epoch=spe
     )
     lrs = _run(_model(), sched, 20)
@@ -231,7 +232,7 @@ def test_exponential_per_epoch():
 
 
 def test_exponential_final_factor():
-    sched = schedules.build(
+    sched = baselines.build(
         "exponential",
         _model().parameters(),
         lr=0.1,
@@ -246,7 +247,7 @@ def test_exponential_final_factor():
 
 def test_sgdr_restart_points():
     spe, lr0 = 5, 0.1
-    sched = schedules.build(
+    sched = baselines.build(
         "sgdr", _model().parameters(), lr=lr0, total_steps=70, steps_per_epoch=spe, T_0=2
     )
     lrs = _run(_model(), sched, 70)
@@ -263,7 +264,7 @@ def test_sgdr_restart_points():
 
 def test_plateau_divides_by_four_on_stall():
     w = torch.nn.Parameter(torch.zeros(2))
-    sched = schedules.build("plateau", [w], lr=1.0, total_steps=10, steps_per_epoch=1)
+    sched = baselines.build("plateau", [w], lr=1.0, total_steps=10, steps_per_epoch=1)
     for val, want in [(1.0, 1.0), (0.5, 1.0), (0.6, 0.25), (0.4, 0.25), (0.4, 0.0625)]:
         sched.step((w - 1).pow(2).sum())
         sched.epoch_end(val_loss=val)
@@ -290,7 +291,7 @@ def _quad(theta):
 
 def test_hd_two_steps_by_hand():
     th = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
-    sched = schedules.build(
+    sched = baselines.build(
         "hd", [th], lr=0.1, momentum=0.0, weight_decay=0.0, total_steps=5, steps_per_epoch=5,
         hyper_lr=1e-3,
     )  # fmt: skip
@@ -336,7 +337,7 @@ def test_hd_zero_hyper_lr_is_sgd():
 # ---------------------------------------------------------------- L4
 def test_l4mom_one_step_by_hand():
     th = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
-    sched = schedules.build("l4", [th], weight_decay=0.0, total_steps=5, steps_per_epoch=5)
+    sched = baselines.build("l4", [th], weight_decay=0.0, total_steps=5, steps_per_epoch=5)
     sched.step(0.5 * th.pow(2).sum())
     # L0 = 2, g = 2, g_hat = v = 2, L_min = 0.75 * 2 = 1.5
     eta = 0.15 * (2.0 - 0.9 * 1.5) / (4.0 + 1e-12)
@@ -356,7 +357,7 @@ def test_l4mom_one_step_by_hand():
 
 def test_l4adam_one_step_by_hand():
     th = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
-    sched = schedules.build(
+    sched = baselines.build(
         "l4", [th], weight_decay=0.0, total_steps=5, steps_per_epoch=5, direction="adam"
     )
     sched.step(0.5 * th.pow(2).sum())
@@ -413,7 +414,7 @@ def _quadratic(w, quartic):
 
 def _rtho_final(eta, momentum, wd, quartic, steps=8):
     w = torch.nn.Parameter(torch.tensor([0.5, 1.0, -1.5], dtype=torch.float64))
-    sched = schedules.build(
+    sched = baselines.build(
         "rtho", [w], lr=eta, momentum=momentum, weight_decay=wd, total_steps=steps,
         steps_per_epoch=steps, hyper_lr=0.0,
     )  # fmt: skip
@@ -435,7 +436,7 @@ def test_rtho_tangent_matches_finite_difference(momentum, wd, quartic):
 
 def test_rtho_hyper_step_by_hand():
     w = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
-    sched = schedules.build(
+    sched = baselines.build(
         "rtho", [w], lr=0.1, momentum=0.0, weight_decay=0.0, total_steps=5, steps_per_epoch=5,
         hyper_lr=0.01,
     )  # fmt: skip
@@ -448,7 +449,7 @@ def test_rtho_hyper_step_by_hand():
 
 def test_rtho_lr_projected_nonnegative():
     w = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
-    sched = schedules.build(
+    sched = baselines.build(
         "rtho", [w], lr=0.1, momentum=0.0, weight_decay=0.0, total_steps=5, steps_per_epoch=5,
         hyper_lr=10.0,
     )  # fmt: skip
@@ -569,7 +570,7 @@ def test_load_state_dict_rejects_other_schedule():
 # ---------------------------------------------------------------- non-finite safety
 def test_hd_keeps_last_finite_lr_on_nan_loss():
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    sched = schedules.build("hd", [w], total_steps=5, steps_per_epoch=5, hyper_lr=1e-2)
+    sched = baselines.build("hd", [w], total_steps=5, steps_per_epoch=5, hyper_lr=1e-2)
     sched.step(_quad(w))
     sched.step(_quad(w))
     lr = sched.optimizer.param_groups[0]["lr"]
@@ -581,7 +582,7 @@ def test_hd_keeps_last_finite_lr_on_nan_loss():
 
 def test_l4_keeps_last_finite_lr_on_nonfinite_loss():
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    sched = schedules.build("l4", [w], total_steps=5, steps_per_epoch=5)
+    sched = baselines.build("l4", [w], total_steps=5, steps_per_epoch=5)
     sched.step(_quad(w))
     lr = sched.lr
     assert lr > 0
@@ -593,14 +594,14 @@ def test_l4_keeps_last_finite_lr_on_nonfinite_loss():
 
 def test_l4_first_loss_nonfinite_gives_zero_lr():
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    sched = schedules.build("l4", [w], total_steps=5, steps_per_epoch=5)
+    sched = baselines.build("l4", [w], total_steps=5, steps_per_epoch=5)
     sched.step(_quad(w) * float("nan"))
     assert sched.lr == 0.0 and sched.optimizer.param_groups[0]["min_loss"] is None
 
 
 def test_rtho_keeps_last_finite_lr():
     w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
-    sched = schedules.build("rtho", [w], total_steps=5, steps_per_epoch=5, hyper_lr=0.01)
+    sched = baselines.build("rtho", [w], total_steps=5, steps_per_epoch=5, hyper_lr=0.01)
     sched.step((w**2).sum(), meta_loss=lambda: ((w - 1) ** 2).sum())
     lr = sched.optimizer.param_groups[0]["lr"]
     sched.step((w**2).sum(), meta_loss=lambda: ((w - 1) ** 2).sum() * float("nan"))
@@ -667,7 +668,7 @@ def test_empty_params_and_bad_loss():
 
 def test_scheduler_frozen_after_total_steps():
     w = torch.nn.Parameter(torch.zeros(2))
-    sched = schedules.build("onecycle", [w], total_steps=5, steps_per_epoch=5)
+    sched = baselines.build("onecycle", [w], total_steps=5, steps_per_epoch=5)
     for _ in range(7):  # torch's OneCycleLR would raise past total_steps
         sched.step((w - 1).pow(2).sum())
     assert math.isfinite(sched.lr)
@@ -688,7 +689,7 @@ def test_beta1_comes_from_the_momentum_unless_it_is_zero(name, momentum, beta1):
     # language-model recipes use momentum 0: no valid beta1 for Schedule-Free, and
     # RMSprop rather than Adam for the Adam family; the libraries' 0.9 is used there
     th = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    sched = schedules.build(name, [th], momentum=momentum, total_steps=5, steps_per_epoch=5)
+    sched = baselines.build(name, [th], momentum=momentum, total_steps=5, steps_per_epoch=5)
     group = sched.optimizer.param_groups[0]
     assert (group["betas"][0] if "betas" in group else group["momentum"]) == beta1
     sched.step(_quad(th))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlrsnet.tasks import datasets as D
+from mlrsnet.lab.tasks import datasets as D
 
 # ----------------------------------------------------------------------------- IDX helpers
 

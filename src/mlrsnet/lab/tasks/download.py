@@ -1,7 +1,7 @@
 """Optional, checksum-verified downloads of the image datasets.
 
-Nothing here runs unless asked for (``download=True`` in :func:`mlrsnet.tasks.get` or the
-loaders in :mod:`mlrsnet.tasks.datasets`, or :func:`fetch` directly). Every file is streamed
+Nothing here runs unless asked for (``download=True`` in :func:`mlrsnet.lab.tasks.get` or the
+loaders in :mod:`mlrsnet.lab.tasks.datasets`, or :func:`fetch` directly). Every file is streamed
 into a temporary file next to its destination, hashed on the way, and moved into place with
 :func:`os.replace` only when the checksum matches, so an interrupted or corrupted download
 never leaves a file that looks complete. Archives are extracted with path checks (no absolute
