@@ -209,7 +209,7 @@ def plan(suite: str | bool, seeds: int) -> list[RunSpec]:
     specs: list[RunSpec] = []
     for target in targets(suite):
         text = task_registry.spec(target.task).dataset in ("ptb", "tinyshakespeare")
-        baselines = (
+        methods = (
             ["fixed", "cosine", "adam"] if quick else (TEXT_BASELINES if text else BASELINES)
         )
         for seed in range(seeds):
@@ -217,7 +217,7 @@ def plan(suite: str | bool, seeds: int) -> list[RunSpec]:
                 specs.append(RunSpec(target, f"mlrsnet:{network}", None, None, seed))
             if target.self_meta:
                 specs.append(RunSpec(target, "mlrsnet:self", None, None, seed))
-            for name in baselines:
+            for name in methods:
                 default = baselines.default_lr(name)
                 if text and name in ("fixed", "multistep", "exponential", "cosine", "sgdr", "onecycle",
                                      "hd", "rtho", "plateau"):  # fmt: skip

@@ -80,4 +80,11 @@ def test_manifest_command_reproduces_the_learning_rate_trace(tmp_path, name):
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "run" / "lr.csv").read_text().splitlines()[1:]
-    assert [float(r.split(",")[1]) for r in rows] == head
+    trace = [float(r.split(",")[1]) for r in rows]
+    assert len(trace) == len(head)
+    # recorded on another CPU: kernels differ in the last bits, and meta-training amplifies
+    # that over the steps (measured between two x86-64 CPUs with AVX-512: up to 1.8e-3
+    # relative for fmnist-resnet, 1.3e-7 for ptb-lstm); the tolerance is ~10x that spread.
+    # The first rate has no meta update behind it yet and must agree much more closely.
+    assert trace[0] == pytest.approx(head[0], rel=1e-6)
+    assert trace == pytest.approx(head, rel=2e-2, abs=0.0)

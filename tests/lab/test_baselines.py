@@ -675,7 +675,7 @@ def test_scheduler_frozen_after_total_steps():
 
 
 def test_docs_cover_every_name():
-    doc = Path(__file__).resolve().parents[1] / "docs" / "schedules.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
     text = doc.read_text()
     for name in ALL:
         assert f"`{name}`" in text

@@ -9,7 +9,7 @@ import torch
 from mlrsnet import hub
 from mlrsnet.lab.runner import RunConfig, run
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
 
 def read_records(out):

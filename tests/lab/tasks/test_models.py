@@ -255,7 +255,7 @@ def test_docstring_examples() -> None:
 
 
 def test_docs_parameter_table_is_current() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "models.md").read_text()
     begin, end = "<!-- BEGIN parameter table -->\n", "\n<!-- END parameter table -->"
     embedded = doc[doc.index(begin) + len(begin) : doc.index(end)]
     assert embedded == parameter_table(), "regenerate with: python -m mlrsnet.lab.tasks.models"
