@@ -256,12 +256,6 @@ def test_sgdhd_non_finite_hypergradient_keeps_lr(bad, caplog):
     assert "SGDHD: non-finite hypergradient" in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SGDHD keeps prev_direction of a parameter that got no gradient (was not "
-    "updated) in the previous step, so h_t = g_t . d_{t-1} uses a stale d from an older "
-    "step instead of 0 (grad_alpha u_{t-1} = 0 for a parameter that did not move)",
-)
 def test_sgdhd_parameter_skipped_last_step_contributes_no_hypergradient():
     a = torch.nn.Parameter(torch.tensor([1.0], dtype=DT))
     b = torch.nn.Parameter(torch.tensor([2.0], dtype=DT))
@@ -280,8 +274,14 @@ def test_sgdhd_parameter_skipped_last_step_contributes_no_hypergradient():
 
 def test_sgdhd_state_dict_round_trip_continues_identically():
     def make(model):
-        return SGDHD(model.parameters(), lr=0.05, hyper_lr=0.02, momentum=0.9, nesterov=True,
-                     weight_decay=1e-2)  # fmt: skip
+        return SGDHD(
+            model.parameters(),
+            lr=0.05,
+            hyper_lr=0.02,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=1e-2,
+        )
 
     opt = _assert_resumes_identically(make, _drive_sgdhd)
     assert opt.param_groups[0]["lr"] != 0.05
@@ -290,8 +290,13 @@ def test_sgdhd_state_dict_round_trip_continues_identically():
 
 def test_sgdhd_rejects_bad_arguments():
     w = [torch.nn.Parameter(torch.ones(2))]
-    for kw in ({"lr": -0.1}, {"hyper_lr": math.nan}, {"momentum": 1.0}, {"nesterov": True},
-               {"weight_decay": -1.0}):  # fmt: skip
+    for kw in (
+        {"lr": -0.1},
+        {"hyper_lr": math.nan},
+        {"momentum": 1.0},
+        {"nesterov": True},
+        {"weight_decay": -1.0},
+    ):
         with pytest.raises(ValueError):
             SGDHD(w, **kw)
 
@@ -407,8 +412,13 @@ def test_rtho_real_time_lr_matches_reference(momentum, wd):
     # the fast path, with the weights split over two groups sharing one lr
     a = torch.nn.Parameter(w0[:2].clone())
     b = torch.nn.Parameter(w0[2:].clone())
-    opt = RTHOSGD([{"params": [a]}, {"params": [b]}], lr=eta, momentum=momentum,
-                  weight_decay=wd, hyper_lr=beta)  # fmt: skip
+    opt = RTHOSGD(
+        [{"params": [a]}, {"params": [b]}],
+        lr=eta,
+        momentum=momentum,
+        weight_decay=wd,
+        hyper_lr=beta,
+    )
     lrs = []
     for t, (x, y) in enumerate(train):
         opt.step(hvps=opt.gradients_and_hvps(_logistic(torch.cat([a, b]), x, y)))
@@ -432,8 +442,7 @@ def test_rtho_zero_hyper_lr_is_torch_sgd_bit_for_bit(momentum, wd):
     # p.sub_(buf, alpha=lr) is add with -lr, the op torch.optim.SGD (foreach=False) runs.
     a, b = _mlp(4), _mlp(4)
     rtho = RTHOSGD(a.parameters(), lr=0.1, momentum=momentum, weight_decay=wd, hyper_lr=0.0)
-    sgd = torch.optim.SGD(b.parameters(), lr=0.1, momentum=momentum, weight_decay=wd,
-                          foreach=False)  # fmt: skip
+    sgd = torch.optim.SGD(b.parameters(), lr=0.1, momentum=momentum, weight_decay=wd, foreach=False)
     for t in range(6):
         _drive_rtho(a, rtho, [t])
         sgd.zero_grad()
@@ -520,8 +529,7 @@ def test_rtho_non_finite_tangent_is_reset_to_zero(caplog):
 
 def test_rtho_state_dict_round_trip_continues_identically():
     def make(model):
-        return RTHOSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2,
-                       hyper_lr=0.05)  # fmt: skip
+        return RTHOSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2, hyper_lr=0.05)
 
     opt = _assert_resumes_identically(make, _drive_rtho)
     assert opt.param_groups[0]["lr"] != 0.1
@@ -549,8 +557,9 @@ def _drive_l4(model, opt, steps):
         opt.step(loss=loss)
 
 
-def _reference_l4(model, direction, wds, steps, alpha, gamma, gamma0, tau, beta1, beta2,
-                  adam_eps=1e-4, eps=1e-12):  # fmt: skip
+def _reference_l4(
+    model, direction, wds, steps, alpha, gamma, gamma0, tau, beta1, beta2, adam_eps=1e-4, eps=1e-12
+):
     """Rolinek & Martius, eq. 5-7, as in the authors' TensorFlow code (martius-lab/l4-optimizer):
 
         g_hat = EMA_beta1(g) / (1 - beta1^t);   v = g_hat  or  g_hat / (sqrt(s_hat) + eps_a)
@@ -693,9 +702,17 @@ def test_l4_requires_a_loss_and_checks_arguments():
     w.grad = torch.ones(2)
     with pytest.raises(ValueError, match="loss"):
         opt.step()
-    for kw in ({"alpha": 0.0}, {"direction": "sgd"}, {"beta1": 1.0}, {"beta2": -0.1},
-               {"tau": 0.0}, {"eps": 0.0}, {"adam_eps": 0.0}, {"gamma": -1.0},
-               {"weight_decay": math.nan}):  # fmt: skip
+    for kw in (
+        {"alpha": 0.0},
+        {"direction": "sgd"},
+        {"beta1": 1.0},
+        {"beta2": -0.1},
+        {"tau": 0.0},
+        {"eps": 0.0},
+        {"adam_eps": 0.0},
+        {"gamma": -1.0},
+        {"weight_decay": math.nan},
+    ):
         with pytest.raises(ValueError):
             L4([w], **kw)
 

@@ -189,6 +189,9 @@ class SGDHD(Optimizer):
         for group in self.param_groups:
             wd, mu = group["weight_decay"], group["momentum"]
             active = [p for p in group["params"] if p.grad is not None]
+            for p in group["params"]:
+                if p.grad is None:  # it does not move: no direction of the last step
+                    self.state[p].pop("prev_direction", None)
             grads = [p.grad.add(p, alpha=wd) if wd != 0.0 else p.grad for p in active]
             dots = []
             for p, g in zip(active, grads, strict=True):
