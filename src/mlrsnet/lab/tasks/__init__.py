@@ -6,26 +6,19 @@ Example:
     >>> task.num_classes, task.metric
     (10, 'accuracy')
 
-Submodules: :mod:`~mlrsnet.lab.tasks.datasets` (raw loaders), :mod:`~mlrsnet.lab.tasks.splits` (meta
-split, subsets, label noise, batchify), :mod:`~mlrsnet.lab.tasks.augment` (batch augmentation),
-:mod:`~mlrsnet.lab.tasks.download` (optional verified downloads), :mod:`~mlrsnet.lab.tasks.registry`
-(tasks) and :mod:`~mlrsnet.lab.tasks.models` (networks, imported lazily by
-:meth:`Task.build_model`). See ``docs/tasks.md``.
+Submodules: :mod:`~mlrsnet.lab.tasks.datasets` (raw loaders), :mod:`~mlrsnet.lab.tasks.splits`
+(meta split, subsets, label noise, batchify), :mod:`~mlrsnet.lab.tasks.augment` (batch
+augmentation), :mod:`~mlrsnet.lab.tasks.download` (optional verified downloads),
+:mod:`~mlrsnet.lab.tasks.loaders` (deterministic, resumable batch loaders),
+:mod:`~mlrsnet.lab.tasks.types` (the task types: how a model is called, trained and
+evaluated), :mod:`~mlrsnet.lab.tasks.registry` (the task table) and
+:mod:`~mlrsnet.lab.tasks.models` (networks, imported lazily by :meth:`Task.build_model`). See
+``docs/tasks.md``.
 """
 
-from .registry import (
-    BPTTLoader,
-    ImageBatchLoader,
-    ImageTask,
-    Task,
-    TaskSpec,
-    TextTask,
-    available,
-    get,
-    names,
-    register,
-    spec,
-)
+from .loaders import BPTTLoader, ImageBatchLoader
+from .registry import TaskSpec, available, get, names, register, spec
+from .types import ImageTask, Task, TextTask
 
 __all__ = [
     "BPTTLoader",

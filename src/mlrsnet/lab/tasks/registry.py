@@ -21,690 +21,19 @@ so training can resume mid-epoch. Text epochs walk the stream in order (BPTT).
 
 from __future__ import annotations
 
-import importlib
 import logging
-import math
 import os
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
-from .augment import DATASET_TRANSFORMS, Augmentation, Normalization
+from .augment import DATASET_TRANSFORMS
 from .datasets import ImageDataset, TextCorpus, is_available, load
-from .splits import batchify, corrupt_labels, derive_seed, meta_split, stratified_subset
+from .splits import corrupt_labels, derive_seed, meta_split, stratified_subset
+from .types import ImageTask, Task, TextTask
 
-__all__ = [
-    "BPTTLoader",
-    "ImageBatchLoader",
-    "ImageTask",
-    "Task",
-    "TaskSpec",
-    "TextTask",
-    "available",
-    "get",
-    "names",
-    "register",
-    "spec",
-]
+__all__ = ["TaskSpec", "available", "get", "names", "register", "spec"]
 
 logger = logging.getLogger(__name__)
-
-Device = torch.device | str
-
-
-# ----------------------------------------------------------------------------- loaders
-
-
-class ImageBatchLoader:
-    """One epoch of image batches, deterministic given ``(seed, epoch)``.
-
-    The shuffle order comes from a generator seeded with ``derive_seed(seed, "order", epoch)``,
-    the augmentation of batch ``b`` from ``derive_seed(seed, "augment", epoch, b)``, so starting
-    at ``start=k`` reproduces the tail of a full pass exactly.
-
-    ``len(loader)`` is the number of batches this loader will yield (``batches_per_epoch -
-    start``). Batches are ``(float inputs [B, C, H, W], int64 targets [B])`` on the device of
-    ``images``.
-
-    Args:
-        images: ``uint8[N, C, H, W]`` pool of images (already on the target device).
-        indices: ``int64[n]`` indices into ``images`` making up this split (same device).
-        labels: ``int64[n]`` labels aligned with ``indices`` (same device).
-        batch_size: Samples per batch.
-        normalization: Converts uint8 pixels to standardised floats.
-        augmentation: Applied to uint8 batches before normalising (``None``: none).
-        seed: Loader seed.
-        epoch: Epoch number (changes order and augmentation).
-        start: First batch index to yield.
-        shuffle: Shuffle the order (``False``: index order, e.g. for evaluation).
-        drop_last: Drop a final incomplete batch.
-        chunk_size: About this many samples are prepared per tensor operation (whole batches;
-            at least one). Only speed and memory depend on it, never the batches.
-
-    Example:
-        >>> x = torch.zeros(10, 1, 4, 4, dtype=torch.uint8)
-        >>> loader = ImageBatchLoader(x, torch.arange(10), torch.zeros(10, dtype=torch.long),
-        ...                           batch_size=4, normalization=Normalization((0.5,), (0.5,)))
-        >>> len(loader), [tuple(b[0].shape) for b in loader][-1]
-        (3, (2, 1, 4, 4))
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        indices: Tensor,
-        labels: Tensor,
-        *,
-        batch_size: int,
-        normalization: Normalization,
-        augmentation: Augmentation | None = None,
-        seed: int = 0,
-        epoch: int = 0,
-        start: int = 0,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        chunk_size: int = 4096,
-    ) -> None:
-        _check_positive("batch_size", batch_size)
-        if indices.shape != labels.shape or indices.dim() != 1:
-            raise ValueError("indices and labels must be 1-D tensors of the same length")
-        self.images, self.indices, self.labels = images, indices, labels
-        self.batch_size = batch_size
-        self.normalization = normalization
-        self.augmentation = augmentation
-        self.seed, self.epoch = seed, epoch
-        self.shuffle, self.drop_last = shuffle, drop_last
-        n = indices.numel()
-        self.batches_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
-        if not 0 <= start <= self.batches_per_epoch:
-            raise ValueError(f"start must be in [0, {self.batches_per_epoch}], got {start}")
-        self.start = start
-        _check_positive("chunk_size", chunk_size)
-        self.chunk = max(1, chunk_size // batch_size)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch - self.start
-
-    def order(self) -> Tensor:
-        """Positions into ``indices`` in the order of this epoch (on the CPU)."""
-        n = self.indices.numel()
-        if not self.shuffle:
-            return torch.arange(n)
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "order", self.epoch))
-        return torch.randperm(n, generator=gen)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.order().to(self.indices.device)
-        augment = self.augmentation is not None and self.augmentation.enabled
-        bs = self.batch_size
-        # Several batches are gathered, augmented and normalised together (fewer, larger
-        # tensor ops); batch b's randomness still comes from its own generator, so the result
-        # is identical to processing batch by batch and independent of ``start``.
-        for first in range(self.start, self.batches_per_epoch, self.chunk):
-            last = min(first + self.chunk, self.batches_per_epoch)
-            pos = order[first * bs : last * bs]
-            x = self.images[self.indices[pos]]
-            if augment:
-                x = self.augmentation.apply(x, self._params(first, last, pos.numel()))  # type: ignore[union-attr]
-            x = self.normalization(x)
-            y = self.labels[pos]
-            for k in range(last - first):
-                yield x[k * bs : (k + 1) * bs], y[k * bs : (k + 1) * bs]
-
-    def _params(self, first: int, last: int, total: int) -> tuple[Tensor | None, Tensor | None]:
-        offsets, flips = [], []
-        for b in range(first, last):
-            size = min(self.batch_size, total - (b - first) * self.batch_size)
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, b))
-            o, f = self.augmentation.sample(size, gen)  # type: ignore[union-attr]
-            offsets.append(o)
-            flips.append(f)
-        return (
-            None if offsets[0] is None else torch.cat(offsets, dim=1),
-            None if flips[0] is None else torch.cat(flips),
-        )
-
-
-class BPTTLoader:
-    """Truncated-BPTT windows over a batchified token stream, in order.
-
-    Window ``i`` is ``inputs = data[:, i*T : i*T + T]``, ``targets`` the same shifted by one
-    token; the last window may be shorter. The hidden state is not handled here: the caller
-    passes the state returned by the model for window ``i`` into window ``i + 1``.
-
-    Args:
-        data: ``int64[B, L]`` from :func:`~mlrsnet.lab.tasks.splits.batchify`.
-        bptt: Window length ``T`` (35 in the paper).
-        start: First window to yield (to resume mid-epoch).
-
-    Example:
-        >>> loader = BPTTLoader(batchify(torch.arange(20), 2), bptt=4)
-        >>> x, y = next(iter(loader))
-        >>> x.tolist(), y.tolist(), len(loader)
-        ([[0, 1, 2, 3], [10, 11, 12, 13]], [[1, 2, 3, 4], [11, 12, 13, 14]], 3)
-    """
-
-    def __init__(self, data: Tensor, *, bptt: int, start: int = 0) -> None:
-        _check_positive("bptt", bptt)
-        if data.dim() != 2 or data.shape[1] < 2:
-            raise ValueError(f"data must be [B, L] with L >= 2, got {tuple(data.shape)}")
-        self.data, self.bptt = data, bptt
-        self.batches_per_epoch = math.ceil((data.shape[1] - 1) / bptt)
-        if not 0 <= start <= self.batches_per_epoch:
-            raise ValueError(f"start must be in [0, {self.batches_per_epoch}], got {start}")
-        self.start = start
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch - self.start
-
-    def window(self, i: int) -> tuple[Tensor, Tensor]:
-        """The ``i``-th ``(inputs, targets)`` window."""
-        pos = i * self.bptt
-        length = min(self.bptt, self.data.shape[1] - 1 - pos)
-        return self.data[:, pos : pos + length], self.data[:, pos + 1 : pos + 1 + length]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for i in range(self.start, self.batches_per_epoch):
-            yield self.window(i)
-
-
-class _MetaStream:
-    """Endless iterator over passes ``0, 1, 2, ...`` of a per-pass batch source."""
-
-    def __init__(self, make_pass: Callable[[int, int], Iterator[Any]], per_pass: int, start: int):
-        if per_pass < 1:
-            raise ValueError("the meta data yields no batch at this batch size")
-        if start < 0:
-            raise ValueError(f"start must be non-negative, got {start}")
-        self._make_pass, self.per_pass = make_pass, per_pass
-        self.served = start
-        self._it = make_pass(start // per_pass, start % per_pass)
-        self._pass = start // per_pass
-
-    def __iter__(self) -> _MetaStream:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self._pass += 1
-            self._it = self._make_pass(self._pass, 0)
-            batch = next(self._it)
-        self.served += 1
-        return batch
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-# ----------------------------------------------------------------------------- tasks
-
-
-@dataclass(kw_only=True, eq=False)
-class Task:
-    """A ready experiment: data splits, model factory, loss, metric and default settings.
-
-    Attributes:
-        name: Registry name.
-        modality: ``"image"`` or ``"text"``.
-        num_classes: Classes (image) or vocabulary size (text): the output width, as used by
-            the paper's scale rule.
-        metric: ``"accuracy"`` (fraction in ``[0, 1]``, higher is better) or ``"perplexity"``
-            (lower is better).
-        epochs: Default number of epochs.
-        batch_size: Default training batch size.
-        lr: A sensible SGD learning rate for fixed-schedule baselines.
-        momentum: SGD momentum for baselines.
-        weight_decay: Weight decay for baselines.
-        grad_clip: Gradient-norm clip (0.25 for language models as in the paper) or ``None``.
-        seed: Seed the splits were drawn with; the default loader seed.
-        dataset: Dataset name.
-        model_name: Factory in :mod:`mlrsnet.lab.tasks.models`.
-        model_kwargs: Keyword arguments of the factory.
-    """
-
-    name: str
-    modality: str
-    num_classes: int
-    metric: str
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    grad_clip: float | None
-    seed: int
-    dataset: str
-    model_name: str
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    _device_cache: dict[tuple[str, str], Tensor] = field(
-        default_factory=dict, init=False, repr=False
-    )
-
-    def build_model(self, *, seed: int | None = None, device: Device | None = None) -> nn.Module:
-        """Build a fresh model (imports :mod:`mlrsnet.lab.tasks.models` lazily).
-
-        Args:
-            seed: If given, the initialisation is drawn from ``torch.manual_seed(seed)`` inside
-                a forked RNG (the global RNG is left untouched); otherwise from the global RNG.
-            device: Move the model there.
-
-        Returns:
-            The model.
-
-        Example:
-            >>> get("digits-mlp").build_model(seed=0)(torch.zeros(2, 1, 8, 8)).shape
-            torch.Size([2, 10])
-        """
-        models = importlib.import_module("mlrsnet.lab.tasks.models")
-        factory = getattr(models, self.model_name)
-        if seed is None:
-            model = factory(**self.model_kwargs)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = factory(**self.model_kwargs)
-        return model if device is None else model.to(device)
-
-    def loss_fn(self, outputs: Any, targets: Tensor) -> Tensor:
-        """Mean cross-entropy of a batch (scalar tensor)."""
-        raise NotImplementedError
-
-    def train_loader(self, batch_size: int | None = None, **kwargs: Any) -> Any:
-        """One epoch of training batches; see the subclasses."""
-        raise NotImplementedError
-
-    def meta_loader(self, batch_size: int | None = None, **kwargs: Any) -> Iterator[Any]:
-        """Endless iterator of meta batches; see the subclasses."""
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module, **kwargs: Any) -> dict[str, float]:
-        """Loss and metric on a held-out split; see the subclasses."""
-        raise NotImplementedError
-
-    def _on(self, key: str, tensor: Tensor, device: Device) -> Tensor:
-        dev = torch.device(device)
-        if tensor.device == dev:
-            return tensor
-        cache_key = (key, str(dev))
-        if cache_key not in self._device_cache:
-            self._device_cache[cache_key] = tensor.to(dev)
-        return self._device_cache[cache_key]
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-class _EvalMode:
-    """Put a model in eval mode and restore every submodule's previous mode afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for module, mode in self.modes:
-            module.training = mode
-
-
-@dataclass(kw_only=True, eq=False)
-class ImageTask(Task):
-    """Image classification task (see :class:`Task` for the shared attributes).
-
-    Attributes:
-        data: The raw dataset (shared, cached; do not modify).
-        train_indices: Indices into ``data.train_images`` of the training split (meta set
-            removed, subset applied).
-        train_labels: Labels of the training split, with label noise if requested.
-        meta_indices: Indices into ``data.train_images`` of the clean, class-balanced meta set.
-        normalization: Pixel normalisation.
-        augmentation: Training augmentation.
-        noise: ``None``, ``"uniform"`` or ``"pairflip"``.
-        noise_rate: Requested noise rate.
-        realised_noise_rate: Fraction of training labels actually changed.
-        train_fraction: Fraction of the (post-meta) training split kept.
-        eval_batch_size: Default batch size of :meth:`evaluate`.
-    """
-
-    data: ImageDataset = field(repr=False)
-    train_indices: Tensor = field(repr=False)
-    train_labels: Tensor = field(repr=False)
-    meta_indices: Tensor = field(repr=False)
-    normalization: Normalization
-    augmentation: Augmentation
-    noise: str | None = None
-    noise_rate: float = 0.0
-    realised_noise_rate: float = 0.0
-    train_fraction: float = 1.0
-    eval_batch_size: int = 500
-
-    @property
-    def num_train(self) -> int:
-        """Training-split size."""
-        return self.train_indices.numel()
-
-    @property
-    def num_meta(self) -> int:
-        """Meta-set size."""
-        return self.meta_indices.numel()
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one input."""
-        return self.data.image_shape
-
-    @property
-    def clean_train_labels(self) -> Tensor:
-        """True labels of the training split."""
-        return self.data.train_labels[self.train_indices]
-
-    @property
-    def meta_labels(self) -> Tensor:
-        """Labels of the meta set (always clean)."""
-        return self.data.train_labels[self.meta_indices]
-
-    def loss_fn(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy of logits ``[B, C]`` against targets ``[B]``."""
-        return F.cross_entropy(outputs, targets)
-
-    def train_loader(
-        self,
-        batch_size: int | None = None,
-        *,
-        epoch: int = 0,
-        seed: int | None = None,
-        device: Device = "cpu",
-        start: int = 0,
-        augment: bool = True,
-    ) -> ImageBatchLoader:
-        """Shuffled, augmented training batches for one epoch.
-
-        Args:
-            batch_size: Batch size (default :attr:`batch_size`).
-            epoch: Epoch number; with ``seed`` it fixes order and augmentation.
-            seed: Loader seed (default: the task's seed).
-            device: Where the batches (and a cached copy of the images) live.
-            start: First batch index, to resume mid-epoch.
-            augment: Apply the dataset's augmentation.
-
-        Returns:
-            An :class:`ImageBatchLoader`; ``len()`` is the number of batches it yields.
-
-        Example:
-            >>> task = get("digits-mlp")
-            >>> x, y = next(iter(task.train_loader(32, epoch=0)))
-            >>> tuple(x.shape), tuple(y.shape)
-            ((32, 1, 8, 8), (32,))
-        """
-        return ImageBatchLoader(
-            self._on("images", self.data.train_images, device),
-            self._on("train_indices", self.train_indices, device),
-            self._on("train_labels", self.train_labels, device),
-            batch_size=batch_size or self.batch_size,
-            normalization=self.normalization,
-            augmentation=self.augmentation if augment else None,
-            seed=derive_seed(self.seed if seed is None else seed, "train"),
-            epoch=epoch,
-            start=start,
-        )
-
-    def meta_loader(
-        self,
-        batch_size: int | None = None,
-        *,
-        seed: int | None = None,
-        device: Device = "cpu",
-        start: int = 0,
-        augment: bool = True,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Endless iterator of meta batches (clean, class-balanced meta set).
-
-        Each pass over the meta set is reshuffled (pass ``p`` seeded by ``(seed, p)``) and, as
-        in Meta-Weight-Net's code, augmented like the training data. Batches have exactly
-        ``min(batch_size, num_meta)`` samples (a pass drops its incomplete last batch).
-
-        Args:
-            batch_size: Meta batch size (default :attr:`batch_size`).
-            seed: Seed (default: the task's seed).
-            device: Device of the batches.
-            start: Number of meta batches already consumed (to resume).
-            augment: Apply the training augmentation.
-
-        Returns:
-            An endless iterator of ``(inputs, targets)``.
-
-        Example:
-            >>> meta = get("digits-mlp").meta_loader(50)
-            >>> next(meta)[0].shape
-            torch.Size([50, 1, 8, 8])
-        """
-        if self.num_meta == 0:
-            raise ValueError(f"task {self.name} has no meta set (it was built with num_meta=0)")
-        batch_size = min(batch_size or self.batch_size, self.num_meta)
-        images = self._on("images", self.data.train_images, device)
-        indices = self._on("meta_indices", self.meta_indices, device)
-        labels = self._on("meta_labels", self.meta_labels, device)
-        base = derive_seed(self.seed if seed is None else seed, "meta_loader")
-
-        def make_pass(p: int, first: int) -> Iterator[tuple[Tensor, Tensor]]:
-            return iter(
-                ImageBatchLoader(
-                    images,
-                    indices,
-                    labels,
-                    batch_size=batch_size,
-                    normalization=self.normalization,
-                    augmentation=self.augmentation if augment else None,
-                    seed=base,
-                    epoch=p,
-                    start=first,
-                    drop_last=True,
-                )
-            )
-
-        return _MetaStream(make_pass, self.num_meta // batch_size, start)
-
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        *,
-        device: Device | None = None,
-        batch_size: int | None = None,
-        split: str = "test",
-    ) -> dict[str, float]:
-        """Mean cross-entropy and accuracy on the test set (or the meta set).
-
-        Runs without gradients in eval mode and restores every module's previous mode.
-
-        Args:
-            model: Classifier returning logits.
-            device: Device to evaluate on (default: the model's).
-            batch_size: Evaluation batch size (default :attr:`eval_batch_size`).
-            split: ``"test"`` or ``"meta"``.
-
-        Returns:
-            ``{"loss": mean cross-entropy, "metric": accuracy in [0, 1]}``.
-        """
-        device = _model_device(model) if device is None else torch.device(device)
-        if split == "test":
-            images, labels = self.data.test_images, self.data.test_labels
-            indices = torch.arange(labels.numel())
-        elif split == "meta":
-            images, indices, labels = self.data.train_images, self.meta_indices, self.meta_labels
-        else:
-            raise ValueError(f"split must be 'test' or 'meta', got {split!r}")
-        loader = ImageBatchLoader(
-            self._on("test_images" if split == "test" else "images", images, device),
-            indices.to(device),
-            labels.to(device),
-            batch_size=batch_size or self.eval_batch_size,
-            normalization=self.normalization,
-            shuffle=False,
-        )
-        loss_sum, correct, count = 0.0, 0, 0
-        with _EvalMode(model):
-            for x, y in loader:
-                logits = model(x)
-                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(dim=1) == y).sum())
-                count += y.numel()
-        return {"loss": loss_sum / count, "metric": correct / count}
-
-
-@dataclass(kw_only=True, eq=False)
-class TextTask(Task):
-    """Language-modelling task (see :class:`Task`); the validation split is the meta data.
-
-    Attributes:
-        corpus: The tokenised corpus (shared, cached).
-        train_stream: Training token ids (a prefix of ``corpus.train`` if ``train_fraction``
-            is below one).
-        bptt: Truncated-BPTT window length (35 as in the paper).
-        train_fraction: Fraction of the training stream kept.
-        eval_batch_size: Default batch size (parallel streams) of :meth:`evaluate`.
-    """
-
-    corpus: TextCorpus = field(repr=False)
-    train_stream: Tensor = field(repr=False)
-    bptt: int = 35
-    train_fraction: float = 1.0
-    eval_batch_size: int = 10
-
-    @property
-    def vocab_size(self) -> int:
-        """Vocabulary size (same as :attr:`num_classes`)."""
-        return self.corpus.vocab_size
-
-    def loss_fn(self, outputs: Any, targets: Tensor) -> Tensor:
-        """Mean token cross-entropy; ``outputs`` is the model's ``(logits, hidden)``."""
-        logits = outputs[0] if isinstance(outputs, tuple | list) else outputs
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
-    def _batched(self, key: str, stream: Tensor, batch_size: int, device: Device) -> Tensor:
-        return batchify(self._on(key, stream, device), batch_size)
-
-    def train_loader(
-        self,
-        batch_size: int | None = None,
-        *,
-        epoch: int = 0,
-        seed: int | None = None,
-        device: Device = "cpu",
-        start: int = 0,
-    ) -> BPTTLoader:
-        """One epoch of BPTT windows over the training stream, in order.
-
-        ``epoch`` and ``seed`` are accepted for a uniform interface; language-model epochs
-        always walk the stream in order. Inputs are ``LongTensor[B, T]`` tokens: call
-        ``model(tokens, hidden)`` with the state carried from the previous window (``None``
-        at ``start``), detached between windows.
-
-        Args:
-            batch_size: Number of parallel streams ``B`` (default :attr:`batch_size`).
-            epoch: Ignored (kept for interface parity).
-            seed: Ignored (kept for interface parity).
-            device: Device of the batches.
-            start: First window, to resume mid-epoch.
-
-        Returns:
-            A :class:`BPTTLoader` of ``(tokens[B, T], targets[B, T])``.
-        """
-        del epoch, seed
-        data = self._batched("train", self.train_stream, batch_size or self.batch_size, device)
-        return BPTTLoader(data, bptt=self.bptt, start=start)
-
-    def meta_loader(
-        self,
-        batch_size: int | None = None,
-        *,
-        seed: int | None = None,
-        device: Device = "cpu",
-        start: int = 0,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Endless iterator of validation BPTT windows (the meta data for language models).
-
-        Cycles through the validation windows in order, starting at a window chosen from
-        ``seed``. Start each meta window with a fresh (``None``) hidden state or carry one.
-
-        Args:
-            batch_size: Parallel streams (default :attr:`batch_size`).
-            seed: Seed of the starting window (default: the task's seed).
-            device: Device of the batches.
-            start: Number of meta batches already consumed (to resume).
-
-        Returns:
-            An endless iterator of ``(tokens[B, T], targets[B, T])``.
-        """
-        data = self._batched("valid", self.corpus.valid, batch_size or self.batch_size, device)
-        loader = BPTTLoader(data, bptt=self.bptt)
-        n = loader.batches_per_epoch
-        offset = derive_seed(self.seed if seed is None else seed, "meta_loader") % n
-
-        def make_pass(p: int, first: int) -> Iterator[tuple[Tensor, Tensor]]:
-            return (loader.window((offset + i) % n) for i in range(first, n))
-
-        return _MetaStream(make_pass, n, start)
-
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        *,
-        device: Device | None = None,
-        batch_size: int | None = None,
-        split: str = "test",
-    ) -> dict[str, float]:
-        """Mean token loss and perplexity ``exp(loss)`` on the test (or validation) stream.
-
-        The hidden state is carried across consecutive windows, as in ``word_language_model``.
-        Runs without gradients in eval mode and restores every module's previous mode.
-
-        Args:
-            model: ``model(tokens, hidden) -> (logits, hidden)``.
-            device: Device to evaluate on (default: the model's).
-            batch_size: Parallel streams (default :attr:`eval_batch_size`).
-            split: ``"test"``, or ``"valid"`` / ``"meta"`` for the validation stream.
-
-        Returns:
-            ``{"loss": mean token cross-entropy, "metric": perplexity}``.
-        """
-        device = _model_device(model) if device is None else torch.device(device)
-        if split == "test":
-            key, stream = "test", self.corpus.test
-        elif split in ("valid", "meta"):
-            key, stream = "valid", self.corpus.valid
-        else:
-            raise ValueError(f"split must be 'test', 'valid' or 'meta', got {split!r}")
-        data = self._batched(key, stream, batch_size or self.eval_batch_size, device)
-        loss_sum, count, hidden = 0.0, 0, None
-        with _EvalMode(model):
-            for tokens, targets in BPTTLoader(data, bptt=self.bptt):
-                logits, hidden = model(tokens, hidden)
-                loss_sum += float(
-                    F.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
-                    )
-                )
-                count += targets.numel()
-        loss = loss_sum / count
-        return {"loss": loss, "metric": math.exp(min(loss, 700.0))}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -729,6 +58,8 @@ class TaskSpec:
         num_meta: Default meta-set size (image tasks).
         bptt: BPTT window (text tasks).
         description: One line for listings.
+        modality: ``"image"`` (classification) or ``"text"`` (language modelling); the
+            dataset must be of that kind.
     """
 
     name: str
@@ -744,11 +75,7 @@ class TaskSpec:
     num_meta: int = 1000
     bptt: int = 35
     description: str = ""
-
-    @property
-    def modality(self) -> str:
-        """``"text"`` for language-modelling datasets, else ``"image"``."""
-        return "text" if self.dataset in ("ptb", "tinyshakespeare") else "image"
+    modality: str = "image"
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -899,6 +226,11 @@ def get(
         model_name=task_spec.model,
     )
     data = load(task_spec.dataset, data_dir, download=download)
+    if isinstance(data, TextCorpus) != (task_spec.modality == "text"):
+        raise ValueError(
+            f"task {name!r} is declared {task_spec.modality!r} but its dataset "
+            f"{task_spec.dataset!r} is {'text' if isinstance(data, TextCorpus) else 'images'}"
+        )
     if isinstance(data, TextCorpus):
         if noise is not None or num_meta is not None:
             raise ValueError(
@@ -1035,6 +367,7 @@ for _spec in (
         "LSTMLanguageModel",
         {**_LM, "num_layers": 2},
         grad_clip=0.25,
+        modality="text",
         **_LM_BASE,
         description="Penn Treebank word level, 2-layer LSTM 200 hidden, tied",
     ),
@@ -1044,6 +377,7 @@ for _spec in (
         "LSTMLanguageModel",
         {**_LM, "num_layers": 3},
         grad_clip=0.25,
+        modality="text",
         **_LM_BASE,
         description="Penn Treebank word level, 3-layer LSTM 200 hidden, tied",
     ),
@@ -1058,6 +392,7 @@ for _spec in (
         momentum=0.0,
         weight_decay=0.0,
         grad_clip=0.25,
+        modality="text",
         description="Tiny Shakespeare character level, 2-layer LSTM 256 hidden, tied",
     ),
     TaskSpec(
@@ -1104,3 +439,4 @@ for _spec in (
 ):
     register(_spec)
 del _spec
+
