@@ -27,7 +27,8 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
 from mlrsnet.functional import lr_meta_gradient, mlrsnet_forward, sgd_direction
-from mlrsnet.scheduler import MLRSNetLR, _in_distributed_run, _mean_over_ranks
+from mlrsnet.gradients import compute_gradients
+from mlrsnet.scheduler import MLRSNetLR
 
 __all__ = ["MetaTrainer"]
 
@@ -184,20 +185,34 @@ class MetaTrainer:
         inputs, targets = _unpack(batch, "batch")
         self.model.train()
         outputs = self._call_model(inputs)
-        loss = self.loss_fn(outputs, targets)
+        stats = self.update(self.loss_fn(outputs, targets), meta_batch)
+        stats["outputs"] = tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, outputs)
+        return stats
+
+    def update(
+        self, loss: Tensor, meta_batch: Batch | Callable[[], Batch] | None = None
+    ) -> dict[str, Any]:
+        """The rest of a training step, once the caller has computed the loss.
+
+        :meth:`step` is ``update(loss_fn(model(inputs), targets), meta_batch)`` with the
+        model in training mode; call ``update`` directly where the loop does its own
+        forward pass (the lab's run loop does).
+
+        Args:
+            loss: This step's scalar training loss, with its graph.
+            meta_batch: As for :meth:`step`.
+
+        Returns:
+            As :meth:`step`, without ``"outputs"``.
+        """
         _check_scalar_loss(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if self.grad_clip is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        elif self.skip_nonfinite:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        grad_norm = compute_gradients(loss, self.optimizer, grad_clip=self.grad_clip,
+                                      total_norm=self.skip_nonfinite)  # fmt: skip
         if self.skip_nonfinite and not bool(
             torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
         ):
             self.optimizer.zero_grad(set_to_none=True)
-            return self._skip(loss, outputs)
+            return self._skip(loss)
         stats: dict[str, Any] = {}
         loss_value = loss.detach()
         if self.is_meta_step():
@@ -214,10 +229,9 @@ class MetaTrainer:
         self.num_steps += 1
         stats["loss"] = loss_value
         stats["lr"] = self.scheduler.get_last_lr()[0]
-        stats["outputs"] = tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, outputs)
         return stats
 
-    def _skip(self, loss: Tensor, outputs: Any) -> dict[str, Any]:
+    def _skip(self, loss: Tensor) -> dict[str, Any]:
         """A non-finite loss or gradient: no update of anything, counted and logged."""
         self.num_steps += 1
         self.num_skipped_steps += 1
@@ -225,12 +239,7 @@ class MetaTrainer:
             "MetaTrainer: non-finite training loss or gradient at step %d; step skipped (%d so far)",
             self.num_steps, self.num_skipped_steps,
         )  # fmt: skip
-        return {
-            "loss": loss.detach(),
-            "lr": self.scheduler.get_last_lr()[0],
-            "outputs": tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, outputs),
-            "skipped": True,
-        }
+        return {"loss": loss.detach(), "lr": self.scheduler.get_last_lr()[0], "skipped": True}
 
     def meta_gradient(self, loss: Tensor, meta_batch: Batch) -> tuple[Tensor, Tensor, list[Tensor]]:
         """The meta loss and ``∂ meta_loss / ∂θ`` for the current gradients, changing nothing.
@@ -288,10 +297,7 @@ class MetaTrainer:
         net = self.scheduler.net
         weight = net.head.weight
         h, c = self.scheduler.state
-        loss = loss.detach().to(weight.device, weight.dtype).reshape(())
-        if self.scheduler.reads_mean_over_ranks():
-            loss = _mean_over_ranks(loss, weight.device, weight.dtype)  # as the scheduler reads it
-        loss = loss / self.scheduler.loss_scale
+        loss = self.scheduler.network_input(loss)  # as the scheduler reads it
         with torch.enable_grad():
             factor, _ = mlrsnet_forward(
                 loss,
@@ -361,7 +367,7 @@ class MetaTrainer:
             dfactor = term if dfactor is None else dfactor + term
         if dfactor is None:
             raise ValueError("MetaTrainer: no parameter of the optimizer has a gradient")
-        if _in_distributed_run():
+        if self.scheduler.reads_mean_over_ranks():
             torch.distributed.all_reduce(dfactor, op=torch.distributed.ReduceOp.SUM)
             dfactor = dfactor / torch.distributed.get_world_size()
             meta_loss = meta_loss.detach().clone()

@@ -312,6 +312,26 @@ class MLRSNetLR(LRScheduler):
             self.distributed = _in_distributed_run()
         return self.distributed
 
+    def network_input(self, loss: Tensor | float) -> Tensor:
+        """What the network reads for this training loss: the mean over ranks where
+        :meth:`reads_mean_over_ranks`, divided by ``loss_scale``; a 0-d tensor on the
+        network's device and dtype, detached.
+
+        Args:
+            loss: The training loss of a step (a float or a one-element tensor).
+
+        Example:
+            >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+            >>> MLRSNetLR(opt, MLRSNet(), loss_scale=2.0).network_input(torch.tensor(3.0))
+            tensor(1.5000)
+        """
+        weight = self.net.head.weight
+        x = torch.as_tensor(loss.detach() if isinstance(loss, Tensor) else loss)
+        x = x.to(weight.device, weight.dtype).reshape(())
+        if self.reads_mean_over_ranks():
+            x = _mean_over_ranks(x, weight.device, weight.dtype)
+        return x / self.loss_scale
+
     def _step_numpy(self, x: float) -> None:
         numpy_net = self._numpy_net
         if numpy_net is None or numpy_net.stale():

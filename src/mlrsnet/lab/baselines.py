@@ -2,8 +2,9 @@
 
 Every baseline MLR-SNet is compared with -- hand-designed schedules, adaptive
 optimizers, hypergradient methods and today's schedule-free / parameter-free
-optimizers -- is built by :func:`build` and driven through the same
-:class:`Schedule` protocol, so a training loop can swap them freely::
+optimizers, and MLR-SNet transfer -- is built by :func:`build` as a :class:`Schedule`, which
+implements the lab's one training-step protocol (:mod:`mlrsnet.lab.protocol`), so a training
+loop can swap them freely::
 
     sched = baselines.build("cosine", model.parameters(),
                             total_steps=epochs * len(loader),
@@ -38,17 +39,17 @@ import torch
 from torch import Tensor
 from torch.optim import lr_scheduler as lrs
 
-from .hypergradient import L4, RTHOSGD, SGDHD
+from mlrsnet.checks import boolean, is_int, is_real, require
+from mlrsnet.gradients import compute_gradients
+from mlrsnet.lab.hypergradient import L4, RTHOSGD, SGDHD
+from mlrsnet.lab.protocol import MetaBatch, MetaLoss, StepResult, TrainingMethod
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Schedule", "build", "default_lr", "default_options", "names"]
 
-MetaLoss = Callable[[], Tensor]
-
-
-class Schedule:
-    """Uniform training-loop protocol around an optimizer and its LR scheduler.
+class Schedule(TrainingMethod):
+    """A baseline as a :class:`~mlrsnet.lab.protocol.TrainingMethod`: an optimizer and its LR scheduler.
 
     Built by :func:`build`; subclasses adapt the protocol to methods that need
     the loss value (L4), a validation closure (RTHO) or train/eval switching
@@ -58,8 +59,9 @@ class Schedule:
         name: The registry name this schedule was built from.
         optimizer: The underlying :class:`torch.optim.Optimizer`.
         scheduler: The torch LR scheduler, or ``None``.
-        interval: When ``scheduler`` is stepped: ``"step"``, ``"epoch"``,
-            ``"plateau"`` (per epoch, on the validation loss) or ``None``.
+        interval: When ``scheduler`` is stepped: ``"step"`` (after each optimizer step),
+            ``"loss"`` (before each optimizer step, on the step's loss: MLR-SNet),
+            ``"epoch"``, ``"plateau"`` (per epoch, on the validation loss) or ``None``.
         total_steps: Planned number of optimizer steps.
         steps_per_epoch: Optimizer steps per epoch.
         grad_clip: Max global gradient norm, or ``None``.
@@ -72,6 +74,7 @@ class Schedule:
         >>> sched = build("fixed", model.parameters(), total_steps=10, steps_per_epoch=5)
         >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
         >>> sched.step(torch.nn.functional.cross_entropy(model(x), y))
+        StepResult(lr=0.1, skipped=False, meta_loss=None)
         >>> sched.lr
         0.1
     """
@@ -89,7 +92,7 @@ class Schedule:
         steps_per_epoch: int,
         grad_clip: float | None = None,
     ) -> None:
-        if interval not in (None, "step", "epoch", "plateau"):
+        if interval not in (None, "step", "epoch", "plateau", "loss"):
             raise ValueError(f"bad scheduler interval {interval!r}")
         if (scheduler is None) != (interval is None):
             raise ValueError("scheduler and interval must be given together")
@@ -106,18 +109,31 @@ class Schedule:
         self._warned_overrun = False
 
     # ------------------------------------------------------------------ protocol
-    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+    @property
+    def needs_val_loss(self) -> bool:  # type: ignore[override]
+        """``plateau`` steps its scheduler on the epoch's validation loss."""
+        return self.interval == "plateau"
+
+    def step(
+        self,
+        loss: Tensor,
+        *,
+        meta_loss: MetaLoss | None = None,
+        meta_batch: MetaBatch | None = None,
+    ) -> StepResult:
         """Zero grads, backward, clip, optimizer step and per-step scheduling.
 
         Args:
             loss: Scalar training loss with its autograd graph.
             meta_loss: Closure returning a held-out loss at the current weights;
                 only used by methods with ``requires_meta_loss`` (RTHO).
+            meta_batch: Not used by the baselines (part of the protocol).
+
+        Returns:
+            The learning rate the step used.
         """
         _check_loss(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self._clip()
+        compute_gradients(loss, self.optimizer, grad_clip=self.grad_clip)
         self._last_lr = self._optimizer_step(loss)
         self.step_count += 1
         if self.interval == "step":
@@ -130,8 +146,9 @@ class Schedule:
                     self.name,
                     self.total_steps,
                 )
+        return StepResult(lr=self._last_lr)
 
-    def epoch_end(self, val_loss: float | None = None) -> None:
+    def epoch_end(self, val_loss: float | None = None) -> dict[str, Any]:
         """Advance epoch-level schedules; call once at the end of every epoch.
 
         Args:
@@ -145,6 +162,7 @@ class Schedule:
             if val_loss is None:
                 raise ValueError(f"schedule {self.name!r} needs epoch_end(val_loss=...)")
             self.scheduler.step(float(val_loss))
+        return {}
 
     def train(self) -> None:
         """Switch to training mode (only Schedule-Free optimizers have one)."""
@@ -204,10 +222,6 @@ class Schedule:
     def _current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _clip(self) -> None:
-        if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-
     def _optimizer_step(self, loss: Tensor) -> float:
         lr = self._current_lr()
         self.optimizer.step()
@@ -266,13 +280,19 @@ class _ScheduleFreeSchedule(Schedule):
         """Move parameters to the averaged iterate ``x`` (``optimizer.eval()``)."""
         self.optimizer.eval()
 
-    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+    def step(
+        self,
+        loss: Tensor,
+        *,
+        meta_loss: MetaLoss | None = None,
+        meta_batch: MetaBatch | None = None,
+    ) -> StepResult:
         if not self.optimizer.param_groups[0]["train_mode"]:
             raise RuntimeError(
                 f"{self.name}: optimizer is in eval mode; call schedule.train() "
                 "before computing the training loss"
             )
-        super().step(loss, meta_loss=meta_loss)
+        return super().step(loss, meta_loss=meta_loss)
 
     def _current_lr(self) -> float:
         g = self.optimizer.param_groups[0]
@@ -292,7 +312,13 @@ class _RTHOSchedule(Schedule):
         super().__init__(*args, **kwargs)
         self.hyper_interval = hyper_interval
 
-    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
+    def step(
+        self,
+        loss: Tensor,
+        *,
+        meta_loss: MetaLoss | None = None,
+        meta_batch: MetaBatch | None = None,
+    ) -> StepResult:
         _check_loss(loss)
         opt: RTHOSGD = self.optimizer  # type: ignore[assignment]
         due = (
@@ -310,10 +336,10 @@ class _RTHOSchedule(Schedule):
         opt.step(hvps=hvps)
         self.step_count += 1
         if not due:
-            return
+            return StepResult(lr=self._last_lr)
         if not math.isfinite(float(loss.detach())):
             logger.warning("rtho: non-finite training loss; keeping lr=%g", self._current_lr())
-            return
+            return StepResult(lr=self._last_lr)
         params = self.params
         trainable = [p for p in params if p.requires_grad]
         with torch.enable_grad():
@@ -327,6 +353,7 @@ class _RTHOSchedule(Schedule):
             by_id = {id(p): g for p, g in zip(trainable, grads, strict=True)}
             hypergrad = opt.hypergradient([by_id.get(id(p)) for p in params])
         opt.update_lr(hypergrad)
+        return StepResult(lr=self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -485,18 +512,18 @@ def build(
             f"accepted: {', '.join(spec.options) or 'none'}"
         )
     lr = spec.default_lr if lr is None else lr
-    _require(_is_real(lr) and lr > 0.0, "lr", lr, "a finite number > 0")
-    _require(_is_real(momentum) and 0.0 <= momentum < 1.0, "momentum", momentum, "in [0, 1)")
-    _require(_is_real(weight_decay) and weight_decay >= 0.0, "weight_decay", weight_decay, ">= 0")
-    _require(_is_int(total_steps) and total_steps >= 1, "total_steps", total_steps, "an int >= 1")
-    _require(
-        _is_int(steps_per_epoch) and steps_per_epoch >= 1,
+    require(is_real(lr) and lr > 0.0, "lr", lr, "a finite number > 0")
+    require(is_real(momentum) and 0.0 <= momentum < 1.0, "momentum", momentum, "in [0, 1)")
+    require(is_real(weight_decay) and weight_decay >= 0.0, "weight_decay", weight_decay, ">= 0")
+    require(is_int(total_steps) and total_steps >= 1, "total_steps", total_steps, "an int >= 1")
+    require(
+        is_int(steps_per_epoch) and steps_per_epoch >= 1,
         "steps_per_epoch",
         steps_per_epoch,
         "an int >= 1",
     )
     if grad_clip is not None:
-        _require(_is_real(grad_clip) and grad_clip > 0.0, "grad_clip", grad_clip, "> 0 or None")
+        require(is_real(grad_clip) and grad_clip > 0.0, "grad_clip", grad_clip, "> 0 or None")
     params = list(params)
     if not params:
         raise ValueError("params is empty")
@@ -516,26 +543,12 @@ def build(
     return sched
 
 
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _require(ok: bool, name: str, value: Any, what: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def _sgd(ctx: _Ctx, nesterov: bool) -> torch.optim.SGD:
-    _check_bool("nesterov", nesterov)
+    boolean("nesterov", nesterov)
     return torch.optim.SGD(
         ctx.params,
         lr=ctx.lr,
@@ -568,14 +581,14 @@ def _build_multistep(
         raise ValueError(
             f"milestones must be a sequence of fractions, got {milestones!r}"
         ) from None
-    _require(
+    require(
         bool(fracs) and all(0.0 < f < 1.0 for f in fracs) and fracs == sorted(fracs),
         "milestones",
         milestones,
         "a non-empty increasing sequence of fractions in (0, 1)",
     )
-    _require(_is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
-    _check_bool("per_step", per_step)
+    require(is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
+    boolean("per_step", per_step)
     horizon = ctx.total_steps if per_step else ctx.epochs
     points = [max(1, round(f * horizon)) for f in fracs]
     opt = _sgd(ctx, nesterov)
@@ -596,8 +609,8 @@ def _build_exponential(
     if gamma is not None and final_factor is not None:
         raise ValueError("give either gamma or final_factor, not both")
     if final_factor is not None:
-        _require(
-            _is_real(final_factor) and 0.0 < final_factor <= 1.0,
+        require(
+            is_real(final_factor) and 0.0 < final_factor <= 1.0,
             "final_factor",
             final_factor,
             "in (0, 1]",
@@ -605,7 +618,7 @@ def _build_exponential(
         gamma = final_factor ** (1.0 / ctx.epochs)
     elif gamma is None:
         gamma = 0.95
-    _require(_is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
+    require(is_real(gamma) and 0.0 < gamma <= 1.0, "gamma", gamma, "in (0, 1]")
     opt = _sgd(ctx, nesterov)
     sched = lrs.ExponentialLR(opt, gamma=gamma)
     return Schedule(ctx.name, opt, sched, interval="epoch", **ctx.common())
@@ -618,7 +631,7 @@ def _build_cosine(ctx: _Ctx, *, eta_min: float, nesterov: bool) -> Schedule:
     :math:`\eta_t = \eta_{\min} + \tfrac12(\eta_0-\eta_{\min})(1+\cos(\pi t/T))`
     with ``T = total_steps``.
     """
-    _require(_is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
+    require(is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
     opt = _sgd(ctx, nesterov)
     sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=eta_min)
     return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
@@ -633,9 +646,9 @@ def _build_sgdr(ctx: _Ctx, *, T_0: int, T_mult: int, eta_min: float) -> Schedule
     stepped every batch with the period converted to steps, which equals the
     paper's fractional-epoch :math:`T_{cur}`.
     """
-    _require(_is_int(T_0) and T_0 >= 1, "T_0", T_0, "an int >= 1 (epochs)")
-    _require(_is_int(T_mult) and T_mult >= 1, "T_mult", T_mult, "an int >= 1")
-    _require(_is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
+    require(is_int(T_0) and T_0 >= 1, "T_0", T_0, "an int >= 1 (epochs)")
+    require(is_int(T_mult) and T_mult >= 1, "T_mult", T_mult, "an int >= 1")
+    require(is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
     opt = _sgd(ctx, False)
     sched = lrs.CosineAnnealingWarmRestarts(
         opt, T_0=T_0 * ctx.steps_per_epoch, T_mult=T_mult, eta_min=eta_min
@@ -663,22 +676,22 @@ def _build_onecycle(ctx: _Ctx, **kw: Any) -> Schedule:
     With ``cycle_momentum`` (torch's default) momentum cycles inversely
     between ``max_momentum`` and ``base_momentum``, overriding ``momentum``.
     """
-    _require(
-        _is_real(kw["pct_start"]) and 0.0 < kw["pct_start"] < 1.0,
+    require(
+        is_real(kw["pct_start"]) and 0.0 < kw["pct_start"] < 1.0,
         "pct_start",
         kw["pct_start"],
         "in (0, 1)",
     )
-    _require(
+    require(
         kw["anneal_strategy"] in ("cos", "linear"),
         "anneal_strategy",
         kw["anneal_strategy"],
         "'cos' or 'linear'",
     )
     for key in ("div_factor", "final_div_factor"):
-        _require(_is_real(kw[key]) and kw[key] > 0.0, key, kw[key], "> 0")
+        require(is_real(kw[key]) and kw[key] > 0.0, key, kw[key], "> 0")
     for key in ("three_phase", "cycle_momentum"):
-        _check_bool(key, kw[key])
+        boolean(key, kw[key])
     opt = _sgd(ctx, False)
     sched = lrs.OneCycleLR(opt, max_lr=ctx.lr, total_steps=ctx.total_steps, **kw)
     return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
@@ -697,11 +710,11 @@ def _build_plateau(
     improving" rule used by the language-model baselines (Zaremba et al. /
     Merity et al. style) that MLR-SNet compares with.
     """
-    _require(_is_real(factor) and 0.0 < factor < 1.0, "factor", factor, "in (0, 1)")
-    _require(_is_int(patience) and patience >= 0, "patience", patience, "an int >= 0")
-    _require(_is_int(cooldown) and cooldown >= 0, "cooldown", cooldown, "an int >= 0")
-    _require(_is_real(threshold) and threshold >= 0.0, "threshold", threshold, ">= 0")
-    _require(_is_real(min_lr) and min_lr >= 0.0, "min_lr", min_lr, ">= 0")
+    require(is_real(factor) and 0.0 < factor < 1.0, "factor", factor, "in (0, 1)")
+    require(is_int(patience) and patience >= 0, "patience", patience, "an int >= 0")
+    require(is_int(cooldown) and cooldown >= 0, "cooldown", cooldown, "an int >= 0")
+    require(is_real(threshold) and threshold >= 0.0, "threshold", threshold, ">= 0")
+    require(is_real(min_lr) and min_lr >= 0.0, "min_lr", min_lr, ">= 0")
     opt = _sgd(ctx, False)
     sched = lrs.ReduceLROnPlateau(
         opt,
@@ -719,7 +732,7 @@ def _build_plateau(
 @_register("adam", 1e-3, beta2=0.999, eps=1e-8, amsgrad=False)
 def _build_adam(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedule:
     """Adam (Kingma & Ba, ICLR 2015), fixed lr, coupled L2 weight decay."""
-    _check_bool("amsgrad", amsgrad)
+    boolean("amsgrad", amsgrad)
     opt = torch.optim.Adam(
         ctx.params,
         lr=ctx.lr,
@@ -734,7 +747,7 @@ def _build_adam(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedu
 @_register("adamw", 1e-3, beta2=0.999, eps=1e-8, amsgrad=False)
 def _build_adamw(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedule:
     """AdamW (Loshchilov & Hutter, ICLR 2019), fixed lr, decoupled weight decay."""
-    _check_bool("amsgrad", amsgrad)
+    boolean("amsgrad", amsgrad)
     opt = torch.optim.AdamW(
         ctx.params,
         lr=ctx.lr,
@@ -753,8 +766,8 @@ def _build_hd(ctx: _Ctx, *, hyper_lr: float, nesterov: bool) -> Schedule:
 
     :math:`\alpha_t = \alpha_{t-1} + \beta g_t\cdot d_{t-1}`, see :class:`SGDHD`.
     """
-    _require(_is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
-    _check_bool("nesterov", nesterov)
+    require(is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
+    boolean("nesterov", nesterov)
     opt = SGDHD(
         ctx.params,
         lr=ctx.lr,
@@ -772,9 +785,9 @@ def _build_rtho(ctx: _Ctx, *, hyper_lr: float, hyper_interval: int) -> Schedule:
 
     :math:`\eta \leftarrow \max(\eta - \beta\nabla E\cdot Z, 0)` every ``hyper_interval`` steps.
     """
-    _require(_is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
-    _require(
-        _is_int(hyper_interval) and hyper_interval >= 1,
+    require(is_real(hyper_lr) and hyper_lr >= 0.0, "hyper_lr", hyper_lr, ">= 0")
+    require(
+        is_int(hyper_interval) and hyper_interval >= 1,
         "hyper_interval",
         hyper_interval,
         "an int >= 1",
@@ -815,7 +828,7 @@ def _build_sf_sgd(ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: fl
     """Schedule-Free SGD (Defazio et al., NeurIPS 2024), ``schedulefree.SGDScheduleFree``."""
     import schedulefree
 
-    _require(_is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+    require(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
     opt = schedulefree.SGDScheduleFree(
         ctx.params,
         lr=ctx.lr,
@@ -837,7 +850,7 @@ def _build_sf_adamw(
     """Schedule-Free AdamW (Defazio et al., NeurIPS 2024), ``schedulefree.AdamWScheduleFree``."""
     import schedulefree
 
-    _require(_is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+    require(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
     opt = schedulefree.AdamWScheduleFree(
         ctx.params,
         lr=ctx.lr,
@@ -868,9 +881,9 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
     """Prodigy (Mishchenko & Defazio, ICML 2024), ``prodigyopt.Prodigy``; optional cosine."""
     from prodigyopt import Prodigy
 
-    _check_bool("cosine", cosine)
+    boolean("cosine", cosine)
     for key in ("decouple", "use_bias_correction", "safeguard_warmup"):
-        _check_bool(key, kw[key])
+        boolean(key, kw[key])
     # prodigyopt prints a notice on construction; keep library output in logging.
     with contextlib.redirect_stdout(io.StringIO()) as out:
         opt = Prodigy(
@@ -892,18 +905,11 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
 class _MLRSNetSchedule(Schedule):
     """MLR-SNet transfer: SGD whose per-step lr is ``γ · A(loss)`` (``MLRSNetLR``)."""
 
-    def step(self, loss: Tensor, *, meta_loss: MetaLoss | None = None) -> None:
-        _check_loss(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self._clip()
+    def _optimizer_step(self, loss: Tensor) -> float:
         self.scheduler.step(loss.detach())
-        self._last_lr = self._current_lr()
+        lr = self._current_lr()
         self.optimizer.step()
-        self.step_count += 1
-
-    def epoch_end(self, val_loss: float | None = None) -> None:
-        self.epoch_count += 1
+        return lr
 
 
 @_register("mlrsnet", 0.1, network=None, on_stage_start=None, loss_scale=1.0, nesterov=False)
@@ -941,4 +947,4 @@ def _build_mlrsnet(
         raise TypeError(
             f"mlrsnet: network must be a name, path, ScheduleBundle or MLRSNet, got {bundle!r}"
         )
-    return _MLRSNetSchedule(ctx.name, optimizer, scheduler, interval="step", **ctx.common())
+    return _MLRSNetSchedule(ctx.name, optimizer, scheduler, interval="loss", **ctx.common())
