@@ -115,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="run ids to reproduce")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the comparison to this file")
+    parser.add_argument(
+        "--expect",
+        help="compare with the reruns in this file too (a --json of an earlier version's run)",
+    )
     args = parser.parse_args(argv)
     records = read_records()
+    expected = {}
+    if args.expect:
+        expected = {row["run_id"]: row["rerun"] for row in json.loads(Path(args.expect).read_text())}
     missing = [r for r in args.runs if r not in records]
     if missing:
         parser.error(f"no record for {', '.join(missing)}")
@@ -128,14 +135,24 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             row = reproduce(records[run_id], folder)
             row["exact"] = row["recorded"] == row["rerun"]
+            line = (f"{'same' if row['exact'] else 'DIFFERS'}  {run_id}: recorded "
+                    f"{row['recorded']}, rerun {row['rerun']}")  # fmt: skip
+            if run_id in expected:
+                row["expected"] = expected[run_id]
+                row["exact_expected"] = row["expected"] == row["rerun"]
+                line += f"; {'same as' if row['exact_expected'] else 'DIFFERS from'} --expect"
             rows.append(row)
-            print(f"{'same' if row['exact'] else 'DIFFERS'}  {run_id}: recorded "
-                  f"{row['recorded']}, rerun {row['rerun']}", flush=True)  # fmt: skip
+            print(line, flush=True)
     same = sum(r["exact"] for r in rows)
-    print(f"{same} of {len(rows)} runs reproduced their final and best test metric exactly")
+    print(f"{same} of {len(rows)} runs reproduced their recorded final and best test metric exactly")
+    compared = [r for r in rows if "expected" in r]
+    if compared:
+        print(f"{sum(r['exact_expected'] for r in compared)} of {len(compared)} runs gave exactly "
+              f"the metrics of {args.expect}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-    return 0 if same == len(rows) else 1
+    ok = all(r["exact_expected"] for r in compared) if compared else same == len(rows)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import torch
 from mlrsnet import hub
 from mlrsnet.lab import baselines
 from mlrsnet.lab import tasks as task_registry
+from mlrsnet.lab.metrics import higher_is_better
 from mlrsnet.lab.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,7 +209,7 @@ def plan(suite: str | bool, seeds: int) -> list[RunSpec]:
     quick = _suite_name(suite) == "quick"
     specs: list[RunSpec] = []
     for target in targets(suite):
-        text = task_registry.spec(target.task).dataset in ("ptb", "tinyshakespeare")
+        text = task_registry.spec(target.task).modality == "text"
         methods = (
             ["fixed", "cosine", "adam"] if quick else (TEXT_BASELINES if text else BASELINES)
         )
@@ -235,7 +236,7 @@ def _data_dir(target: Target, data_dir: str | None) -> str | None:
     if data_dir:
         return data_dir
     if (
-        task_registry.spec(target.task).dataset in ("ptb", "tinyshakespeare")
+        task_registry.spec(target.task).modality == "text"
         and SHARED_DATA.is_dir()
     ):
         return str(SHARED_DATA)
@@ -286,7 +287,7 @@ def execute(
     records = [
         json.loads(line) for line in (Path(config.out) / "metrics.jsonl").read_text().splitlines()
     ]
-    higher = summary["metric"] == "accuracy"
+    higher = higher_is_better(summary["metric"])
     reached = next(
         (
             r
@@ -350,7 +351,7 @@ def tuned_factor(records: list[dict[str, Any]], target: str, method: str) -> flo
     ]
     if not mine or not all(any(_same(r["grid_factor"], f) for r in mine) for f in GRID):
         return None
-    higher = mine[0]["metric"] == "accuracy"
+    higher = higher_is_better(mine[0]["metric"])
     on_grid = (r for r in mine if any(_same(r["grid_factor"], f) for f in GRID))
     return max(on_grid, key=lambda r: _signed(r["final_test_metric"], higher))["grid_factor"]
 
@@ -375,7 +376,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
     for r in records:
         by_target.setdefault(r["target"], []).append(r)
     for target, rs in by_target.items():
-        higher = rs[0]["metric"] == "accuracy"
+        higher = higher_is_better(rs[0]["metric"])
         cols: dict[str, dict[str, float]] = {}
         for method in sorted({r["method"] for r in rs}):
             mine = [r for r in rs if r["method"] == method]
@@ -450,7 +451,7 @@ def report(records: list[dict[str, Any]]) -> str:
     first_record = {t: next(r for r in records if r["target"] == t) for t in table}
     for target, cols in table.items():
         first = first_record[target]
-        higher = first["metric"] == "accuracy"
+        higher = higher_is_better(first["metric"])
         unit = "accuracy %" if higher else "perplexity"
         lines += [
             f"### {target} ({first['axis']}; `{first['task']}`, {first['epochs']} epochs)",
@@ -480,7 +481,7 @@ def report(records: list[dict[str, Any]]) -> str:
     ]
     for target in complete:
         cols = table[target]
-        higher = first_record[target]["metric"] == "accuracy"
+        higher = higher_is_better(first_record[target]["metric"])
         ordered = sorted(cols, key=lambda n: -_signed(cols[n]["mean"], higher))
         tuned = [n for n in ordered if "(tuned" in n]
         untuned = [n for n in ordered if n.endswith("(untuned)")]
@@ -500,7 +501,7 @@ def report(records: list[dict[str, Any]]) -> str:
     ranks: dict[str, list[int]] = {}
     for target in complete:
         cols = table[target]
-        higher = first_record[target]["metric"] == "accuracy"
+        higher = higher_is_better(first_record[target]["metric"])
         shared = [n for n in cols if _column_key(n) in common]
         for place, name in enumerate(
             sorted(shared, key=lambda n: -_signed(cols[n]["mean"], higher)), start=1

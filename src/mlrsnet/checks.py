@@ -26,9 +26,7 @@ __all__ = ["is_int", "is_real", "boolean", "non_negative_int", "number", "positi
 
 def is_real(value: Any) -> bool:
     """A finite int or float (``bool`` is not a number here)."""
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def is_int(value: Any) -> bool:

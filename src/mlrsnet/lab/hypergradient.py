@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from mlrsnet.checks import number
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["L4", "RTHOSGD", "SGDHD", "hessian_vector_product"]
@@ -48,10 +50,6 @@ def _sum_scalars(terms: list[Tensor]) -> float:
         by_device.setdefault(t.device, []).append(t.reshape(()))
     return float(sum(float(torch.stack(ts).sum()) for ts in by_device.values()))
 
-
-def _check_nonneg(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def hessian_vector_product(
@@ -155,9 +153,9 @@ class SGDHD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
-        _check_nonneg("lr", lr)
-        _check_nonneg("hyper_lr", hyper_lr)
-        _check_nonneg("weight_decay", weight_decay)
+        number("lr", lr, 0.0)
+        number("hyper_lr", hyper_lr, 0.0)
+        number("weight_decay", weight_decay, 0.0)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0.0:
@@ -285,9 +283,9 @@ class RTHOSGD(Optimizer):
         weight_decay: float = 0.0,
         hyper_lr: float = 1e-4,
     ) -> None:
-        _check_nonneg("lr", lr)
-        _check_nonneg("hyper_lr", hyper_lr)
-        _check_nonneg("weight_decay", weight_decay)
+        number("lr", lr, 0.0)
+        number("hyper_lr", hyper_lr, 0.0)
+        number("weight_decay", weight_decay, 0.0)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         defaults = dict(
@@ -526,9 +524,9 @@ class L4(Optimizer):
                 raise ValueError(f"{name} must be in [0, 1), got {b!r}")
         if not tau > 0.0:
             raise ValueError(f"tau must be > 0, got {tau!r}")
-        _check_nonneg("weight_decay", weight_decay)
-        _check_nonneg("gamma", gamma)
-        _check_nonneg("gamma0", gamma0)
+        number("weight_decay", weight_decay, 0.0)
+        number("gamma", gamma, 0.0)
+        number("gamma0", gamma0, 0.0)
         if not (eps > 0.0 and adam_eps > 0.0):
             raise ValueError("eps and adam_eps must be > 0")
         defaults = dict(

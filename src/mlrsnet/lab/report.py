@@ -1,14 +1,9 @@
 """Compare finished runs: load run directories, tabulate, plot and write a report.
 
-A *run directory* is what ``mlrsnet train`` / ``mlrsnet meta-train`` write:
-
-* ``summary.json`` -- task, schedule, optional display ``label``, seed, ``metric``
-  (``"accuracy"`` in percent, higher is better, or ``"perplexity"``, lower is
-  better), final/best test metric, final test loss, wall seconds, epochs, steps,
-  versions, the command line and ``completed``;
-* ``metrics.jsonl`` -- one JSON object per epoch (``epoch``, ``step``,
-  ``train_loss``, ``test_loss``, ``test_metric``, ``lr``, ``wall_seconds``);
-* ``lr.csv`` -- header ``step,lr,loss`` and one row per optimizer step.
+A *run directory* is what ``mlrsnet train`` / ``mlrsnet meta-train`` write; its format
+(``summary.json``, ``metrics.jsonl``, ``lr.csv``) is owned by :mod:`mlrsnet.lab.rundir`,
+whose readers this module uses, and which metric is better in which direction by
+:mod:`mlrsnet.lab.metrics`.
 
 This module is what ``mlrsnet compare DIR...`` and ``mlrsnet demo`` call::
 
@@ -39,6 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from mlrsnet.lab.metrics import higher_is_better
+from mlrsnet.lab.rundir import (
+    LR_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    read_lr,
+    read_metrics,
+    read_summary,
+)
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -51,23 +56,6 @@ __all__ = [
     "write_table",
     "CSV_COLUMNS",
 ]
-
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
-LR_FILE = "lr.csv"
-
-#: Metric name -> whether higher values are better.
-METRICS: dict[str, bool] = {"accuracy": True, "perplexity": False}
-
-_SUMMARY_NUMBERS = (
-    "final_test_metric",
-    "best_test_metric",
-    "final_test_loss",
-    "wall_seconds",
-)
-_SUMMARY_INTS = ("seed", "epochs", "steps")
-_METRICS_REQUIRED = ("epoch", "train_loss", "test_metric")
-_METRICS_NUMBERS = ("step", "train_loss", "test_loss", "test_metric", "lr", "wall_seconds")
 
 #: Columns of ``comparison.csv``, in order (also the keys of :func:`summarize` rows).
 CSV_COLUMNS = (
@@ -91,9 +79,6 @@ CSV_COLUMNS = (
 
 # ----------------------------------------------------------------------------- loading
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _as_float(value: Any) -> float:
@@ -155,7 +140,7 @@ class Run:
     @property
     def higher_is_better(self) -> bool:
         """Whether a larger test metric is better (accuracy) or worse (perplexity)."""
-        return METRICS[self.metric]
+        return higher_is_better(self.metric)
 
     @property
     def completed(self) -> bool:
@@ -228,111 +213,7 @@ class Run:
         return self._summary_or_last("wall_seconds", "wall_seconds")
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: run directory has no {SUMMARY_FILE}")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: malformed JSON: {exc}") from exc
-    if not isinstance(summary, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(summary).__name__}")
-    if not isinstance(summary.get("task"), str) or not summary["task"]:
-        raise ValueError(f"{path}: 'task' must be a non-empty string")
-    if not (summary.get("schedule") or summary.get("label")):
-        raise ValueError(f"{path}: needs a 'schedule' (or 'label')")
-    for key in ("schedule", "label"):
-        if summary.get(key) is not None and not isinstance(summary[key], str):
-            raise ValueError(f"{path}: '{key}' must be a string, got {summary[key]!r}")
-    if summary.get("metric") not in METRICS:
-        raise ValueError(
-            f"{path}: 'metric' must be one of {sorted(METRICS)}, got {summary.get('metric')!r}"
-        )
-    for key in _SUMMARY_NUMBERS:
-        value = summary.get(key)
-        if value is not None and not _is_number(value):
-            raise ValueError(f"{path}: '{key}' must be a number, got {value!r}")
-    for key in _SUMMARY_INTS:
-        value = summary.get(key)
-        if value is not None and not (_is_number(value) and float(value).is_integer()):
-            raise ValueError(f"{path}: '{key}' must be an integer, got {value!r}")
-    if "completed" in summary and not isinstance(summary["completed"], bool):
-        raise ValueError(f"{path}: 'completed' must be true or false")
-    return summary
 
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        logger.warning("%s: missing; the run has no per-epoch metrics", path)
-        return []
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {lineno}: expected a JSON object")
-            for key in _METRICS_REQUIRED:
-                if key not in row:
-                    raise ValueError(f"{path}: line {lineno}: missing '{key}'")
-            epoch = row["epoch"]
-            if not (_is_number(epoch) and float(epoch).is_integer()):
-                raise ValueError(f"{path}: line {lineno}: 'epoch' must be an integer")
-            for key in _METRICS_NUMBERS:
-                value = row.get(key)
-                if value is not None and not _is_number(value):
-                    raise ValueError(
-                        f"{path}: line {lineno}: '{key}' must be a number, got {value!r}"
-                    )
-            rows.append(row)
-    return rows
-
-
-def _read_lr(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-    if not path.is_file():
-        logger.warning("%s: missing; the run has no per-step learning rates", path)
-        return empty
-    steps: list[int] = []
-    lrs: list[float] = []
-    losses: list[float] = []
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return empty
-        names = [h.strip() for h in header]
-        if "step" not in names or "lr" not in names:
-            raise ValueError(f"{path}: line 1: header must be 'step,lr,loss', got {header!r}")
-        i_step, i_lr = names.index("step"), names.index("lr")
-        i_loss = names.index("loss") if "loss" in names else None
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            lineno = reader.line_num
-            if len(row) != len(names):
-                raise ValueError(
-                    f"{path}: line {lineno}: expected {len(names)} fields, got {len(row)}"
-                )
-            try:
-                step = float(row[i_step])
-                if not step.is_integer():
-                    raise ValueError(f"step {row[i_step]!r} is not an integer")
-                steps.append(int(step))
-                lrs.append(float(row[i_lr]))
-                cell = row[i_loss].strip() if i_loss is not None else ""
-                losses.append(float(cell) if cell else math.nan)
-            except ValueError as exc:
-                raise ValueError(f"{path}: line {lineno}: {exc}") from exc
-    return (
-        np.asarray(steps, dtype=np.int64),
-        np.asarray(lrs, dtype=np.float64),
-        np.asarray(losses, dtype=np.float64),
-    )
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -362,9 +243,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: run directory does not exist")
-    summary = _read_summary(path / SUMMARY_FILE)
-    metrics = _read_metrics(path / METRICS_FILE)
-    lr_steps, lr, loss = _read_lr(path / LR_FILE)
+    summary = read_summary(path / SUMMARY_FILE)
+    metrics = read_metrics(path / METRICS_FILE)
+    lr_steps, lr, loss = read_lr(path / LR_FILE)
     run = Run(path, summary, metrics, lr_steps, lr, loss)
     if run.incomplete:
         logger.warning("%s: run is incomplete (completed=false); flagged in reports", path)
@@ -502,7 +383,7 @@ def summarize(runs: Iterable[Run]) -> list[dict[str, Any]]:
                 "label": label,
                 "schedule": "; ".join(schedules),
                 "metric": metric,
-                "higher_is_better": METRICS[metric],
+                "higher_is_better": higher_is_better(metric),
                 "n_seeds": len(members),
                 "seeds": seeds,
                 "n_incomplete": sum(run.incomplete for run in members),
@@ -736,7 +617,7 @@ def _plot_task(
                 ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"test {_metric_title(metric)}")
-            better = "higher" if METRICS[metric] else "lower"
+            better = "higher" if higher_is_better(metric) else "lower"
             ax.set_title(f"{task}: test {metric} per epoch ({better} is better)")
         if kind != "lr":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

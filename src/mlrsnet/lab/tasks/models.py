@@ -21,12 +21,13 @@ Parameter counts for the documented configurations are listed in ``docs/models.m
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mlrsnet.checks import number, positive_int
 
 __all__ = [
     "LSTMLanguageModel",
@@ -45,16 +46,6 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_dropout(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 def _init_cnn(module: nn.Module) -> None:
@@ -128,15 +119,15 @@ class ResNet(nn.Module):
         width: int = 64,
     ) -> None:
         super().__init__()
-        num_classes = _check_positive_int("num_classes", num_classes)
-        in_channels = _check_positive_int("in_channels", in_channels)
-        width = _check_positive_int("width", width)
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        width = positive_int("width", width)
         if not isinstance(blocks, Sequence):
             raise ValueError(f"blocks must be a sequence of 4 positive integers, got {blocks!r}")
         blocks = tuple(blocks)
         if len(blocks) != 4:
             raise ValueError(f"blocks must have length 4 (one entry per stage), got {blocks!r}")
-        blocks = tuple(_check_positive_int("blocks entries", b) for b in blocks)
+        blocks = tuple(positive_int("blocks entries", b) for b in blocks)
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         in_planes = width
@@ -249,11 +240,11 @@ class WideResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        depth = _check_positive_int("depth", depth)
-        widen_factor = _check_positive_int("widen_factor", widen_factor)
-        num_classes = _check_positive_int("num_classes", num_classes)
-        in_channels = _check_positive_int("in_channels", in_channels)
-        dropout = _check_dropout("dropout", dropout)
+        depth = positive_int("depth", depth)
+        widen_factor = positive_int("widen_factor", widen_factor)
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"depth must be 6n+4 with n >= 1 (e.g. 16, 22, 28), got {depth}")
         n = (depth - 4) // 6
@@ -368,8 +359,8 @@ class MobileNetV2(nn.Module):
         self, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0
     ) -> None:
         super().__init__()
-        num_classes = _check_positive_int("num_classes", num_classes)
-        in_channels = _check_positive_int("in_channels", in_channels)
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
         if (
             isinstance(width_mult, bool)
             or not isinstance(width_mult, (int, float))
@@ -501,8 +492,8 @@ class ShuffleNetV2(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, net_size: float = 1.0) -> None:
         super().__init__()
-        num_classes = _check_positive_int("num_classes", num_classes)
-        in_channels = _check_positive_int("in_channels", in_channels)
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
         if isinstance(net_size, bool) or net_size not in _SHUFFLENET_CONFIGS:
             raise ValueError(
                 f"net_size must be one of {sorted(_SHUFFLENET_CONFIGS)}, got {net_size!r}"
@@ -565,9 +556,9 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32) -> None:
         super().__init__()
-        num_classes = _check_positive_int("num_classes", num_classes)
-        in_channels = _check_positive_int("in_channels", in_channels)
-        width = _check_positive_int("width", width)
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        width = positive_int("width", width)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
             nn.BatchNorm2d(width),
@@ -622,12 +613,12 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.in_features = _check_positive_int("in_features", in_features)
-        num_classes = _check_positive_int("num_classes", num_classes)
-        dropout = _check_dropout("dropout", dropout)
+        self.in_features = positive_int("in_features", in_features)
+        num_classes = positive_int("num_classes", num_classes)
+        dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
         if not isinstance(hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
-        hidden = tuple(_check_positive_int("hidden entries", h) for h in hidden)
+        hidden = tuple(positive_int("hidden entries", h) for h in hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         width = self.in_features
         for h in hidden:
@@ -718,13 +709,13 @@ class LSTMLanguageModel(nn.Module):
         tie_weights: bool = True,
     ) -> None:
         super().__init__()
-        vocab_size = _check_positive_int("vocab_size", vocab_size)
-        embed_size = _check_positive_int("embed_size", embed_size)
-        hidden_size = _check_positive_int("hidden_size", hidden_size)
-        num_layers = _check_positive_int("num_layers", num_layers)
+        vocab_size = positive_int("vocab_size", vocab_size)
+        embed_size = positive_int("embed_size", embed_size)
+        hidden_size = positive_int("hidden_size", hidden_size)
+        num_layers = positive_int("num_layers", num_layers)
         if num_layers > 3:
             raise ValueError(f"num_layers must be between 1 and 3, got {num_layers}")
-        dropout = _check_dropout("dropout", dropout)
+        dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
         if tie_weights and embed_size != hidden_size:
             raise ValueError(
                 "tie_weights=True requires embed_size == hidden_size, got "
@@ -767,7 +758,7 @@ class LSTMLanguageModel(nn.Module):
         Returns:
             The tuple ``(h, c)``.
         """
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         weight = self.decoder.bias
         shape = (self.num_layers, batch_size, self.hidden_size)
         device = weight.device if device is None else device

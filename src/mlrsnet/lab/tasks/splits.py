@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mlrsnet.checks import number
+
 __all__ = [
     "NOISE_KINDS",
     "batchify",
@@ -249,12 +251,6 @@ def _noise_kind(kind: str) -> str:
     return _NOISE_ALIASES[key]
 
 
-def _check_rate(rate: float) -> float:
-    rate = float(rate)
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"noise rate must be in [0, 1], got {rate}")
-    return rate
-
 
 def corrupt_labels(
     labels: Tensor, num_classes: int, *, kind: str, rate: float, seed: int
@@ -290,7 +286,7 @@ def corrupt_labels(
     """
     labels = _check_labels(labels)
     kind = _noise_kind(kind)
-    rate = _check_rate(rate)
+    rate = number("noise rate", rate, 0.0, 1.0)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if labels.numel() and int(labels.max()) >= num_classes:
@@ -324,7 +320,7 @@ def noise_transition_matrix(kind: str, rate: float, num_classes: int) -> Tensor:
         [0.8, 0.2, 0.0]
     """
     kind = _noise_kind(kind)
-    rate = _check_rate(rate)
+    rate = number("noise rate", rate, 0.0, 1.0)
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     eye = torch.eye(num_classes, dtype=torch.float64)

@@ -1,0 +1,358 @@
+"""The run-directory format: the one owner of the files a run writes and a report reads.
+
+A run directory holds:
+
+- ``metrics.jsonl``: one JSON record per epoch (``epoch``, ``step``, ``train_loss``,
+  ``test_loss``, ``test_metric`` — accuracy in percent or perplexity —, ``lr``,
+  ``wall_seconds``; meta-training adds ``meta_loss`` and ``meta_steps``);
+- ``lr.csv``: ``step,lr,loss`` for every optimizer step;
+- ``summary.json``: task, schedule, seed, final and best test metric, wall time, versions,
+  the command line; ``completed`` once the run has finished;
+- ``checkpoint.pt``: everything needed to continue (written atomically, read with
+  ``torch.load(weights_only=True)``), including how many bytes of each log it had seen;
+- for meta-training, ``schedule.safetensors`` + ``schedule.json``: the network's snapshots
+  (see :mod:`mlrsnet.hub`).
+
+:class:`RunDir` writes them for :mod:`mlrsnet.lab.runner`; :func:`read_summary`,
+:func:`read_metrics` and :func:`read_lr` read them for :mod:`mlrsnet.lab.report` and the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import mlrsnet
+from mlrsnet import hub
+from mlrsnet.atomic import atomic_write
+from mlrsnet.lab.metrics import HIGHER_IS_BETTER
+from mlrsnet.net import MLRSNet
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CHECKPOINT_FORMAT",
+    "LR_FILE",
+    "METRICS_FILE",
+    "SCHEDULE_FILE",
+    "SUMMARY_FILE",
+    "RunDir",
+    "is_run",
+    "read_lr",
+    "read_metrics",
+    "read_summary",
+    "versions",
+]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+LR_FILE = "lr.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+SCHEDULE_FILE = "schedule.safetensors"
+#: The checkpoint layout: 2 holds the model and the method's state side by side.
+CHECKPOINT_FORMAT = 2
+
+_SUMMARY_NUMBERS = ("final_test_metric", "best_test_metric", "final_test_loss", "wall_seconds")
+_SUMMARY_INTS = ("seed", "epochs", "steps")
+_METRICS_REQUIRED = ("epoch", "train_loss", "test_metric")
+_METRICS_NUMBERS = ("step", "train_loss", "test_loss", "test_metric", "lr", "wall_seconds")
+
+
+def versions() -> dict[str, str]:
+    """The versions and machine a run records in its summary."""
+    return {
+        "mlrsnet": mlrsnet.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "torch_threads": str(torch.get_num_threads()),
+        "platform": platform.platform(),
+    }
+
+
+class _AppendLog:
+    """A text file written in append mode whose committed length lives in the checkpoint."""
+
+    def __init__(self, path: Path, header: str | None, committed: int | None) -> None:
+        self.path = path
+        if committed is None:
+            with open(path, "w") as f:
+                if header:
+                    f.write(header)
+        else:
+            with open(path, "r+") as f:
+                f.truncate(committed)
+        self.pending: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.pending.append(line)
+
+    def commit(self) -> int:
+        with open(self.path, "a") as f:
+            f.writelines(self.pending)
+            f.flush()
+            os.fsync(f.fileno())
+        self.pending.clear()
+        return self.path.stat().st_size
+
+
+class RunDir:
+    """The files of one run: logs, checkpoint, summary and schedule snapshots.
+
+    Args:
+        path: The run directory (created by :meth:`prepare`).
+
+    Example:
+        >>> import tempfile
+        >>> run_dir = RunDir(tempfile.mkdtemp())
+        >>> run_dir.prepare()
+        >>> run_dir.open_logs(None)
+        >>> run_dir.log_step(1, 0.1, 2.3)
+        >>> run_dir.commit_logs()["lr_log_offset"]  # bytes: the header and one row
+        23
+        >>> read_lr(run_dir.path / LR_FILE)[1]
+        array([0.1])
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lr_log: _AppendLog | None = None
+        self._metrics_log: _AppendLog | None = None
+
+    def prepare(self) -> None:
+        """Create the folder; drop temporary files of a write killed half-way (the file
+        each one replaces is intact)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for leftover in self.path.glob("*.tmp"):
+            leftover.unlink()
+
+    # -- checkpoint ------------------------------------------------------------------
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint, or ``None`` when the run has none yet.
+
+        Raises:
+            ValueError: If the file cannot be read safely or has another layout.
+        """
+        path = self.path / CHECKPOINT_FILE
+        if not path.is_file():
+            return None
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - named and re-raised
+            raise ValueError(
+                f"{path}: not a loadable run checkpoint (read with weights_only=True; "
+                f"{type(err).__name__}); remove it to start the run afresh"
+            ) from err
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+            raise ValueError(
+                f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_FORMAT} "
+                "(made by another version); use another --out or remove the folder"
+            )
+        return checkpoint
+
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Commit the logs, then write ``state`` with the logs' committed lengths, atomically."""
+        state = {"format": CHECKPOINT_FORMAT, **state, **self.commit_logs()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write(self.path / CHECKPOINT_FILE, buffer.getvalue())
+
+    # -- logs ------------------------------------------------------------------------
+
+    def open_logs(self, checkpoint: Mapping[str, Any] | None) -> None:
+        """Start the logs afresh, or cut them back to what ``checkpoint`` had seen."""
+        lr_offset = None if checkpoint is None else checkpoint["lr_log_offset"]
+        metrics_offset = None if checkpoint is None else checkpoint["metrics_offset"]
+        self._lr_log = _AppendLog(self.path / LR_FILE, "step,lr,loss\n", lr_offset)
+        self._metrics_log = _AppendLog(self.path / METRICS_FILE, None, metrics_offset)
+
+    def log_step(self, step: int, lr: float, loss: float) -> None:
+        """Add one optimizer step to ``lr.csv`` (written at the next commit)."""
+        assert self._lr_log is not None, "open_logs first"
+        self._lr_log.add(f"{step},{lr!r},{loss!r}\n")
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        """Add one epoch's record to ``metrics.jsonl`` (written at the next commit)."""
+        assert self._metrics_log is not None, "open_logs first"
+        self._metrics_log.add(json.dumps(record) + "\n")
+
+    def commit_logs(self) -> dict[str, int]:
+        """Write what the logs hold, synced; their committed lengths, for the checkpoint."""
+        assert self._lr_log is not None and self._metrics_log is not None, "open_logs first"
+        return {
+            "lr_log_offset": self._lr_log.commit(),
+            "metrics_offset": self._metrics_log.commit(),
+        }
+
+    # -- summary and schedule --------------------------------------------------------
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write ``summary.json`` atomically."""
+        atomic_write(self.path / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` (see :func:`read_summary`)."""
+        return read_summary(self.path / SUMMARY_FILE)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """``metrics.jsonl`` (see :func:`read_metrics`)."""
+        return read_metrics(self.path / METRICS_FILE)
+
+    def save_schedule(
+        self, snapshots: Mapping[str, MLRSNet], planned: int, manifest: Mapping[str, Any]
+    ) -> None:
+        """Write the schedule snapshots so far; snapshot ``i`` of ``planned`` starts at ``i/planned``."""
+        fractions = [i / planned for i in range(len(snapshots))]
+        hub.save_schedule(self.path / SCHEDULE_FILE, dict(snapshots), dict(manifest),
+                          fractions=fractions)  # fmt: skip
+
+
+def is_run(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a run directory (it holds a summary)."""
+    return (Path(path) / SUMMARY_FILE).is_file()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's ``summary.json``, checked.
+
+    Raises:
+        FileNotFoundError: If the file is missing.
+        ValueError: If it is malformed; the message names the file and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: run directory has no {SUMMARY_FILE}")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: malformed JSON: {exc}") from exc
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    if not isinstance(summary.get("task"), str) or not summary["task"]:
+        raise ValueError(f"{path}: 'task' must be a non-empty string")
+    if not (summary.get("schedule") or summary.get("label")):
+        raise ValueError(f"{path}: needs a 'schedule' (or 'label')")
+    for key in ("schedule", "label"):
+        if summary.get(key) is not None and not isinstance(summary[key], str):
+            raise ValueError(f"{path}: '{key}' must be a string, got {summary[key]!r}")
+    if summary.get("metric") not in HIGHER_IS_BETTER:
+        raise ValueError(
+            f"{path}: 'metric' must be one of {sorted(HIGHER_IS_BETTER)}, "
+            f"got {summary.get('metric')!r}"
+        )
+    for key in _SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{path}: '{key}' must be a number, got {value!r}")
+    for key in _SUMMARY_INTS:
+        value = summary.get(key)
+        if value is not None and not (_is_number(value) and float(value).is_integer()):
+            raise ValueError(f"{path}: '{key}' must be an integer, got {value!r}")
+    if "completed" in summary and not isinstance(summary["completed"], bool):
+        raise ValueError(f"{path}: 'completed' must be true or false")
+    return summary
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl``, one dict per epoch; a missing file is logged and empty.
+
+    Raises:
+        ValueError: If a line is malformed; the message names the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        logger.warning("%s: missing; the run has no per-epoch metrics", path)
+        return []
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {lineno}: expected a JSON object")
+            for key in _METRICS_REQUIRED:
+                if key not in row:
+                    raise ValueError(f"{path}: line {lineno}: missing '{key}'")
+            epoch = row["epoch"]
+            if not (_is_number(epoch) and float(epoch).is_integer()):
+                raise ValueError(f"{path}: line {lineno}: 'epoch' must be an integer")
+            for key in _METRICS_NUMBERS:
+                value = row.get(key)
+                if value is not None and not _is_number(value):
+                    raise ValueError(
+                        f"{path}: line {lineno}: '{key}' must be a number, got {value!r}"
+                    )
+            rows.append(row)
+    return rows
+
+
+def read_lr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's ``lr.csv`` as ``(steps int64, lr float64, loss float64)``; missing: empty.
+
+    Raises:
+        ValueError: If a line is malformed; the message names the file and the line.
+    """
+    path = Path(path)
+    empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    if not path.is_file():
+        logger.warning("%s: missing; the run has no per-step learning rates", path)
+        return empty
+    steps: list[int] = []
+    lrs: list[float] = []
+    losses: list[float] = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return empty
+        names = [h.strip() for h in header]
+        if "step" not in names or "lr" not in names:
+            raise ValueError(f"{path}: line 1: header must be 'step,lr,loss', got {header!r}")
+        i_step, i_lr = names.index("step"), names.index("lr")
+        i_loss = names.index("loss") if "loss" in names else None
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            lineno = reader.line_num
+            if len(row) != len(names):
+                raise ValueError(
+                    f"{path}: line {lineno}: expected {len(names)} fields, got {len(row)}"
+                )
+            try:
+                step = float(row[i_step])
+                if not step.is_integer():
+                    raise ValueError(f"step {row[i_step]!r} is not an integer")
+                steps.append(int(step))
+                lrs.append(float(row[i_lr]))
+                cell = row[i_loss].strip() if i_loss is not None else ""
+                losses.append(float(cell) if cell else math.nan)
+            except ValueError as exc:
+                raise ValueError(f"{path}: line {lineno}: {exc}") from exc
+    return (
+        np.asarray(steps, dtype=np.int64),
+        np.asarray(lrs, dtype=np.float64),
+        np.asarray(losses, dtype=np.float64),
+    )
