@@ -20,8 +20,9 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 net = mlrsnet.MLRSNet()
 scheduler = mlrsnet.MLRSNetLR(optimizer, net)
 meta_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-trainer = mlrsnet.MetaTrainer(model, optimizer, scheduler, meta_optimizer,
-                              torch.nn.functional.cross_entropy, meta_interval=1)
+trainer = mlrsnet.MetaTrainer(
+    model, optimizer, scheduler, meta_optimizer, torch.nn.functional.cross_entropy, meta_interval=1
+)
 x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
 stats = trainer.step((x, y), meta_batch=(x, y))
 assert "meta_loss" in stats and trainer.num_meta_steps == 1, stats
@@ -32,5 +33,7 @@ for name in mlrsnet.pretrained_names():
 
 lab = sorted(m for m in sys.modules if m.startswith("mlrsnet.lab"))
 assert not lab, f"the core imported lab modules: {lab}"
-print(f"core only: mlrsnet {mlrsnet.__version__}, {len(mlrsnet.pretrained_names())} shipped "
-      "networks loaded, a meta step taken, no lab dependency installed or imported")
+print(
+    f"core only: mlrsnet {mlrsnet.__version__}, {len(mlrsnet.pretrained_names())} shipped "
+    "networks loaded, a meta step taken, no lab dependency installed or imported"
+)

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     records = read_records()
     expected = {}
     if args.expect:
-        expected = {row["run_id"]: row["rerun"] for row in json.loads(Path(args.expect).read_text())}
+        expected = {
+            row["run_id"]: row["rerun"] for row in json.loads(Path(args.expect).read_text())
+        }
     missing = [r for r in args.runs if r not in records]
     if missing:
         parser.error(f"no record for {', '.join(missing)}")
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(line, flush=True)
     same = sum(r["exact"] for r in rows)
-    print(f"{same} of {len(rows)} runs reproduced their recorded final and best test metric exactly")
+    print(
+        f"{same} of {len(rows)} runs reproduced their recorded final and best test metric exactly"
+    )
     compared = [r for r in rows if "expected" in r]
     if compared:
         print(f"{sum(r['exact_expected'] for r in compared)} of {len(compared)} runs gave exactly "

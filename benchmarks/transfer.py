@@ -210,9 +210,7 @@ def plan(suite: str | bool, seeds: int) -> list[RunSpec]:
     specs: list[RunSpec] = []
     for target in targets(suite):
         text = task_registry.spec(target.task).modality == "text"
-        methods = (
-            ["fixed", "cosine", "adam"] if quick else (TEXT_BASELINES if text else BASELINES)
-        )
+        methods = ["fixed", "cosine", "adam"] if quick else (TEXT_BASELINES if text else BASELINES)
         for seed in range(seeds):
             for network in target.networks:
                 specs.append(RunSpec(target, f"mlrsnet:{network}", None, None, seed))
@@ -235,10 +233,7 @@ def data_present(target: Target, data_dir: str | None) -> bool:
 def _data_dir(target: Target, data_dir: str | None) -> str | None:
     if data_dir:
         return data_dir
-    if (
-        task_registry.spec(target.task).modality == "text"
-        and SHARED_DATA.is_dir()
-    ):
+    if task_registry.spec(target.task).modality == "text" and SHARED_DATA.is_dir():
         return str(SHARED_DATA)
     return None
 

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Schedule", "build", "default_lr", "default_options", "names"]
 
+
 class Schedule(TrainingMethod):
     """A baseline as a :class:`~mlrsnet.lab.protocol.TrainingMethod`: an optimizer and its LR scheduler.
 
@@ -541,10 +542,6 @@ def build(
     sched = spec.builder(ctx, **opts)
     logger.debug("built %r with options %s", sched, opts)
     return sched
-
-
-
-
 
 
 def _sgd(ctx: _Ctx, nesterov: bool) -> torch.optim.SGD:

@@ -51,7 +51,6 @@ def _sum_scalars(terms: list[Tensor]) -> float:
     return float(sum(float(torch.stack(ts).sum()) for ts in by_device.values()))
 
 
-
 def hessian_vector_product(
     grads: Sequence[Tensor | None],
     params: Sequence[Tensor],

@@ -80,7 +80,6 @@ CSV_COLUMNS = (
 # ----------------------------------------------------------------------------- loading
 
 
-
 def _as_float(value: Any) -> float:
     """A JSON number as float; ``None`` (missing/diverged) as NaN."""
     return math.nan if value is None else float(value)
@@ -211,9 +210,6 @@ class Run:
     def wall_seconds(self) -> float:
         """Summary ``wall_seconds``; if null/absent, the last epoch's ``wall_seconds``."""
         return self._summary_or_last("wall_seconds", "wall_seconds")
-
-
-
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -22,6 +22,7 @@ from .splits import derive_seed
 
 __all__ = ["BPTTLoader", "ImageBatchLoader", "MetaStream"]
 
+
 class ImageBatchLoader:
     """One epoch of image batches, deterministic given ``(seed, epoch)``.
 
@@ -201,4 +202,3 @@ class MetaStream:
             batch = next(self._it)
         self.served += 1
         return batch
-

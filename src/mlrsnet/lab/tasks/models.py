@@ -46,8 +46,6 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-
-
 def _init_cnn(module: nn.Module) -> None:
     """Standard CNN init: Kaiming-normal convs (fan_out, ReLU), BN = (1, 0), zero linear bias."""
     for m in module.modules():

@@ -439,4 +439,3 @@ for _spec in (
 ):
     register(_spec)
 del _spec
-

@@ -251,7 +251,6 @@ def _noise_kind(kind: str) -> str:
     return _NOISE_ALIASES[key]
 
 
-
 def corrupt_labels(
     labels: Tensor, num_classes: int, *, kind: str, rate: float, seed: int
 ) -> tuple[Tensor, float]:

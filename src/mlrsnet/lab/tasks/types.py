@@ -41,6 +41,7 @@ def _detach(x: Any) -> Any:
         return tuple(_detach(t) for t in x)
     return x
 
+
 # ----------------------------------------------------------------------------- tasks
 
 
@@ -563,5 +564,3 @@ class TextTask(Task):
                 count += targets.numel()
         loss = loss_sum / count
         return {"loss": loss, "metric": math.exp(min(loss, 700.0))}
-
-

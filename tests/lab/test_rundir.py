@@ -1,0 +1,62 @@
+"""mlrsnet.lab.rundir: the one owner of the run-directory format, writer and readers."""
+
+import json
+
+import pytest
+import torch
+
+from mlrsnet.lab import rundir
+from mlrsnet.lab.rundir import RunDir, read_lr, read_metrics
+
+
+def test_logs_commit_and_are_cut_back_to_what_the_checkpoint_saw(tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.prepare()
+    run_dir.open_logs(None)
+    run_dir.log_step(1, 0.1, 2.5)
+    run_dir.log_epoch({"epoch": 1, "step": 1, "train_loss": 2.5, "test_metric": 50.0})
+    run_dir.save_checkpoint({"state": {"epoch": 1}})
+    run_dir.log_step(2, 0.05, 2.0)  # after the checkpoint: written, then lost on resume
+    run_dir.commit_logs()
+    assert len(read_lr(run_dir.path / rundir.LR_FILE)[0]) == 2
+
+    checkpoint = run_dir.load_checkpoint()
+    assert checkpoint["format"] == rundir.CHECKPOINT_FORMAT and checkpoint["state"] == {"epoch": 1}
+    resumed = RunDir(run_dir.path)
+    resumed.open_logs(checkpoint)
+    steps, lrs, losses = read_lr(run_dir.path / rundir.LR_FILE)
+    assert steps.tolist() == [1] and lrs.tolist() == [0.1] and losses.tolist() == [2.5]
+    assert [r["epoch"] for r in read_metrics(run_dir.path / rundir.METRICS_FILE)] == [1]
+
+
+def test_prepare_drops_half_written_files_and_summaries_round_trip(tmp_path):
+    run_dir = RunDir(tmp_path)
+    (tmp_path / "checkpoint.pt.abc.tmp").write_bytes(b"half")
+    run_dir.prepare()
+    assert not list(tmp_path.glob("*.tmp"))
+    summary = {"task": "digits-mlp", "schedule": "cosine", "metric": "accuracy", "seed": 0}
+    run_dir.write_summary(summary)
+    assert rundir.is_run(tmp_path) and run_dir.read_summary() == summary
+
+
+def test_a_checkpoint_of_another_layout_is_refused_with_what_to_do(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.prepare()
+    torch.save({"format": 1, "fingerprint": {}}, tmp_path / rundir.CHECKPOINT_FILE)
+    with pytest.raises(ValueError, match="checkpoint format 1, expected 2.*another --out"):
+        run_dir.load_checkpoint()
+    (tmp_path / rundir.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a loadable run checkpoint"):
+        run_dir.load_checkpoint()
+
+
+def test_readers_name_the_file_and_line_of_a_damaged_record(tmp_path):
+    metrics = tmp_path / rundir.METRICS_FILE
+    good = json.dumps({"epoch": 1, "train_loss": 1.0, "test_metric": 9.0})
+    metrics.write_text(good + "\n" + '{"epoch": 2, "train_loss"\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2: malformed JSON"):
+        read_metrics(metrics)
+    summary = tmp_path / rundir.SUMMARY_FILE
+    summary.write_text(json.dumps({"task": "t", "schedule": "s", "metric": "bleu"}))
+    with pytest.raises(ValueError, match="'metric' must be one of"):
+        rundir.read_summary(summary)
