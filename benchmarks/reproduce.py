@@ -8,7 +8,7 @@ record, exactly. It guards refactorings: the default selection mixes MLR-SNet tr
 network meta-trained on the target itself, hypergradient optimizers (SGD-HD, RTHO, L4),
 Schedule-Free, Prodigy, torch schedulers and text runs.
 
-    python benchmarks/reproduce.py                 # the default selection (~6 minutes)
+    python benchmarks/reproduce.py                 # the default selection (~7 minutes)
     python benchmarks/reproduce.py --runs ID [ID ...] --out /tmp/repro
 
 Exit status 0 when every run reproduced, 1 otherwise. Bit-exactness holds on the CPU the
@@ -34,7 +34,7 @@ SHARED_DATA = Path(os.environ.get("MLRSNET_SHARED", ROOT.parent / "shared")) / "
 #: The command line installed beside this Python.
 MLRSNET = str(Path(sys.executable).with_name("mlrsnet"))
 
-#: The default selection: 12 runs over every method family and both modalities.
+#: The default selection: 17 runs over every method family and both modalities.
 DEFAULT_RUNS = [
     "digits-mlp--mlrsnet-fmnist-resnet--s0",
     "digits-cnn--mlrsnet-fmnist-resnet-every100--s1",
@@ -47,6 +47,10 @@ DEFAULT_RUNS = [
     "digits-mlp--prodigy-x3--s2",
     "digits-cnn-25pct--onecycle-x1--s0",
     "digits-cnn-0.5x--multistep-x3--s1",
+    "digits-mlp--cosine-x1--s2",
+    "digits-mlp--adamw-x0.333--s2",
+    "digits-mlp--exponential-x1--s0",
+    "digits-mlp--sgdr-x3--s2",
     "shakespeare-lstm-10pct--plateau-x0.333--s1",
     "shakespeare-lstm-10pct--mlrsnet-ptb-lstm--s1",
 ]

@@ -310,6 +310,12 @@ class RunState:
         return run_state
 
 
+def _loss_scale(task: Task) -> float:
+    """What a schedule network's input is divided by: the authors' language models feed it
+    loss / ln(V), the loss of a uniform guess; classifiers the loss itself."""
+    return math.log(task.num_classes) if task.language_model else 1.0
+
+
 def _gamma(config: RunConfig, s: Settings, task: Task, model: nn.Module,
            device: torch.device) -> float | None:  # fmt: skip
     """The scale γ of a schedule network: the given lr, or the paper's rule."""
@@ -328,8 +334,7 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
                   gamma: float | None, device: torch.device,
                   on_snapshot: Callable[[dict[str, MLRSNet], int], None]) -> TrainingMethod:  # fmt: skip
     """The method the run trains with: a baseline, a transferred network, or meta-training."""
-    # the authors' language models feed the network loss / ln(V), the loss of a uniform guess
-    loss_scale = math.log(task.num_classes) if task.language_model else 1.0
+    loss_scale = _loss_scale(task)
     if s.kind == "meta-train":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -439,7 +444,7 @@ def run(
         "metric": task.metric, "epochs": s.epochs, "steps": s.total_steps,
         "batch_size": s.batch_size, "momentum": s.momentum, "weight_decay": s.weight_decay,
         "gamma": state.gamma,
-        "loss_scale": (math.log(task.num_classes) if task.language_model else 1.0) if s.learned else None,
+        "loss_scale": _loss_scale(task) if s.learned else None,
         "lr": config.lr, "train_fraction": config.train_fraction, "noise": config.noise,
         "noise_rate": config.noise_rate,
         "realised_noise_rate": getattr(task, "realised_noise_rate", 0.0),
