@@ -225,3 +225,38 @@ def test_report_states_the_aim_and_ranks_on_complete_targets():
     assert "Mean rank over the 2 complete targets" in text
     incomplete = [r for r in records if not (r["target"] == "b" and r["seed"] == 2)]
     assert "Mean rank" not in transfer.report(incomplete)  # one complete target: no ranking
+
+
+def _reproduce_module():
+    return runpy.run_path(str(ROOT / "benchmarks" / "reproduce.py"), run_name="reproduce")
+
+
+def test_reproduce_rebuilds_the_recorded_commands(tmp_path):
+    module = _reproduce_module()
+    records = module["read_records"]()
+    assert set(module["DEFAULT_RUNS"]) <= set(records)
+    noisy_self = module["commands"](records["digits-cnn-uniform40--mlrsnet-self--s0"], tmp_path)
+    assert [c[1] for c in noisy_self] == ["meta-train", "train"]
+    for command in noisy_self:  # the target's noise, its length and seed, single-threaded
+        text = " ".join(command)
+        assert "--noise uniform --noise-rate 0.4" in text and "--epochs 30" in text
+        assert "--seed 0" in text and "--threads 1" in text
+    assert "--meta-interval 2 --save-epochs 1,15,30" in " ".join(noisy_self[0])
+    assert noisy_self[1][5] == f"mlrsnet:{tmp_path / 'self-meta' / 'schedule.safetensors'}"
+    text_run = module["commands"](records["shakespeare-lstm-10pct--plateau-x0.333--s1"], tmp_path)
+    assert len(text_run) == 1 and "--train-fraction 0.1" in " ".join(text_run[0])
+    assert text_run[0][-2:] == [
+        "--lr",
+        repr(records["shakespeare-lstm-10pct--plateau-x0.333--s1"]["lr"]),
+    ]
+
+
+def test_reproduce_runs_a_record_and_compares_with_an_earlier_rerun(tmp_path, capsys):
+    run_id = "digits-mlp--fixed-x1--s1"
+    first = tmp_path / "first.json"
+    code = run_script("reproduce.py", "--runs", run_id, "--json", str(first))
+    rerun = json.loads(first.read_text())[0]["rerun"]
+    assert code == (0 if json.loads(first.read_text())[0]["exact"] else 1)  # vs the record
+    # the same machine twice: exactly the same metrics, whatever the recording CPU gave
+    assert run_script("reproduce.py", "--runs", run_id, "--expect", str(first)) == 0
+    assert f"rerun {rerun}; same as --expect" in capsys.readouterr().out
