@@ -11,6 +11,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 import mlrsnet
+from mlrsnet import MLRSNet, MLRSNetLR, paper_gamma
 
 
 def make(lr=0.5, net=None, optimizer_cls=torch.optim.SGD, **kwargs):
@@ -290,3 +291,90 @@ def test_loss_scale_divides_what_the_network_reads(fast):
         assert scaled.get_last_lr()[0] == pytest.approx(plain.get_last_lr()[0], rel=1e-12)
     with pytest.raises(ValueError, match="loss_scale"):
         make(loss_scale=0.0)
+
+
+# -- named stage scale policies ------------------------------------------------------
+
+
+def _staged(optimizer, policy, num_classes=10, **kw):
+    torch.manual_seed(0)
+    nets = [MLRSNet() for _ in range(3)]
+    return MLRSNetLR(optimizer, stages=[(0.0, nets[0]), (1 / 3, nets[1]), (2 / 3, nets[2])],
+                     total_steps=9, stage_scale=policy, num_classes=num_classes, **kw)  # fmt: skip
+
+
+def _reference_average(losses, decay=0.98):
+    total = weight = 0.0
+    for x in losses:
+        if math.isfinite(x):
+            total, weight = decay * total + x, decay * weight + 1.0
+    return total / weight
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_paper_stage_scale_applies_the_rule_to_the_tracked_loss(fast):
+    w = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([{"params": [w], "lr": 0.5}, {"params": [], "lr": 1.0}])
+    optimizer.param_groups[1]["params"] = [torch.nn.Parameter(torch.zeros(1))]
+    scheduler = _staged(optimizer, "paper", fast=fast)
+    losses = [2.3, 2.2, float("nan"), 2.0, 1.9, 1.8]
+    for loss in losses[:3]:
+        scheduler.step(torch.tensor(loss, dtype=torch.float64))
+    assert scheduler.base_lrs == [0.5, 1.0]  # stage 1 starts at the next step
+    scheduler.step(torch.tensor(losses[3], dtype=torch.float64))
+    expected = paper_gamma(_reference_average(losses[:3]), 10)
+    assert scheduler.base_lrs[0] == pytest.approx(expected, rel=1e-12)
+    assert scheduler.base_lrs[1] == pytest.approx(2 * expected, rel=1e-12)  # ratio kept
+    assert scheduler.tracked_loss == pytest.approx(_reference_average(losses[:4]), rel=1e-12)
+
+
+def test_guarded_stage_scale_keeps_gamma_near_the_rules_zero_and_never_raises():
+    results = {}
+    for policy in ("paper", "paper-guarded", "fixed"):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.6)
+        scheduler = _staged(optimizer, policy)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for loss in [0.08, 0.08, 0.08, 0.0, 0.0, 0.0, 0.0, 0.0]:  # L·C = 0.8, then 0
+                scheduler.step(loss)
+        results[policy] = scheduler.base_lrs[0]
+        notes = [w for w in caught if "gamma kept" in str(w.message)]
+        assert len(notes) == (0 if policy in ("fixed", "paper") else 1)  # warned once
+    assert results["fixed"] == results["paper-guarded"] == 0.6
+    assert results["paper"] != 0.6  # the rule near L·C = 1 (the second switch keeps it: L ≈ 0)
+
+
+def test_paper_stage_scale_is_refused_for_other_optimizers_and_warns_with_momentum():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="paper's scale rule for SGD; AdamW"):
+        _staged(torch.optim.AdamW(params, lr=1e-3), "paper")
+    _staged(torch.optim.AdamW(params, lr=1e-3), "fixed")  # fixed works with any optimizer
+    with pytest.warns(RuntimeWarning, match="without momentum; with momentum 0.9 each step"):
+        _staged(torch.optim.SGD(params, lr=0.1, momentum=0.9), "paper")
+    with pytest.raises(ValueError, match="needs num_classes"):
+        _staged(torch.optim.SGD(params, lr=0.1), "paper", num_classes=None)
+    with pytest.raises(ValueError, match="stage_scale must be one of"):
+        _staged(torch.optim.SGD(params, lr=0.1), "rule")
+
+
+def test_stage_scale_state_resumes_exactly():
+    def make():
+        return _staged(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.5), "paper")
+
+    losses = [2.3, 2.1, 1.7, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7]
+    full = make()
+    trace = []
+    for loss in losses:
+        full.step(loss)
+        trace.append(full.get_last_lr()[0])
+    half = make()
+    for loss in losses[:2]:
+        half.step(loss)
+    saved = copy.deepcopy(half.state_dict())
+    resumed = make()
+    resumed.load_state_dict(saved)
+    rest = []
+    for loss in losses[2:]:
+        resumed.step(loss)
+        rest.append(resumed.get_last_lr()[0])
+    assert rest == trace[2:]

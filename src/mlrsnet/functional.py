@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "STAGE_SCALES",
+    "stage_gamma",
     "mlrsnet_cell",
     "mlrsnet_forward",
     "sgd_direction",
@@ -284,3 +286,69 @@ def paper_gamma(initial_loss: float, num_classes: int, *, language_model: bool =
             f"num_classes={num_classes} (initial_loss * num_classes = 1); set the scale yourself"
         )
     return gamma
+
+
+#: The scale policies of :func:`stage_gamma` (and of ``MLRSNetLR(stage_scale=...)``).
+STAGE_SCALES = ("fixed", "paper", "paper-guarded")
+
+
+def stage_gamma(
+    policy: str,
+    gamma: float,
+    loss: float,
+    num_classes: int,
+    *,
+    language_model: bool = False,
+) -> tuple[float, str | None]:
+    """The scale ``γ`` for the next stage of the paper's transfer protocol; never raises.
+
+    Policies:
+
+    - ``"fixed"``: keep ``γ``.
+    - ``"paper"``: the paper's rule (:func:`paper_gamma`) of the current training loss, as the
+      authors' transfer code does at every stage; where the rule gives no usable value (a
+      loss that is not finite or not positive, or ``L·C = 1`` exactly) ``γ`` is kept.
+    - ``"paper-guarded"``: the rule only while ``L·C ≥ e`` (for language models the
+      perplexity ``exp(L)`` takes the place of ``L``). Below that the logarithm in the rule
+      drives ``γ`` towards 0 at ``L·C = 1`` and flips its sign under it: on easy tasks the
+      loss at the first switch is already there (digits: ``L ≈ 0.05–0.1`` with ``C = 10``)
+      and the rule nearly stops training, so ``γ`` is kept instead — measured in
+      BENCHMARKS.md, holding it gains 0.2–0.6 points.
+
+    Args:
+        policy: One of :data:`STAGE_SCALES`.
+        gamma: The scale in use (returned where the policy keeps it).
+        loss: The current training loss (mean cross-entropy, nats).
+        num_classes: ``C`` (the vocabulary size for language models).
+        language_model: The rule reads the perplexity ``exp(L)``.
+
+    Returns:
+        ``(new_gamma, note)``: ``note`` says why ``γ`` was kept where the rule was not used,
+        else ``None``.
+
+    Example:
+        >>> stage_gamma("paper", 0.67, 2.3026, 10)[0] == paper_gamma(2.3026, 10)
+        True
+        >>> stage_gamma("paper-guarded", 0.67, 0.08, 10)
+        (0.67, 'loss * num_classes = 0.8 < e: the rule is near its zero at 1; gamma kept')
+        >>> stage_gamma("paper", 0.67, 0.0, 10)[0]
+        0.67
+    """
+    if policy not in STAGE_SCALES:
+        raise ValueError(f"stage scale policy must be one of {STAGE_SCALES}, got {policy!r}")
+    if policy == "fixed":
+        return gamma, None
+    if not (math.isfinite(loss) and loss > 0) or (language_model and loss > 700):
+        return gamma, f"training loss {loss!r} gives no scale; gamma kept"
+    effective = math.exp(loss) if language_model else loss
+    product = effective * num_classes
+    if policy == "paper-guarded" and product < math.e:
+        return gamma, (
+            f"loss * num_classes = {product:.3g} < e: the rule is near its zero at 1; gamma kept"
+        )
+    with warnings.catch_warnings():  # below L·C = 1 the rule takes |.|, as the authors' code
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            return paper_gamma(loss, num_classes, language_model=language_model), None
+        except ValueError as err:
+            return gamma, f"{err}; gamma kept"

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from mlrsnet.functional import State, mlrsnet_forward
+from mlrsnet.functional import STAGE_SCALES, State, mlrsnet_forward, stage_gamma
 from mlrsnet.net import MLRSNet
 
 __all__ = ["MLRSNetLR", "StageHook"]
@@ -31,6 +31,8 @@ _version = operator.attrgetter("_version")
 #: The numpy path treats a loss beyond this magnitude like a non-finite one, which
 #: keeps every float64 intermediate finite without a check per element.
 MAX_FAST_LOSS = 1e200
+#: Decay of the training-loss average that ``stage_scale`` reads: about the last 50 steps.
+LOSS_AVERAGE_DECAY = 0.98
 
 
 class _NumpyNet:
@@ -126,9 +128,9 @@ class MLRSNetLR(LRScheduler):
     and 200 at 0, 1/3 and 2/3 of the new run). Pass ``stages=[(0.0, net_a),
     (1/3, net_b), (2/3, net_c)]`` with ``total_steps``; when a stage starts,
     ``on_stage_start(stage_index, scheduler)`` may return a new scale (one
-    float, or one per group) — e.g. :func:`mlrsnet.paper_gamma` of the current
-    training loss, as the authors do. The LSTM state carries over, as in the
-    authors' code.
+    float, or one per group); or name a policy with ``stage_scale`` — ``"paper"``
+    is the authors' rule of the current training loss, which this scheduler
+    tracks. The LSTM state carries over, as in the authors' code.
 
     **Non-finite losses.** A NaN or infinite loss (or a non-finite output)
     never reaches the optimizer: the last finite factor is kept, the state is
@@ -155,6 +157,17 @@ class MLRSNetLR(LRScheduler):
         loss_scale: The network reads ``loss / loss_scale``. 1 for classification;
             the authors' language models use ``ln(vocabulary size)``, the loss of
             a uniform prediction, so that the input is about 1 at the start.
+        stage_scale: A named policy for the scale when a stage starts (instead of a hook):
+            ``"fixed"`` keeps ``γ``; ``"paper"`` is the paper's rule of the training loss
+            this scheduler tracks (a moving average of the losses it reads, about the last
+            50 steps); ``"paper-guarded"`` is the rule only where ``L·C ≥ e`` and keeps
+            ``γ`` near the rule's zero (see :func:`mlrsnet.functional.stage_gamma`). The
+            rule is refused for optimizers other than SGD and warned about with momentum;
+            it never raises mid-run (where it gives no scale, ``γ`` is kept and a warning
+            is shown once). Ratios between groups are kept.
+        num_classes: ``C`` of the paper's rule (the vocabulary size for language models).
+        language_model: The rule reads the perplexity ``exp(L)``, as the authors' language
+            models do.
         fast: Use the numpy path on CPU (the torch path is the reference).
         last_epoch: As in ``LRScheduler``; leave it at -1 and use
             :meth:`load_state_dict` to resume.
@@ -181,6 +194,9 @@ class MLRSNetLR(LRScheduler):
         on_stage_start: StageHook | None = None,
         distributed: bool | None = None,
         loss_scale: float = 1.0,
+        stage_scale: str | None = None,
+        num_classes: int | None = None,
+        language_model: bool = False,
         fast: bool = True,
         last_epoch: int = -1,
     ) -> None:
@@ -191,7 +207,15 @@ class MLRSNetLR(LRScheduler):
         if not optimizer.param_groups:
             raise ValueError("MLRSNetLR: the optimizer has no param groups")
         self._boundaries, self._nets = _check_stages(net, stages, total_steps)
+        _check_stage_scale(optimizer, stage_scale, num_classes, on_stage_start)
         self.on_stage_start = on_stage_start
+        self.stage_scale = stage_scale
+        self.num_classes = num_classes
+        self.language_model = bool(language_model)
+        self._tracks_loss = stage_scale in ("paper", "paper-guarded")
+        self._warned_stage_scale = False
+        # a bias-corrected moving average of the training loss: (sum, weight), see _track
+        self._loss_sum, self._loss_weight = 0.0, 0.0
         self.distributed = distributed
         if (
             isinstance(loss_scale, bool)
@@ -293,6 +317,8 @@ class MLRSNetLR(LRScheduler):
             self._maybe_start_stage()
         if self.reads_mean_over_ranks():
             loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
+        if self._tracks_loss:
+            self._track(loss)
         if self._fast:
             x = loss.item() if isinstance(loss, Tensor) else float(loss)
             self._step_numpy(x / self.loss_scale if self.loss_scale != 1.0 else x)
@@ -331,6 +357,30 @@ class MLRSNetLR(LRScheduler):
         if self.reads_mean_over_ranks():
             x = _mean_over_ranks(x, weight.device, weight.dtype)
         return x / self.loss_scale
+
+    def _track(self, loss: Tensor | float) -> None:
+        """Fold a finite training loss into the moving average the stage scale reads."""
+        if isinstance(loss, Tensor):
+            x = loss.detach().reshape(()).to(torch.float64)
+            ok = torch.isfinite(x)
+            if not isinstance(self._loss_sum, Tensor):
+                self._loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+                self._loss_weight = torch.zeros((), dtype=torch.float64, device=x.device)
+            self._loss_sum = torch.where(
+                ok, LOSS_AVERAGE_DECAY * self._loss_sum + x, self._loss_sum
+            )
+            self._loss_weight = torch.where(ok, LOSS_AVERAGE_DECAY * self._loss_weight + 1.0,
+                                            self._loss_weight)  # fmt: skip
+        elif math.isfinite(loss):
+            self._loss_sum = LOSS_AVERAGE_DECAY * float(self._loss_sum) + loss
+            self._loss_weight = LOSS_AVERAGE_DECAY * float(self._loss_weight) + 1.0
+
+    @property
+    def tracked_loss(self) -> float:
+        """The moving average of the training loss (about the last 50 finite steps) that
+        ``stage_scale`` reads; NaN before any step or without a paper ``stage_scale``."""
+        weight = float(self._loss_weight)
+        return float(self._loss_sum) / weight if weight > 0 else math.nan
 
     def _step_numpy(self, x: float) -> None:
         numpy_net = self._numpy_net
@@ -398,10 +448,28 @@ class MLRSNetLR(LRScheduler):
             self.stage_index += 1
             self._numpy_net = None
             logger.info("MLRSNetLR: stage %d starts at step %d", self.stage_index, self.num_steps)
+            if self.stage_scale is not None:
+                self._apply_stage_scale()
             if self.on_stage_start is not None:
                 scale = self.on_stage_start(self.stage_index, self)
                 if scale is not None:
                     self.set_scale(scale)
+
+    def _apply_stage_scale(self) -> None:
+        """The named stage policy: a new scale from the tracked loss, ratios between groups kept."""
+        assert self.stage_scale is not None
+        old = float(self.base_lrs[0])
+        loss = self.tracked_loss
+        new, note = stage_gamma(self.stage_scale, old, loss, self.num_classes or 2,
+                                language_model=self.language_model)  # fmt: skip
+        logger.info("MLRSNetLR: stage %d, tracked loss %.4g -> gamma %.4g (%s)",
+                    self.stage_index, loss, new, note or self.stage_scale)  # fmt: skip
+        if note is not None and not self._warned_stage_scale:
+            self._warned_stage_scale = True
+            warnings.warn(f"MLRSNetLR: stage {self.stage_index}: {note} (this warning is shown once)",
+                          RuntimeWarning, stacklevel=5)  # fmt: skip
+        if new != old:
+            self.set_scale([float(b) * new / old for b in self.base_lrs])
 
     def set_scale(self, scale: float | Sequence[float]) -> None:
         """Set the scale ``γ`` (each group's base learning rate) from now on.
@@ -455,6 +523,9 @@ class MLRSNetLR(LRScheduler):
             "h": self._h.clone(),
             "c": self._c.clone(),
             "num_nonfinite": self._nonfinite.clone(),
+            "loss_average": torch.tensor(
+                [float(self._loss_sum), float(self._loss_weight)], dtype=torch.float64
+            ),
         }
         for i, stage_net in enumerate(self._nets):
             for name, value in stage_net.state_dict().items():
@@ -497,6 +568,9 @@ class MLRSNetLR(LRScheduler):
             own.copy_(saved)
         self.loss_scale = float(state_dict.get("loss_scale", self.loss_scale))
         self._factor.copy_(state_dict["factor"])
+        if "loss_average" in state_dict:
+            loss_sum, loss_weight = (float(v) for v in state_dict["loss_average"])
+            self._loss_sum, self._loss_weight = loss_sum, loss_weight
         self._nonfinite.copy_(torch.as_tensor(state_dict.get("num_nonfinite", 0)))
         self.num_steps = int(state_dict["num_steps"])
         self.last_epoch = int(state_dict.get("last_epoch", self.num_steps))
@@ -509,6 +583,42 @@ class MLRSNetLR(LRScheduler):
             group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
         self._numpy_net = None
         self._apply_lrs()
+
+
+def _check_stage_scale(
+    optimizer: Optimizer, stage_scale: str | None, num_classes: int | None, hook: Any
+) -> None:
+    if stage_scale is None:
+        return
+    if stage_scale not in STAGE_SCALES:
+        raise ValueError(
+            f"MLRSNetLR: stage_scale must be one of {STAGE_SCALES}, got {stage_scale!r}"
+        )
+    if hook is not None:
+        raise ValueError("MLRSNetLR: give stage_scale or on_stage_start, not both")
+    if stage_scale == "fixed":
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"MLRSNetLR: stage_scale={stage_scale!r} needs num_classes (an int >= 2: the classes, "
+            f"or the vocabulary size of a language model), got {num_classes!r}"
+        )
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise ValueError(
+            f"MLRSNetLR: stage_scale={stage_scale!r} is the paper's scale rule for SGD; "
+            f"{type(optimizer).__name__} has another step size scale, where the rule multiplies "
+            "the learning rate by orders of magnitude. Use stage_scale='fixed' (the lr you give "
+            "stays the scale) with this optimizer"
+        )
+    momentum = max(float(g.get("momentum", 0.0)) for g in optimizer.param_groups)
+    if momentum > 0:
+        warnings.warn(
+            f"MLRSNetLR: the paper's scale rule and networks were made for SGD without momentum; "
+            f"with momentum {momentum:g} each step moves about {1 / (1 - momentum):.3g}x as far "
+            "(use momentum 0, or divide the lr by that factor)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _check_stages(

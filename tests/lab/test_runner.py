@@ -158,3 +158,21 @@ def test_bad_configuration_is_named(tmp_path, field, value, match):
     cfg = config(tmp_path, "x", **{field: value})
     with pytest.raises(ValueError, match=match):
         run(cfg, kind="meta-train" if field == "save_epochs" else "train")
+
+
+def _lrs(path):
+    return [float(r.split(",")[1]) for r in (path / "lr.csv").read_text().splitlines()[1:]]
+
+
+def test_a_named_stage_scale_policy_reaches_the_scheduler(tmp_path):
+    common = dict(task="digits-mlp", schedule="mlrsnet:fmnist-resnet", epochs=3, seed=0)
+    fixed = run(RunConfig(out=str(tmp_path / "fixed"), lr=0.5, **common))
+    named = run(RunConfig(out=str(tmp_path / "named"), lr=0.5,
+                          options={"stage_scale": "fixed"}, **common))  # fmt: skip
+    assert _lrs(tmp_path / "named") == _lrs(tmp_path / "fixed")  # 'fixed' keeps the given γ
+    assert named["final_test_metric"] == fixed["final_test_metric"]
+    paper = run(RunConfig(out=str(tmp_path / "paper"), lr=0.5,
+                          options={"stage_scale": "paper"}, **common))  # fmt: skip
+    lrs, steps = _lrs(tmp_path / "paper"), paper["steps"]
+    assert lrs[: steps // 3] == _lrs(tmp_path / "fixed")[: steps // 3]  # the first stage: γ
+    assert lrs[steps // 3 :] != _lrs(tmp_path / "fixed")[steps // 3 :]  # then the rule's γ

@@ -909,9 +909,18 @@ class _MLRSNetSchedule(Schedule):
         return lr
 
 
-@_register("mlrsnet", 0.1, network=None, on_stage_start=None, loss_scale=1.0, nesterov=False)
+@_register("mlrsnet", 0.1, network=None, on_stage_start=None, loss_scale=1.0, nesterov=False,
+           stage_scale=None, num_classes=None, language_model=False)  # fmt: skip
 def _build_mlrsnet(
-    ctx: _Ctx, *, network: Any, on_stage_start: Any, loss_scale: float, nesterov: bool
+    ctx: _Ctx,
+    *,
+    network: Any,
+    on_stage_start: Any,
+    loss_scale: float,
+    nesterov: bool,
+    stage_scale: str | None,
+    num_classes: int | None,
+    language_model: bool,
 ) -> Schedule:
     r"""MLR-SNet (Shu et al., TPAMI 2022): :math:`\eta_t = \gamma \, A(f_t; \theta)`.
 
@@ -919,8 +928,10 @@ def _build_mlrsnet(
     :class:`~mlrsnet.hub.ScheduleBundle` (its snapshots become stages), or an
     :class:`~mlrsnet.MLRSNet`. ``lr`` is the scale ``γ`` — use
     :func:`mlrsnet.paper_gamma` for zero tuning; ``on_stage_start`` may return a
-    new ``γ`` when a snapshot takes over, and the network reads ``loss /
-    loss_scale`` (see :class:`~mlrsnet.MLRSNetLR`).
+    new ``γ`` when a snapshot takes over, or ``stage_scale`` names a policy
+    (``"fixed"``, ``"paper"``, ``"paper-guarded"``, with ``num_classes`` and
+    ``language_model``), and the network reads ``loss / loss_scale`` (see
+    :class:`~mlrsnet.MLRSNetLR`).
     """
     from mlrsnet.hub import ScheduleBundle, resolve
     from mlrsnet.net import MLRSNet
@@ -939,6 +950,9 @@ def _build_mlrsnet(
             total_steps=ctx.total_steps,
             on_stage_start=on_stage_start,
             loss_scale=loss_scale,
+            stage_scale=stage_scale,
+            num_classes=num_classes,
+            language_model=language_model,
         )
     else:
         raise TypeError(

@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from mlrsnet import checks, hub
-from mlrsnet.functional import paper_gamma
+from mlrsnet.functional import paper_gamma, stage_gamma
 from mlrsnet.lab import baselines, metrics
 from mlrsnet.lab import tasks as task_registry
 from mlrsnet.lab.meta_training import MetaTraining
@@ -202,6 +201,14 @@ def _settings(config: RunConfig, kind: str, task: Task, device: torch.device) ->
     momentum = config.momentum
     if momentum is None:  # the authors' MLR-SNet scripts train with plain SGD
         momentum = 0.0 if learned else task.momentum
+        if learned:
+            logger.info("MLR-SNet runs SGD without momentum, as the paper (--momentum to change)")
+    elif learned and momentum > 0:
+        logger.warning(
+            "MLR-SNet with momentum %g: the paper's networks and scale rule were made for SGD "
+            "without momentum; each step moves about %.3gx as far",
+            momentum, 1 / (1 - momentum),
+        )  # fmt: skip
     return Settings(
         kind=kind,
         epochs=epochs,
@@ -354,17 +361,34 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
         name, lr = "mlrsnet", gamma
         options["network"] = hub.resolve(config.schedule.split(":", 1)[1])
         options.setdefault("loss_scale", loss_scale)
-        if config.lr is None:
+        if "stage_scale" in options:  # a named policy of the scheduler's own
+            options.setdefault("num_classes", task.num_classes)
+            options.setdefault("language_model", task.language_model)
+        elif config.lr is None:
 
             def stage_hook(index: int, scheduler: MLRSNetLR) -> float:
-                loss = task.mean_train_loss(model, batch_size=s.batch_size, device=device,
-                                            max_batches=config.gamma_batches, seed=config.seed)  # fmt: skip
-                with warnings.catch_warnings():  # below L*C = 1 the rule takes |.|, as the authors'
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    new_gamma = paper_gamma(
-                        loss, task.num_classes, language_model=task.language_model
-                    )
-                logger.info("stage %d: training loss %.4f -> gamma %.4f", index, loss, new_gamma)
+                # as the authors: the rule of the training loss of the whole model (eval mode)
+                loss = task.mean_train_loss(
+                    model,
+                    batch_size=s.batch_size,
+                    device=device,
+                    max_batches=config.gamma_batches,
+                    seed=config.seed,
+                )
+                new_gamma, note = stage_gamma(
+                    "paper",
+                    float(scheduler.base_lrs[0]),
+                    loss,
+                    task.num_classes,
+                    language_model=task.language_model,
+                )
+                logger.info(
+                    "stage %d: training loss %.4f -> gamma %.4f%s",
+                    index,
+                    loss,
+                    new_gamma,
+                    f" ({note})" if note else "",
+                )
                 return new_gamma
 
             options.setdefault("on_stage_start", stage_hook)
