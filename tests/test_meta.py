@@ -297,6 +297,20 @@ def test_bad_input_is_named():
         trainer.step(torch.randn(4, 6))
 
 
+def test_a_meta_batch_callable_that_runs_out_is_named():
+    torch.manual_seed(0)
+    trainer = build(TwoLayer(), meta_interval=2)
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,))
+    meta_batches = iter([(x, y)])  # one meta batch: enough for step 2, not for step 4
+    for _ in range(3):
+        trainer.step((x, y), meta_batch=lambda: next(meta_batches))
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(ValueError, match=r"ran out of batches at step 4 \(meta_interval=2\)"):
+        trainer.step((x, y), meta_batch=lambda: next(meta_batches))
+    assert trainer.num_steps == 3 and trainer.num_meta_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters(), strict=True))
+
+
 def test_injected_non_finite_losses_and_gradients_never_reach_the_weights():
     torch.manual_seed(0)
     rng = torch.Generator().manual_seed(11)

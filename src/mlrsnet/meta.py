@@ -222,7 +222,14 @@ class MetaTrainer:
                     f"(meta_interval={self.meta_interval}) and needs meta_batch"
                 )
             if callable(meta_batch):
-                meta_batch = meta_batch()
+                try:
+                    meta_batch = meta_batch()
+                except StopIteration:
+                    raise ValueError(
+                        f"MetaTrainer: meta_batch() ran out of batches at step {self.num_steps + 1} "
+                        f"(meta_interval={self.meta_interval}); give it an endless iterator, "
+                        "e.g. itertools.cycle over the meta loader"
+                    ) from None
             stats.update(self._meta_update(loss_value, meta_batch))
         self.scheduler.step(loss_value)
         self.optimizer.step()
