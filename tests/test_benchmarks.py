@@ -260,3 +260,15 @@ def test_reproduce_runs_a_record_and_compares_with_an_earlier_rerun(tmp_path, ca
     # the same machine twice: exactly the same metrics, whatever the recording CPU gave
     assert run_script("reproduce.py", "--runs", run_id, "--expect", str(first)) == 0
     assert f"rerun {rerun}; same as --expect" in capsys.readouterr().out
+
+
+def test_shipped_schedules_alone_are_constant_and_in_stages_a_staircase():
+    module = runpy.run_path(str(ROOT / "benchmarks" / "shipped_schedules.py"), run_name="x")
+    losses = module["loss_curve"](300)
+    for name in ("fmnist-resnet-every100", "ptb-lstm"):
+        alone = module["factors"](name, False, losses)
+        staged = module["factors"](name, True, losses)
+        assert all(0 < a < 1 for a in alone + staged)
+        assert max(alone[20:]) / min(alone[20:]) < 1.05  # one snapshot: a constant factor
+        assert staged[:100] == alone[:100]  # the first stage is the first snapshot
+        assert staged[-1] < 0.9 * staged[99]  # later snapshots step down
