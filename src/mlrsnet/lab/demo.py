@@ -160,6 +160,8 @@ def _run_demo(
         "paper's scale rule setting gamma from the training loss at each switch. The baselines run "
         f"at their default learning rates. {plan['epochs']} epochs, {n_seeds} seed(s) each."
         + (" This is the quick configuration (`--quick`)." if quick else "")
+        + " The commands below give exactly these numbers again on this machine; another CPU "
+        "rounds differently in the last bits, which can move an accuracy by an image or two."
     )
     machine = f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     return report.write_report(
