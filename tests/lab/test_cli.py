@@ -178,3 +178,150 @@ def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):
             assert f"{summary['final_test_metric']:.2f}" in text
     assert (tmp_path / "demo" / "runs" / "meta-train" / "schedule.safetensors").is_file()
     assert len(list((tmp_path / "demo" / "report").glob("*.png"))) == 3
+
+
+HEAVY = ("torch", "numpy", "matplotlib", "sklearn", "scipy", "tqdm", "mlrsnet.net", "mlrsnet.hub",
+         "mlrsnet.lab.tasks", "mlrsnet.lab.runner", "mlrsnet.lab.rundir", "mlrsnet.lab.report",
+         "mlrsnet.lab.baselines", "mlrsnet.lab.demo")  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
+                                  ["meta-train", "--help"], ["compare", "--help"]])  # fmt: skip
+def test_help_and_version_import_no_heavy_module(argv):
+    code = (
+        "import sys\n"
+        "import mlrsnet.lab.cli as cli\n"
+        "cli.build_parser()\n"
+        "try:\n"
+        f"    cli.main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_core_package_still_exports_its_names_lazily():
+    code = (
+        "import sys, mlrsnet\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert {'MLRSNet', 'MLRSNetLR', 'pretrained', 'hub'} <= set(dir(mlrsnet))\n"
+        "from mlrsnet import *\n"
+        "print(mlrsnet.__version__, mlrsnet.MLRSNetLR.__name__, pretrained.__module__,\n"
+        "      mlrsnet.hub.__name__, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0.1.0", "MLRSNetLR", "mlrsnet.hub", "mlrsnet.hub", "True"]
+
+
+@pytest.mark.parametrize("kind", ["train", "meta-train"])
+def test_a_resumed_run_says_so_and_a_finished_one_is_not_trained_again(tmp_path, kind, capsys):
+    out = tmp_path / "run"
+    argv = [kind, "--task", "digits-mlp", "--epochs", "2", "--batch-size", "256",
+            "--out", str(out), *(["--schedule", "cosine"] if kind == "train" else [])]  # fmt: skip
+    assert main([*argv, "--stop-after-steps", "3"]) == 0
+    assert not any(line.startswith("resuming") for line in capsys.readouterr().out.splitlines())
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    total = json.loads((out / "summary.json").read_text())["steps"]
+    assert [line for line in lines if line.startswith("resuming")] == [
+        f"resuming {out} at epoch 1, step 3 of {total}"
+    ]
+    assert lines[-1].startswith("done:") or lines[-2].startswith("done:")
+    trace = (out / "lr.csv").read_text()
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{out}: run already complete (2 epochs, ")
+    assert "nothing to train" in lines[0]
+    assert (out / "lr.csv").read_text() == trace
+
+
+def test_a_run_failing_at_start_leaves_no_empty_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    argv = ["train", "--task", "ptb-lstm", "--schedule", "cosine", "--data-dir", "/nonexistent"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mlrsnet: error: ptb files not found")
+    assert not (tmp_path / "new").exists()  # nor the parent it created
+    bad = ["train", "--task", "digits-mlp", "--schedule", "cosine", "--option", "bogus=1"]
+    assert main([*bad, "--out", str(out)]) == 2
+    assert "bogus" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    # a folder that was there before stays, empty or not
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert main([*argv, "--out", str(existing)]) == 2
+    assert existing.is_dir()
+    (existing / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(existing / "sub")]) == 2
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "setting,before,match",
+    [
+        ("lr = inf", [], "lr: expected a finite number, got 'inf'"),
+        ("lr = inf", ["-v"], "lr: expected a finite number, got 'inf'"),  # flag before COMMAND
+        ("momentum = nan", ["--verbose"], "momentum: expected a finite number, got 'nan'"),
+        ("lr = 1e999", [], "lr: expected a finite number"),
+        ("epochs = true", [], "epochs: expected a positive integer, got 'true'"),
+        ("lr = true", [], "lr: expected a number, got 'true'"),
+        ("epochs = 0", [], "epochs: expected a positive integer, got '0'"),
+        ("seed = -1", [], "seed: expected a non-negative integer"),
+        ("train-fraction = [0.5]", [], "train-fraction: expected a single value"),
+        ('noise = "gaussian"', [], "noise must be one of uniform, pairflip"),
+        ("label = 3", [], "label: expected a string, got 3"),
+        ("quiet = 1", [], "quiet must be true or false"),
+    ],
+)
+def test_config_values_meet_the_same_checks_as_flags(tmp_path, capsys, setting, before, match):
+    settings = {"task": '"digits-mlp"', "schedule": '"fixed"', "epochs": "1",
+                "out": f'"{tmp_path / "run"}"', "quiet": "true"}  # fmt: skip
+    key, value = (part.strip() for part in setting.split("=", 1))
+    settings[key] = value  # replaces the setting of that name
+    config = tmp_path / "run.toml"
+    config.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    assert main([*before, "train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mlrsnet: error: {config}: {match}"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_save_epochs_list_is_checked_item_by_item(tmp_path, capsys):
+    config = tmp_path / "meta.toml"
+    config.write_text('task = "digits-mlp"\nsave-epochs = [1, 1.5]\n')
+    assert main(["meta-train", "--config", str(config), "--out", str(tmp_path / "x")]) == 2
+    assert "save-epochs: expected comma-separated epochs" in capsys.readouterr().err
+    config.write_text('task = "digits-mlp"\nsave-epochs = [1, 2]\nepochs = 2\nbatch-size = 256\n')
+    out = tmp_path / "run"
+    assert main(["meta-train", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "schedule.json").read_text())
+    assert manifest["snapshots"] == ["epoch_1", "epoch_2"]
+
+
+def test_tasks_says_where_it_looked_for_missing_data(monkeypatch, capsys):
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not (shared / "ptb").is_dir():
+        pytest.skip(f"no shared data at {shared}")
+    monkeypatch.setenv("MLRSNET_DATA", str(shared))
+    assert main(["tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marks = {line.split()[0]: line.rsplit("[data: ", 1)[1] for line in lines if "[data: " in line}
+    assert marks["ptb-lstm"] == "yes]" and marks["digits-mlp"] == "yes]"
+    assert marks["cifar10-resnet18"] == "missing]"
+    cifar = [line for line in lines if line.startswith("  cifar10 (")]
+    assert cifar == [f"  cifar10 (cifar10-resnet18, cifar10-wrn28-10): looked in {shared}"]
+    assert lines[-1].startswith(
+        f"look elsewhere with --data-dir DIR or MLRSNET_DATA=DIR (MLRSNET_DATA is {shared})"
+    )
+    assert len(lines) <= len(marks) + 10  # compact: one line per task, one per missing dataset
+    assert main(["tasks", "--data-dir", "/nonexistent"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  ptb (ptb-lstm, ptb-lstm3): looked in /nonexistent" in lines
+    assert lines[-1].startswith("look elsewhere with --data-dir DIR or MLRSNET_DATA=DIR;")

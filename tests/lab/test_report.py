@@ -268,6 +268,43 @@ def test_ties_share_the_mean_rank_and_mixed_metrics_fail(tmp_path: Path) -> None
         report.summarize([report.load_run(p) for p in (a, c)])
 
 
+def cosine_run(folder: Path, seed: int, final: float, **settings: object) -> Path:
+    """A cosine run of the accuracy task whose summary also records ``settings``."""
+    run_dir = write_run(folder, ACC, "cosine", None, seed, final, final, 0.3, 1.0, True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, **settings}))
+    return run_dir
+
+
+def test_runs_with_other_result_settings_are_not_averaged_together(tmp_path: Path) -> None:
+    # the same task, schedule and seeds, but 10 and 40 epochs: two methods, not four seeds
+    runs = [
+        report.load_run(cosine_run(tmp_path / f"e{epochs}-s{seed}", seed, final, epochs=epochs))
+        for epochs, seed, final in ((10, 0, 80.0), (10, 1, 82.0), (40, 0, 90.0), (40, 1, 92.0))
+    ]
+    rows = report.summarize(runs)
+    assert [(r["label"], r["n_seeds"], r["final_test_metric_mean"], r["rank"]) for r in rows] == [
+        ("cosine (epochs=40)", 2, 91.0, 1.0),
+        ("cosine (epochs=10)", 2, 81.0, 2.0),
+    ]
+    assert {r["schedule"] for r in rows} == {"cosine"}
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    assert "| cosine (epochs=10) | 2 | 81.00 ± 1.41 |" in text
+    assert "| cosine (epochs=40) | 2 | 91.00 ± 1.41 |" in text
+    # each setting that differs is named, equal ones are not; a default lr reads "default"
+    common = dict(epochs=10, momentum=0.9)
+    more = [
+        cosine_run(tmp_path / "b128-s0", 0, 80.0, batch_size=128, lr=None, **common),
+        cosine_run(tmp_path / "b128-s1", 1, 82.0, batch_size=128, lr=None, **common),
+        cosine_run(tmp_path / "b256-s0", 0, 85.0, batch_size=256, lr=0.05, **common),
+    ]
+    labels = [(r["label"], r["n_seeds"]) for r in report.summarize(map(report.load_run, more))]
+    assert sorted(labels) == [
+        ("cosine (batch_size=128, lr=default)", 2),
+        ("cosine (batch_size=256, lr=0.05)", 1),
+    ]
+
+
 def test_incomplete_runs_are_loaded_and_flagged(runs: list, rows: list[dict]) -> None:
     incomplete = [r for r in runs if r.incomplete]
     assert [(r.task, r.label, r.seed) for r in incomplete] == [(PPL, "step", 2)]

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 import time
@@ -241,10 +242,60 @@ def _version() -> str:
     return __version__
 
 
+def _config_text(path: Path, key: str, value: Any, action: argparse.Action) -> str:
+    """A TOML value as the text its flag would have been given, so that it goes through the
+    flag's own checks (a TOML ``lr = inf`` meets the same error as ``--lr inf``)."""
+
+    def scalar(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, (int, float, str)):
+            return str(item)
+        raise CommandError(f"{path}: {key}: expected a single value, got {item!r}")
+
+    if isinstance(value, list):
+        if action.type is not _epoch_list:
+            raise CommandError(f"{path}: {key}: expected a single value, got {value!r}")
+        return ",".join(scalar(item) for item in value)
+    return scalar(value)
+
+
+def _config_value(path: Path, key: str, value: Any, action: argparse.Action) -> Any:
+    """Check one setting of a config file as its flag is checked; the parsed value."""
+    if action.dest == "option":
+        if not isinstance(value, dict):
+            raise CommandError(f"{path}: 'option' must be a table of schedule options")
+        bad = [k for k in value if not k.isidentifier()]
+        if bad:
+            raise CommandError(f"{path}: option: bad option name {bad[0]!r}")
+        return list(value.items())
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise CommandError(f"{path}: {key} must be true or false, got {value!r}")
+        return value
+    if action.type is None:  # a string flag: a file name, a device, a task name, ...
+        if not isinstance(value, str):
+            raise CommandError(f"{path}: {key}: expected a string, got {value!r}")
+        parsed: Any = value
+    else:
+        try:
+            parsed = action.type(_config_text(path, key, value, action))
+        except argparse.ArgumentTypeError as err:
+            raise CommandError(f"{path}: {key}: {err}") from None
+    if action.choices is not None and parsed not in action.choices:
+        raise CommandError(f"{path}: {key} must be one of {', '.join(map(str, action.choices))}")
+    return parsed
+
+
 def _apply_config_file(
     parser: argparse.ArgumentParser, sub: argparse.ArgumentParser, argv: Sequence[str]
 ) -> None:
-    """Load ``--config FILE`` into ``sub``'s defaults so that flags override it."""
+    """Load ``--config FILE`` into ``sub``'s defaults so that flags override it.
+
+    Every value goes through the same checks as the flag of the same name: the same types
+    (finite numbers, positive integers, ...) and choices, and the same one-line error,
+    naming the file and the key.
+    """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
@@ -269,24 +320,17 @@ def _apply_config_file(
             raise CommandError(
                 f"{path}: unknown setting {key!r}; known: {', '.join(sorted(dests))}"
             )
-        action = dests[dest]
-        if dest == "option":
-            if not isinstance(value, dict):
-                raise CommandError(f"{path}: 'option' must be a table of schedule options")
-            value = list(value.items())
-        elif action.type is not None and not isinstance(value, bool):
-            try:
-                value = action.type(value if isinstance(value, list) else str(value))
-            except argparse.ArgumentTypeError as err:
-                raise CommandError(f"{path}: {key}: {err}") from None
-        elif isinstance(action, argparse._StoreTrueAction) and not isinstance(value, bool):
-            raise CommandError(f"{path}: {key} must be true or false")
-        if action.choices is not None and value not in action.choices:
-            raise CommandError(
-                f"{path}: {key} must be one of {', '.join(map(str, action.choices))}"
-            )
-        values[dest] = value
+        values[dest] = _config_value(path, key, value, dests[dest])
     sub.set_defaults(**values)
+
+
+def _command_index(argv: Sequence[str], commands: Any) -> int | None:
+    """Where the subcommand is in ``argv``: after the top-level flags (``-v``), which take
+    no values, so it is the first word that is not a flag."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            return i if word in commands else None
+    return None
 
 
 # -- commands -----------------------------------------------------------------------
@@ -340,7 +384,8 @@ class _Progress:
         self, quiet: bool, out: str | None = None, tensorboard: bool = False, desc: str = ""
     ) -> None:
         self.quiet, self.bar, self.desc = quiet, None, desc
-        self.writer = None
+        self._writer: Any = None
+        self._open_writer: Any = None
         if tensorboard and out:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -348,7 +393,14 @@ class _Progress:
                 raise CommandError(
                     "--tensorboard needs the tensorboard package: pip install tensorboard"
                 ) from None
-            self.writer = SummaryWriter(str(Path(out) / "tensorboard"))
+            # opened at the first step, so that a run failing at start leaves no files
+            self._open_writer = lambda: SummaryWriter(str(Path(out) / "tensorboard"))
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None and self._open_writer is not None:
+            self._writer = self._open_writer()
+        return self._writer
 
     def step(self, info: dict[str, Any]) -> None:
         if self.writer is not None:
@@ -388,28 +440,70 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The topmost folder of ``path`` (itself included) that does not exist yet, or None."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty_folders(path: Path, top: Path) -> None:
+    """Remove ``path`` and its parents up to ``top`` while they are empty (``os.rmdir`` refuses
+    a folder that holds anything)."""
+    for folder in (path, *path.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
 
 
 def _cmd_run(args: argparse.Namespace, kind: str) -> int:
     import torch
 
+    from mlrsnet.lab.rundir import CHECKPOINT_FILE
     from mlrsnet.lab.runner import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
 
     config = _run_config(args, kind)
+    out = Path(config.out)
+    created = _missing_ancestor(out)  # what the run creates; removed again if it fails empty
+    # A checkpoint there means the runner resumes (or, for a finished run, only reads the
+    # summary back); it checks the settings first, so the line is printed at the first step.
+    resuming = (out / CHECKPOINT_FILE).is_file()
+    steps_this_call = 0
     progress = _Progress(args.quiet, config.out, args.tensorboard, desc=f"{config.task}")
+
+    def on_step(info: dict[str, Any]) -> None:
+        nonlocal steps_this_call
+        steps_this_call += 1
+        if resuming and steps_this_call == 1 and not args.quiet:
+            print(f"resuming {config.out} at epoch {info['epoch']}, step {info['step'] - 1} "
+                  f"of {info['total_steps']}", flush=True)  # fmt: skip
+        progress.step(info)
+
     try:
         summary = run(
             config,
             kind=kind,
-            on_step=progress.step,
+            on_step=on_step,
             on_epoch=progress.epoch,
             stop_after_steps=args.stop_after_steps,
         )
+    except BaseException:
+        if created is not None:
+            _remove_empty_folders(out, created)
+        raise
     finally:
         progress.close()
     if not summary["completed"]:
@@ -422,7 +516,14 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
         metric = summary.get("final_test_metric")
         unit = "%" if summary["metric"] == "accuracy" else " perplexity"
         shown = "n/a" if metric is None else f"{metric:.2f}{unit}"
-        print(f"done: final test {summary['metric']} {shown} (best {summary['best_test_metric']:.2f}); "
+        best = summary.get("best_test_metric")
+        best_shown = "n/a" if best is None else f"{best:.2f}"
+        if resuming and steps_this_call == 0:
+            print(f"{config.out}: run already complete ({summary.get('epochs')} epochs, "
+                  f"{summary.get('steps')} steps), nothing to train; final test "
+                  f"{summary['metric']} {shown} (best {best_shown})")  # fmt: skip
+            return 0
+        print(f"done: final test {summary['metric']} {shown} (best {best_shown}); "
               f"results in {config.out}")  # fmt: skip
         if kind == "meta-train" and summary.get("schedule_file"):
             print(f"schedule network: {Path(config.out) / 'schedule.safetensors'} "
@@ -447,13 +548,41 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_tasks(data_dir: str | None) -> int:
     from mlrsnet.lab import tasks
+    from mlrsnet.lab.tasks import datasets
 
     available = set(tasks.available(data_dir=data_dir))
+    missing: dict[str, list[str]] = {}  # dataset -> its tasks
     for name in tasks.names():
         spec = tasks.spec(name)
-        mark = "yes" if name in available else "no (missing here; see --data-dir)"
+        if name not in available:
+            missing.setdefault(spec.dataset, []).append(name)
+        mark = "yes" if name in available else "missing"
         print(f"{name:24s} {getattr(spec, 'description', '')}  [data: {mark}]")
+    if not missing:
+        return 0
+    print("missing data (each folder is searched directly and in the dataset's usual subfolder):")
+    for dataset, names in missing.items():
+        print(f"  {dataset} ({', '.join(names)}): {_looked_in(datasets, dataset, data_dir)}")
+    env = datasets.ENV_VAR
+    now = "" if data_dir is not None else f" ({env} is {os.environ.get(env) or 'not set'})"
+    print(f"look elsewhere with --data-dir DIR or {env}=DIR{now}; "
+          "`mlrsnet train --task NAME` names the files a task needs")  # fmt: skip
     return 0
+
+
+def _looked_in(datasets: Any, dataset: str, data_dir: str | None) -> str:
+    """Where ``dataset``'s files were looked for: the data roots, without their subfolders."""
+    try:
+        datasets.locate(dataset, data_dir)
+    except FileNotFoundError:
+        pass
+    except ValueError:  # a dataset that reads no files
+        return "not available here"
+    else:  # the files are there but cannot be read (SVHN without scipy)
+        return "files found, but reading them needs scipy (pip install scipy)"
+    folders = datasets.search_dirs(dataset, data_dir)
+    roots = [f for i, f in enumerate(folders) if not any(f.is_relative_to(r) for r in folders[:i])]
+    return "looked in " + ", ".join(str(r) for r in roots)
 
 
 def _cmd_schedules() -> int:
@@ -475,8 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if argv and argv[0] in subparsers.choices:
-            _apply_config_file(parser, subparsers.choices[argv[0]], argv[1:])
+        at = _command_index(argv, subparsers.choices)
+        if at is not None:  # also after top-level flags: `mlrsnet -v train --config FILE`
+            _apply_config_file(parser, subparsers.choices[argv[at]], argv[at + 1 :])
         args = parser.parse_args(argv)
         args.argv = argv
         logging.basicConfig(

@@ -55,6 +55,7 @@ __all__ = [
     "write_report",
     "write_table",
     "CSV_COLUMNS",
+    "RESULT_SETTINGS",
 ]
 
 #: Columns of ``comparison.csv``, in order (also the keys of :func:`summarize` rows).
@@ -327,15 +328,86 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+#: Summary settings that change a run's result. Runs of one task and label that differ in any
+#: of them are not averaged together: each setting gets its own group, labelled with what
+#: differs, e.g. ``cosine (epochs=10)`` and ``cosine (epochs=40)``.
+RESULT_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "train_fraction",
+    "noise",
+    "noise_rate",
+)
+
+_MISSING = object()
+
+
+def _setting(run: Run, key: str) -> Any:
+    return run.summary.get(key, _MISSING)
+
+
+def _setting_key(value: Any) -> tuple[Any, ...]:
+    """A hashable key under which equal settings (``10`` and ``10.0``) coincide."""
+    if value is _MISSING:
+        return ("missing",)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ("number", float(value))
+    return ("json", json.dumps(value, sort_keys=True, default=str))
+
+
+def _setting_text(key: str, value: Any) -> str:
+    if value is _MISSING:
+        shown = "?"
+    elif value is None:
+        shown = "none" if key == "noise" else "default"
+    elif isinstance(value, float):
+        shown = f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    else:
+        shown = str(value)
+    return f"{key}={shown}"
+
+
+def _method_labels(runs: Iterable[Run]) -> dict[Run, str]:
+    """The label each run is reported under: its :attr:`Run.label`, followed by the settings of
+    :data:`RESULT_SETTINGS` that differ among the runs of its task and label, e.g.
+    ``cosine (epochs=10)``; a setting a summary lacks shows as ``?``."""
+    by_method: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        by_method.setdefault((run.task, run.label), []).append(run)
+    labels: dict[Run, str] = {}
+    for (_, label), members in by_method.items():
+        differing = [
+            key
+            for key in RESULT_SETTINGS
+            if len({_setting_key(_setting(run, key)) for run in members}) > 1
+        ]
+        for run in members:
+            details = ", ".join(_setting_text(key, _setting(run, key)) for key in differing)
+            labels[run] = f"{label} ({details})" if details else label
+    return labels
+
+
 def _group(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Runs by task and label, split where a result-changing setting differs (see
+    :func:`_method_labels`): keys ``(task, label as reported)``."""
+    runs = list(runs)
+    labels = _method_labels(runs)
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.task, run.label), []).append(run)
+        groups.setdefault((run.task, labels[run]), []).append(run)
     return groups
 
 
 def summarize(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """Aggregate runs per (task, label) over seeds and rank the methods of each task.
+
+    Runs of one label that differ in a setting that changes the result (one of
+    :data:`RESULT_SETTINGS`: epochs, batch size, lr, momentum, weight decay, train fraction,
+    label noise and its rate) are not averaged together: they form separate groups whose
+    label names what differs, e.g. ``cosine (epochs=10)`` and ``cosine (epochs=40)``.
 
     Each row has the keys :data:`CSV_COLUMNS`: ``task``, ``label``, ``schedule``
     (the group's schedules, ``"; "``-joined if they differ), ``metric``,
@@ -675,7 +747,7 @@ def _plot_tasks(runs: Sequence[Run], out: Path) -> dict[str, list[tuple[str, Pat
         while stem.lower() in used:
             stem, k = f"{base}-{k}", k + 1
         used.add(stem.lower())
-        labels = sorted({run.label for run in task_runs})
+        labels = sorted(set(_method_labels(task_runs).values()))
         colors = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
         written[task] = []
         for kind in _FIGURE_TITLES:
@@ -694,6 +766,7 @@ def _run_lines(runs: Sequence[Run], out: Path) -> list[str]:
         "| Wall (s) | Completed | Directory |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    labels = _method_labels(runs)
     for run in runs:
         try:
             where = os.path.relpath(run.path, out)
@@ -702,7 +775,7 @@ def _run_lines(runs: Sequence[Run], out: Path) -> list[str]:
         epochs = run.summary.get("epochs", len(run.metrics))
         steps = run.summary.get("steps", int(run.lr_steps.max()) if run.lr_steps.size else None)
         lines.append(
-            f"| {_md_cell(run.task)} | {_md_cell(run.label)} "
+            f"| {_md_cell(run.task)} | {_md_cell(labels[run])} "
             f"| {'' if run.seed is None else run.seed} "
             f"| {'' if epochs is None else epochs} | {'' if steps is None else steps} "
             f"| {_fmt(run.final_test_metric, 2)} | {_fmt(run.best_test_metric, 2)} "
