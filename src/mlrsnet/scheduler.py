@@ -317,12 +317,14 @@ class MLRSNetLR(LRScheduler):
             self._maybe_start_stage()
         if self.reads_mean_over_ranks():
             loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
-        if self._tracks_loss:
-            self._track(loss)
         if self._fast:
             x = loss.item() if isinstance(loss, Tensor) else float(loss)
+            if self._tracks_loss:
+                self._track(x)  # the host number the numpy path reads anyway: no tensor ops
             self._step_numpy(x / self.loss_scale if self.loss_scale != 1.0 else x)
         else:
+            if self._tracks_loss:
+                self._track(loss)
             self._step_torch(loss / self.loss_scale if self.loss_scale != 1.0 else loss)
         self.num_steps += 1
         self.last_epoch = self.num_steps
