@@ -33,6 +33,7 @@ from mlrsnet.atomic import atomic_write
 from mlrsnet.net import MLRSNet
 
 __all__ = [
+    "AUTHORS_CHECKPOINTS",
     "FORMAT",
     "FORMAT_VERSION",
     "ScheduleBundle",
@@ -129,8 +130,15 @@ def save_schedule(
     return path
 
 
+#: The authors' released checkpoints (meta-training epochs 1, 100, 200), in stage order.
+AUTHORS_CHECKPOINTS = ("mlr_snet_1.pth", "mlr_snet_100.pth", "mlr_snet_200.pth")
+
+
 def load_schedule(path: str | os.PathLike[str]) -> ScheduleBundle:
     """Load a schedule saved by :func:`save_schedule` (or an authors' ``.pth`` checkpoint).
+
+    A folder holding the authors' three released checkpoints (:data:`AUTHORS_CHECKPOINTS`)
+    loads as the paper's transfer protocol: the three as stages switching at 1/3 and 2/3.
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -140,6 +148,10 @@ def load_schedule(path: str | os.PathLike[str]) -> ScheduleBundle:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir() and all((path / name).is_file() for name in AUTHORS_CHECKPOINTS):
+        nets = [MLRSNet.from_original(path / name) for name in AUTHORS_CHECKPOINTS]
+        stems = [Path(name).stem for name in AUTHORS_CHECKPOINTS]
+        return ScheduleBundle(nets, stems, [0.0, 1 / 3, 2 / 3], {}, str(path))
     if not path.is_file():
         raise FileNotFoundError(f"schedule file not found: {path}")
     if path.suffix == ".pth":
@@ -209,7 +221,7 @@ def resolve(spec: str) -> ScheduleBundle:
         return pretrained(spec)
     path = Path(spec).expanduser()
     if path.suffix in (".safetensors", ".pth") or path.exists():
-        if path.is_dir():
+        if path.is_dir() and not (path / AUTHORS_CHECKPOINTS[0]).is_file():
             path = path / "schedule.safetensors"
         return load_schedule(path)
     known = ", ".join(pretrained_names()) or "none"

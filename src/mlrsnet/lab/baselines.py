@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from torch.optim import lr_scheduler as lrs
 
+from mlrsnet import shapes
 from mlrsnet.checks import boolean, is_int, is_real, require
 from mlrsnet.gradients import compute_gradients
 from mlrsnet.lab.hypergradient import L4, RTHOSGD, SGDHD
@@ -555,6 +556,34 @@ def _sgd(ctx: _Ctx, nesterov: bool) -> torch.optim.SGD:
     )
 
 
+#: The optimizers a learning-rate shape (``cosine``, ``linear``, ``wsd``, ``onecycle``,
+#: ``mlrsnet``) can drive through its ``optimizer`` option.
+SHAPE_OPTIMIZERS = ("sgd", "adamw")
+
+
+def _shape_optimizer(ctx: _Ctx, optimizer: str, nesterov: bool) -> torch.optim.Optimizer:
+    """SGD (momentum, coupled L2) or AdamW (``betas=(beta1, 0.999)``, decoupled decay)."""
+    require(optimizer in SHAPE_OPTIMIZERS, "optimizer", optimizer, f"one of {SHAPE_OPTIMIZERS}")
+    if optimizer == "sgd":
+        return _sgd(ctx, nesterov)
+    require(not nesterov, "nesterov", nesterov, "False with optimizer='adamw'")
+    return torch.optim.AdamW(
+        ctx.params, lr=ctx.lr, betas=(ctx.beta1, 0.999), weight_decay=ctx.weight_decay
+    )
+
+
+def _lambda_schedule(ctx: _Ctx, optimizer: torch.optim.Optimizer, shape: Callable) -> Schedule:
+    """A per-step ``LambdaLR`` whose multiplier is ``shape(step, total_steps)``."""
+    total = ctx.total_steps
+    sched = lrs.LambdaLR(optimizer, lambda step: shape(step, total))
+    return Schedule(ctx.name, optimizer, sched, interval="step", **ctx.common())
+
+
+def _fraction(name: str, value: Any, high: float = 1.0) -> float:
+    require(is_real(value) and 0.0 <= value < high, name, value, f"a fraction in [0, {high:g})")
+    return float(value)
+
+
 # ------------------------------------------------------------ hand-designed
 @_register("fixed", 0.1, nesterov=False)
 def _build_fixed(ctx: _Ctx, *, nesterov: bool) -> Schedule:
@@ -621,17 +650,66 @@ def _build_exponential(
     return Schedule(ctx.name, opt, sched, interval="epoch", **ctx.common())
 
 
-@_register("cosine", 0.1, eta_min=0.0, nesterov=False)
-def _build_cosine(ctx: _Ctx, *, eta_min: float, nesterov: bool) -> Schedule:
+@_register("cosine", 0.1, eta_min=0.0, nesterov=False, warmup=0.0, optimizer="sgd")
+def _build_cosine(
+    ctx: _Ctx, *, eta_min: float, nesterov: bool, warmup: float, optimizer: str
+) -> Schedule:
     r"""Cosine annealing per step (Loshchilov & Hutter 2017, torch CosineAnnealingLR).
 
     :math:`\eta_t = \eta_{\min} + \tfrac12(\eta_0-\eta_{\min})(1+\cos(\pi t/T))`
-    with ``T = total_steps``.
+    with ``T = total_steps``. With ``warmup`` (a fraction of training) the lr first rises
+    linearly (:func:`mlrsnet.shapes.cosine_decay`, as nanoGPT trains), then anneals over the
+    remaining steps. ``optimizer`` is ``"sgd"`` or ``"adamw"``.
     """
     require(is_real(eta_min) and 0.0 <= eta_min <= ctx.lr, "eta_min", eta_min, "in [0, lr]")
-    opt = _sgd(ctx, nesterov)
-    sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=eta_min)
-    return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
+    warmup = _fraction("warmup", warmup)
+    opt = _shape_optimizer(ctx, optimizer, nesterov)
+    if warmup == 0.0:
+        sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=eta_min)
+        return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
+    floor = eta_min / ctx.lr
+
+    def shape(step: int, total: int) -> float:
+        if step < round(warmup * total):
+            return shapes.cosine_decay(step, total, warmup=warmup)
+        return floor + (1.0 - floor) * shapes.cosine_decay(step, total, warmup=warmup)
+
+    return _lambda_schedule(ctx, opt, shape)
+
+
+@_register("linear", 0.1, warmup=0.0, optimizer="sgd", nesterov=False)
+def _build_linear(ctx: _Ctx, *, warmup: float, optimizer: str, nesterov: bool) -> Schedule:
+    r"""Linear decay to zero (optionally after a linear warmup): :func:`mlrsnet.shapes.linear_decay`.
+
+    :math:`\eta_t = \eta_0 (1 - (t - W)/(T - W))` after ``W = round(warmup * T)`` warmup
+    steps; the schedule Defazio et al. (2023, "When, why and how much? Adaptive learning
+    rate scheduling by refinement") found to match or beat cosine.
+    """
+    warmup = _fraction("warmup", warmup)
+    opt = _shape_optimizer(ctx, optimizer, nesterov)
+    return _lambda_schedule(ctx, opt, lambda t, n: shapes.linear_decay(t, n, warmup=warmup))
+
+
+@_register("wsd", 0.1, warmup=0.0, cooldown=0.2, optimizer="sgd", nesterov=False)
+def _build_wsd(
+    ctx: _Ctx, *, warmup: float, cooldown: float, optimizer: str, nesterov: bool
+) -> Schedule:
+    r"""Warmup-stable-decay: hold the peak, then a ``1 - sqrt`` cooldown over the last 20 %.
+
+    :func:`mlrsnet.shapes.warmup_stable_decay` (Hägele et al., NeurIPS 2024): linear warmup
+    over ``warmup`` of training, the constant peak, then
+    :math:`\eta_t = \eta_0 (1 - \sqrt{(t - T_c)/(T - T_c)})` from
+    :math:`T_c = T - \text{round}(\text{cooldown}\cdot T)`.
+    """
+    warmup = _fraction("warmup", warmup)
+    require(is_real(cooldown) and 0.0 <= cooldown <= 1.0, "cooldown", cooldown, "in [0, 1]")
+    shapes.warmup_stable_decay(0, ctx.total_steps, warmup=warmup, cooldown=cooldown)  # checks
+    opt = _shape_optimizer(ctx, optimizer, nesterov)
+    return _lambda_schedule(
+        ctx,
+        opt,
+        lambda t, n: shapes.warmup_stable_decay(t, n, warmup=warmup, cooldown=cooldown),
+    )
 
 
 @_register("sgdr", 0.1, T_0=10, T_mult=2, eta_min=0.0)
@@ -664,14 +742,16 @@ def _build_sgdr(ctx: _Ctx, *, T_0: int, T_mult: int, eta_min: float) -> Schedule
     cycle_momentum=True,
     base_momentum=0.85,
     max_momentum=0.95,
+    optimizer="sgd",
 )
-def _build_onecycle(ctx: _Ctx, **kw: Any) -> Schedule:
+def _build_onecycle(ctx: _Ctx, *, optimizer: str, **kw: Any) -> Schedule:
     r"""1cycle policy (Smith & Topin 2019; torch OneCycleLR) over ``total_steps``.
 
     ``lr`` is the peak; the lr rises from ``lr/div_factor`` to ``lr`` over
     ``pct_start`` of training and anneals to ``lr/(div_factor*final_div_factor)``.
     With ``cycle_momentum`` (torch's default) momentum cycles inversely
-    between ``max_momentum`` and ``base_momentum``, overriding ``momentum``.
+    between ``max_momentum`` and ``base_momentum``, overriding ``momentum`` (beta1 with
+    ``optimizer="adamw"``).
     """
     require(
         is_real(kw["pct_start"]) and 0.0 < kw["pct_start"] < 1.0,
@@ -689,7 +769,7 @@ def _build_onecycle(ctx: _Ctx, **kw: Any) -> Schedule:
         require(is_real(kw[key]) and kw[key] > 0.0, key, kw[key], "> 0")
     for key in ("three_phase", "cycle_momentum"):
         boolean(key, kw[key])
-    opt = _sgd(ctx, False)
+    opt = _shape_optimizer(ctx, optimizer, False)
     sched = lrs.OneCycleLR(opt, max_lr=ctx.lr, total_steps=ctx.total_steps, **kw)
     return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
 
@@ -820,18 +900,31 @@ def _build_l4(ctx: _Ctx, **kw: Any) -> Schedule:
 
 
 # ------------------------------------------------------------ schedule-free / parameter-free
-@_register("schedulefree-sgd", 1.0, warmup_steps=0, r=0.0, weight_lr_power=2.0)
-def _build_sf_sgd(ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: float) -> Schedule:
-    """Schedule-Free SGD (Defazio et al., NeurIPS 2024), ``schedulefree.SGDScheduleFree``."""
+def _sf_warmup_steps(ctx: _Ctx, warmup_steps: Any, warmup: Any) -> int:
+    """The package's warmup in steps: ``warmup_steps``, or ``warmup`` as a fraction of training."""
+    require(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
+    warmup = _fraction("warmup", warmup)
+    if warmup and warmup_steps:
+        raise ValueError("give either warmup_steps or warmup (a fraction), not both")
+    return int(warmup_steps) or round(warmup * ctx.total_steps)
+
+
+@_register("schedulefree-sgd", 1.0, warmup_steps=0, r=0.0, weight_lr_power=2.0, warmup=0.0)
+def _build_sf_sgd(
+    ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: float, warmup: float
+) -> Schedule:
+    """Schedule-Free SGD (Defazio et al., NeurIPS 2024), ``schedulefree.SGDScheduleFree``.
+
+    ``warmup`` gives the package's linear warmup as a fraction of training instead of steps.
+    """
     import schedulefree
 
-    require(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
     opt = schedulefree.SGDScheduleFree(
         ctx.params,
         lr=ctx.lr,
         momentum=ctx.beta1,
         weight_decay=ctx.weight_decay,
-        warmup_steps=warmup_steps,
+        warmup_steps=_sf_warmup_steps(ctx, warmup_steps, warmup),
         r=r,
         weight_lr_power=weight_lr_power,
     )
@@ -839,22 +932,26 @@ def _build_sf_sgd(ctx: _Ctx, *, warmup_steps: int, r: float, weight_lr_power: fl
 
 
 @_register(
-    "schedulefree-adamw", 0.0025, warmup_steps=0, beta2=0.999, eps=1e-8, r=0.0, weight_lr_power=2.0
-)
+    "schedulefree-adamw", 0.0025, warmup_steps=0, beta2=0.999, eps=1e-8, r=0.0,
+    weight_lr_power=2.0, warmup=0.0,
+)  # fmt: skip
 def _build_sf_adamw(
-    ctx: _Ctx, *, warmup_steps: int, beta2: float, eps: float, r: float, weight_lr_power: float
-) -> Schedule:
-    """Schedule-Free AdamW (Defazio et al., NeurIPS 2024), ``schedulefree.AdamWScheduleFree``."""
+    ctx: _Ctx, *, warmup_steps: int, beta2: float, eps: float, r: float, weight_lr_power: float,
+    warmup: float,
+) -> Schedule:  # fmt: skip
+    """Schedule-Free AdamW (Defazio et al., NeurIPS 2024), ``schedulefree.AdamWScheduleFree``.
+
+    ``warmup`` gives the package's linear warmup as a fraction of training instead of steps.
+    """
     import schedulefree
 
-    require(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", warmup_steps, ">= 0")
     opt = schedulefree.AdamWScheduleFree(
         ctx.params,
         lr=ctx.lr,
         betas=(ctx.beta1, beta2),
         eps=eps,
         weight_decay=ctx.weight_decay,
-        warmup_steps=warmup_steps,
+        warmup_steps=_sf_warmup_steps(ctx, warmup_steps, warmup),
         r=r,
         weight_lr_power=weight_lr_power,
     )
@@ -910,7 +1007,8 @@ class _MLRSNetSchedule(Schedule):
 
 
 @_register("mlrsnet", 0.1, network=None, on_stage_start=None, loss_scale=1.0, nesterov=False,
-           stage_scale=None, num_classes=None, language_model=False)  # fmt: skip
+           stage_scale=None, num_classes=None, language_model=False,
+           optimizer="sgd")  # fmt: skip
 def _build_mlrsnet(
     ctx: _Ctx,
     *,
@@ -921,6 +1019,7 @@ def _build_mlrsnet(
     stage_scale: str | None,
     num_classes: int | None,
     language_model: bool,
+    optimizer: str,
 ) -> Schedule:
     r"""MLR-SNet (Shu et al., TPAMI 2022): :math:`\eta_t = \gamma \, A(f_t; \theta)`.
 
@@ -931,7 +1030,8 @@ def _build_mlrsnet(
     new ``γ`` when a snapshot takes over, or ``stage_scale`` names a policy
     (``"fixed"``, ``"paper"``, ``"paper-guarded"``, with ``num_classes`` and
     ``language_model``), and the network reads ``loss / loss_scale`` (see
-    :class:`~mlrsnet.MLRSNetLR`).
+    :class:`~mlrsnet.MLRSNetLR`). ``optimizer="adamw"`` drives AdamW instead of the paper's
+    SGD (``γ`` is then AdamW's peak rate; the paper's scale rule does not apply).
     """
     from mlrsnet.hub import ScheduleBundle, resolve
     from mlrsnet.net import MLRSNet
@@ -940,7 +1040,9 @@ def _build_mlrsnet(
     if network is None:
         raise ValueError("mlrsnet needs network=<shipped name, path, ScheduleBundle or MLRSNet>")
     bundle = resolve(network) if isinstance(network, str) else network
-    optimizer = _sgd(ctx, nesterov)
+    if stage_scale is not None and optimizer != "sgd":
+        raise ValueError(f"stage_scale={stage_scale!r} is the paper's rule for SGD only")
+    optimizer = _shape_optimizer(ctx, optimizer, nesterov)
     if isinstance(bundle, MLRSNet):
         scheduler = MLRSNetLR(optimizer, bundle, loss_scale=loss_scale)
     elif isinstance(bundle, ScheduleBundle):
