@@ -74,6 +74,10 @@ class RunConfig:
         label: Display name in reports (default: the schedule).
         command: The command line, recorded in the summary and manifest.
         gamma_batches: Batches used to estimate the training loss for the scale rule.
+        validation: Also evaluate the held-out (meta / validation) split at every epoch end:
+            each epoch record gets ``val_loss`` and ``val_metric``, and the summary the final
+            ones and ``val_selected_test_metric``, the test metric at the epoch with the best
+            validation metric (early stopping on the clean validation split).
     """
 
     task: str
@@ -100,6 +104,7 @@ class RunConfig:
     label: str | None = None
     command: str = ""
     gamma_batches: int = 20
+    validation: bool = False
 
     def validate(self, kind: str) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -124,6 +129,7 @@ class RunConfig:
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name))
         checks.positive_int("gamma_batches", self.gamma_batches)
+        checks.boolean("validation", self.validation)
         checks.non_negative_int("seed", self.seed)
         checks.non_negative_int("checkpoint_every", self.checkpoint_every)
         optional_numbers = {
@@ -242,6 +248,7 @@ def _fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
         "meta_interval": config.meta_interval,
         "meta_lr": config.meta_lr,
         "save_epochs": config.save_epochs,
+        **({"validation": True} if config.validation else {}),  # absent in older checkpoints
     }
 
 
@@ -288,6 +295,8 @@ class RunState:
     elapsed: float = 0.0
     best_metric: float | None = None
     test_metric: float | None = None
+    best_val_metric: float | None = None
+    val_selected_test_metric: float | None = None
     nonfinite_steps: int = 0
     gamma: float | None = None
 
@@ -311,7 +320,9 @@ class RunState:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> RunState:
-        run_state = cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+        run_state = cls(
+            **{f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state}
+        )
         if run_state.carry is not None:
             run_state.carry = tuple(h.to(device) for h in run_state.carry)
         return run_state
@@ -392,6 +403,10 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
                 return new_gamma
 
             options.setdefault("on_stage_start", stage_hook)
+    if "optimizer" in baselines.default_options(name) and "optimizer" not in options:
+        options["optimizer"] = task.optimizer  # the task's optimizer by default ...
+        if task.optimizer != "sgd" and lr is None:
+            lr = task.lr  # ... at the task's rate (the schedule's default is an SGD rate)
     return baselines.build(
         name, model.parameters(), lr=lr, momentum=s.momentum, weight_decay=s.weight_decay,
         total_steps=s.total_steps, steps_per_epoch=s.steps_per_epoch, grad_clip=task.grad_clip,
@@ -515,6 +530,10 @@ def run(
             "nonfinite_steps_skipped": state.nonfinite_steps, "completed": completed,
             **method.summary(),
         }  # fmt: skip
+        if config.validation:
+            summary.update(final_val_metric=last.get("val_metric"),
+                           final_val_loss=last.get("val_loss"),
+                           val_selected_test_metric=state.val_selected_test_metric)  # fmt: skip
         run_dir.write_summary(summary)
         return summary
 
@@ -549,21 +568,28 @@ def run(
         # -- epoch end: evaluate, let the method end its epoch, log, checkpoint ----------
         method.eval()
         result = task.evaluate(model, device=device)
-        val_loss = (
-            task.evaluate(model, device=device, split="meta")["loss"]
-            if method.needs_val_loss
+        val = (
+            task.evaluate(model, device=device, split="meta")
+            if method.needs_val_loss or config.validation
             else None
         )
         method.train()
         state.test_metric = metrics.reported(task.metric, result["metric"])
         if metrics.is_better(task.metric, state.test_metric, state.best_metric):
             state.best_metric = state.test_metric
+        validation = {}
+        if config.validation:
+            val_metric = metrics.reported(task.metric, val["metric"])
+            validation = {"val_loss": val["loss"], "val_metric": val_metric}
+            if metrics.is_better(task.metric, val_metric, state.best_val_metric):
+                state.best_val_metric = val_metric
+                state.val_selected_test_metric = state.test_metric
         record = {
             "epoch": state.epoch + 1, "step": state.global_step,
             "train_loss": state.loss_sum / max(state.loss_count, 1), "test_loss": result["loss"],
-            "test_metric": state.test_metric, "lr": method.lr,
+            "test_metric": state.test_metric, **validation, "lr": method.lr,
             "wall_seconds": round(state.elapsed + (time.perf_counter() - started), 3),
-            **method.epoch_end(val_loss=val_loss),
+            **method.epoch_end(val_loss=None if val is None else val["loss"]),
         }  # fmt: skip
         run_dir.log_epoch(record)
         state.end_epoch()

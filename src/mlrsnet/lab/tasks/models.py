@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from mlrsnet.checks import number, positive_int
 
 __all__ = [
+    "CharTransformer",
     "LSTMLanguageModel",
     "count_parameters",
     "mlp",
@@ -783,6 +784,112 @@ class LSTMLanguageModel(nn.Module):
         emb = self.drop(self.encoder(tokens))
         output, hidden = self.rnn(emb, hidden)
         return self.decoder(self.drop(output)), hidden
+
+
+class _CausalBlock(nn.Module):
+    """Pre-norm Transformer block: causal self-attention and a 4x GELU MLP, residual."""
+
+    def __init__(self, embed_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(embed_size)
+        self.attn = nn.MultiheadAttention(embed_size, num_heads, dropout=dropout, batch_first=True)
+        self.ln2 = nn.LayerNorm(embed_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_size, 4 * embed_size),
+            nn.GELU(),
+            nn.Linear(4 * embed_size, embed_size),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class CharTransformer(nn.Module):
+    """A small GPT (nanoGPT's layout) for character-level language modelling.
+
+    Token and learned position embeddings -> ``num_layers`` pre-norm causal blocks ->
+    LayerNorm -> a decoder tied to the token embedding. Normal(0, 0.02) initialisation as
+    GPT-2. ``forward(tokens, state=None)`` returns ``(logits, None)``: the same call as
+    :class:`LSTMLanguageModel`, with no state carried between windows (the context is the
+    window, ``block_size`` tokens at most).
+
+    Args:
+        vocab_size: Number of tokens.
+        block_size: Longest window (positions).
+        embed_size: Model width.
+        num_layers: Transformer blocks.
+        num_heads: Attention heads (must divide ``embed_size``).
+        dropout: Dropout in attention and MLP, in ``[0, 1)``.
+
+    Raises:
+        ValueError: On non-positive sizes, heads that do not divide the width, or a dropout
+            outside ``[0, 1)``.
+
+    Example:
+        >>> gpt = CharTransformer(vocab_size=65, block_size=16, embed_size=32, num_heads=4)
+        >>> logits, state = gpt(torch.zeros(2, 16, dtype=torch.long))
+        >>> logits.shape, state
+        (torch.Size([2, 16, 65]), None)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int = 64,
+        embed_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.block_size = positive_int("block_size", block_size)
+        embed_size = positive_int("embed_size", embed_size)
+        num_layers = positive_int("num_layers", num_layers)
+        num_heads = positive_int("num_heads", num_heads)
+        dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
+        if embed_size % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide embed_size={embed_size}")
+        self.tokens = nn.Embedding(vocab_size, embed_size)
+        self.positions = nn.Embedding(block_size, embed_size)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            _CausalBlock(embed_size, num_heads, dropout) for _ in range(num_layers)
+        )
+        self.ln = nn.LayerNorm(embed_size)
+        self.decoder = nn.Linear(embed_size, vocab_size, bias=False)
+        self.decoder.weight = self.tokens.weight
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: Tensor, state: object = None) -> tuple[Tensor, None]:
+        """Logits for every position; ``state`` is accepted and ignored (no recurrence).
+
+        Args:
+            tokens: Token ids, ``LongTensor[B, T]`` with ``T <= block_size``.
+            state: Ignored.
+
+        Returns:
+            ``(logits[B, T, vocab_size], None)``.
+        """
+        del state
+        if tokens.dim() != 2 or tokens.shape[1] > self.block_size:
+            raise ValueError(
+                f"tokens must have shape [B, T] with T <= {self.block_size}, "
+                f"got {tuple(tokens.shape)}"
+            )
+        length = tokens.shape[1]
+        mask = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
+        x = self.drop(self.tokens(tokens) + self.positions.weight[:length])
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.decoder(self.ln(x)), None
 
 
 # --------------------------------------------------------------------------- parameter table

@@ -60,6 +60,7 @@ class TaskSpec:
         description: One line for listings.
         modality: ``"image"`` (classification) or ``"text"`` (language modelling); the
             dataset must be of that kind.
+        optimizer: ``"sgd"`` or ``"adamw"``: what the task trains with by default.
     """
 
     name: str
@@ -76,6 +77,7 @@ class TaskSpec:
     bptt: int = 35
     description: str = ""
     modality: str = "image"
+    optimizer: str = "sgd"
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -224,6 +226,7 @@ def get(
         seed=seed,
         dataset=task_spec.dataset,
         model_name=task_spec.model,
+        optimizer=task_spec.optimizer,
     )
     data = load(task_spec.dataset, data_dir, download=download)
     if isinstance(data, TextCorpus) != (task_spec.modality == "text"):
@@ -339,6 +342,55 @@ for _spec in (
         lr=0.05,
         weight_decay=1e-4,
         description="Fashion-MNIST, MLP 784-256-128-10",
+    ),
+    TaskSpec(
+        "fmnist-cnn-small",
+        "fashion-mnist",
+        "small_cnn",
+        {"width": 8},
+        epochs=2,
+        description="Fashion-MNIST, small CNN (width 8, 15k parameters), SGD 0.1",
+    ),
+    TaskSpec(
+        "fmnist-mlp-adamw",
+        "fashion-mnist",
+        "mlp",
+        epochs=3,
+        lr=1e-3,
+        weight_decay=0.01,
+        optimizer="adamw",
+        description="Fashion-MNIST, MLP 784-256-128-10, AdamW 1e-3",
+    ),
+    TaskSpec(
+        "shakespeare-char-lstm",
+        "tinyshakespeare",
+        "LSTMLanguageModel",
+        {"embed_size": 128, "hidden_size": 128, "num_layers": 1, "dropout": 0.1},
+        epochs=2,
+        batch_size=32,
+        lr=20.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        grad_clip=0.25,
+        bptt=64,
+        modality="text",
+        description="Tiny Shakespeare character level, 1-layer LSTM 128, tied, SGD 20",
+    ),
+    TaskSpec(
+        "shakespeare-char-transformer",
+        "tinyshakespeare",
+        "CharTransformer",
+        {"block_size": 64, "embed_size": 64, "num_layers": 2, "num_heads": 4},
+        epochs=2,
+        batch_size=32,
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        bptt=64,
+        modality="text",
+        optimizer="adamw",
+        description="Tiny Shakespeare character level, 2-layer GPT 64 wide, AdamW 1e-3 (nanoGPT)",
     ),
     TaskSpec(
         "digits-mlp",

@@ -66,6 +66,8 @@ class Task:
         dataset: Dataset name.
         model_name: Factory in :mod:`mlrsnet.lab.tasks.models`.
         model_kwargs: Keyword arguments of the factory.
+        optimizer: The optimizer the task trains with by default, ``"sgd"`` or ``"adamw"``
+            (used by the schedules that accept an ``optimizer`` option).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Task:
     dataset: str
     model_name: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
     _device_cache: dict[tuple[str, str], Tensor] = field(
         default_factory=dict, init=False, repr=False
     )
