@@ -1,0 +1,129 @@
+"""The held-out transfer benchmark: every target, three learning-rate tiers, 5 seeds, on Ray.
+
+    python benchmarks/heldout.py --plan              # the jobs and their estimated cost
+    python benchmarks/heldout.py                     # run (or resume) the whole suite
+    python benchmarks/heldout.py --only ptb-lstm-short --only fmnist-cnn-1x   # some targets
+    python benchmarks/heldout.py --address auto      # the same suite on a running Ray cluster
+    python benchmarks/heldout.py --report            # BENCHMARKS.md and figures from the records
+    python benchmarks/heldout.py --quick --out /tmp/quick   # the CI-sized suite, then its report
+
+Records are one JSON line per finished job in ``OUT/records.jsonl`` (committed); run folders
+live in ``OUT/runs`` (not committed) and resume from their checkpoints, so the suite can be
+stopped at any time and continued by the same command. The task sets and the protocol are in
+``mlrsnet.lab.benchmark`` and described in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "heldout"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", action="store_true", help="list the jobs and their cost")
+    parser.add_argument("--quick", action="store_true", help="the CI-sized suite (2 seeds)")
+    parser.add_argument("--report", action="store_true", help="write the report from the records")
+    parser.add_argument("--only", action="append", default=[], metavar="TARGET",
+                        help="run only these targets (repeatable)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs (default 2)")
+    parser.add_argument("--address", default=None, help="a Ray cluster to join")
+    parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}")
+    parser.add_argument("--data-dir", default=str(SHARED / "data"), help="root of the text data")
+    parser.add_argument("--reference", default=str(SHARED / "reference"),
+                        help="the authors' reference folder (their released networks)")  # fmt: skip
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="the page --report writes (default BENCHMARKS.md; quick: OUT/report.md)")  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from mlrsnet.lab.benchmark import plan as planning
+    from mlrsnet.lab.benchmark import tasksets
+
+    suite = tasksets.targets("quick" if args.quick else "heldout")
+    known = {t.name for t in suite}
+    unknown = sorted(set(args.only) - known)
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    targets = [t for t in suite if not args.only or t.name in args.only]
+    out = args.out or (ROOT / "benchmarks" / "results" / "quick" if args.quick else DEFAULT_OUT)
+    seeds = (0, 1) if args.quick else planning.EVAL_SEEDS
+
+    if args.plan:
+        return print_plan(targets, seeds, out)
+    if not args.report:
+        run(targets, seeds, out, args)
+    if args.report or args.quick:
+        from mlrsnet.lab.benchmark import report
+
+        markdown = args.markdown or (out / "report.md" if args.quick else ROOT / "BENCHMARKS.md")
+        figures = out / "figures" if args.quick else ROOT / "docs" / "benchmarks" / "heldout"
+        written = report.write(out, targets, markdown, figures_out=figures, quick=args.quick)
+        print(f"wrote {written}")
+    return 0
+
+
+def print_plan(targets: list, seeds: tuple[int, ...], out: Path) -> int:
+    from mlrsnet.lab.benchmark import plan as planning
+    from mlrsnet.lab.benchmark.execute import Records
+
+    runs, probes = planning.plan(targets, seeds)
+    done = Records(out / "records.jsonl").ids() if (out / "records.jsonl").is_file() else set()
+    print(f"{'target':32} {'jobs':>5} {'done':>5} {'hours':>6}  size")
+    total = left = 0.0
+    for target in targets:
+        jobs = [r for r in runs if r.target == target.name]
+        jobs += [p for p in probes if p.target == target.name]
+        tuned = len(planning.TUNED) * len(seeds)  # at most: a tuned default is the defaults run
+        seconds = sum(planning.estimated_seconds(target, j) for j in jobs)
+        seconds += tuned * target.seconds
+        ids = [getattr(j, "run_id", None) or j.probe_id for j in jobs]
+        finished = sum(i in done for i in ids)
+        share = 1 - finished / max(len(ids), 1)
+        total += seconds
+        left += seconds * share
+        print(f"{target.name:32} {len(jobs) + tuned:5d} {finished:5d} {seconds / 3600:6.2f}  "
+              f"{target.note}")  # fmt: skip
+    tiers = Counter(r.tier for r in runs)
+    print(f"\n{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in sorted(tiers.items()))}), "
+          f"{len(probes)} probes, up to {len(targets) * len(planning.TUNED) * len(seeds)} tuned "
+          "runs (fewer where the tuned rate is the default)")  # fmt: skip
+    print(
+        f"estimated run time: {total / 3600:.2f} h summed over runs "
+        f"({total / 3600 / 2:.2f} h of wall time with 2 workers); left: {left / 3600:.2f} h"
+    )
+    return 0
+
+
+def run(targets: list, seeds: tuple[int, ...], out: Path, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from mlrsnet.lab.benchmark.execute import execute
+
+    bar = tqdm(desc="held-out suite", unit="job", dynamic_ncols=True)
+    started = time.time()
+
+    def progress(row: dict, done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        value = row.get("final_test_metric", row.get("lr"))
+        bar.set_postfix_str(f"{row['id']} -> {value:.4g}" if value is not None else row["id"])
+        bar.refresh()
+
+    execute(targets, out=out, workers=args.workers, address=args.address,
+            data_dir=args.data_dir, reference=args.reference, seeds=seeds,
+            on_record=progress)  # fmt: skip
+    bar.close()
+    print(f"suite finished in {time.time() - started:.0f} s; records in {out / 'records.jsonl'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Which runs make the benchmark: methods × learning-rate tiers × seeds, per target.
+
+Three learning-rate tiers for the baselines:
+
+- *defaults*: the literature default of the optimizer and model (:attr:`Target.lr`; the
+  packages' own defaults for Schedule-Free and Prodigy, whose rate means something else);
+- *probe*: the base rate from the library's learning-rate range test
+  (:func:`mlrsnet.probe.lr_range_test`), run once per target and seed; it separates a
+  schedule's shape from its scale. Its steps are counted in the runs' cost;
+- *tuned*: the best point of a log grid (:data:`GRID`) around the default, chosen by the
+  final metric on the clean validation split (held out of the training data, never the test
+  set) on a tuning seed of its own, then run on the evaluation seeds.
+
+The learned schedules (the shipped MLR-SNet networks and the authors' released ones) run with
+zero tuning: the paper's scale rule for SGD, the target's default rate for AdamW.
+
+A run is identified by what it computes (target, method, learning rate, seed), so a tuned
+point that equals the default is the same run and is never computed twice.
+
+Example:
+    >>> from mlrsnet.lab.benchmark.tasksets import QUICK
+    >>> runs, probes = plan(QUICK[:1])
+    >>> len(probes), sorted({r.tier for r in runs})
+    (5, ['defaults', 'learned', 'probe', 'tuning'])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mlrsnet.lab.benchmark.tasksets import Target
+
+__all__ = [
+    "EVAL_SEEDS", "GRID", "LEARNED", "SHAPES", "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec",
+    "defaults_methods", "plan", "probe_settings", "tuned_run",
+]  # fmt: skip
+
+#: The seeds every reported cell runs on (paired across methods: same data order and init).
+EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+#: The seed the tuning grid runs on (never an evaluation seed).
+TUNING_SEED = 1000
+#: The tuning grid: factors of the default learning rate, half a decade apart.
+GRID: tuple[float, ...] = (0.1, 0.316, 1.0, 3.16, 10.0)
+#: The hand-designed shapes, run at all three tiers.
+SHAPES: tuple[str, ...] = ("cosine", "linear", "wsd", "onecycle")
+#: The shapes the tuned tier tunes.
+TUNED: tuple[str, ...] = ("cosine", "wsd")
+#: The learned schedules: shipped networks and the authors' released three.
+LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
+#: The package defaults of the methods whose rate is not the target's.
+_OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
+                   "adam": 1e-3, "l4": 0.15}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One learning-rate range test: a target's model at ``seed`` under its optimizer."""
+
+    target: str
+    seed: int
+
+    @property
+    def probe_id(self) -> str:
+        return f"{self.target}--probe--s{self.seed}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run.
+
+    Attributes:
+        target: Target name.
+        method: A baseline name or ``mlrsnet:NETWORK``.
+        tier: ``"defaults"``, ``"probe"``, ``"tuning"`` (a grid point), ``"tuned"`` or
+            ``"learned"``.
+        seed: Seed of the model, data order and splits.
+        lr: The learning rate (``None``: the probe's, or the paper's rule for MLR-SNet).
+        factor: The grid factor of a tuning or tuned run.
+    """
+
+    target: str
+    method: str
+    tier: str
+    seed: int
+    lr: float | None = None
+    factor: float | None = None
+
+    @property
+    def run_id(self) -> str:
+        """What the run computes: target, method, learning rate (or its source), seed."""
+        method = self.method.replace(":", "-").replace("/", "_")
+        if self.tier == "probe":
+            rate = "probe"
+        elif self.lr is None:
+            rate = "paper"
+        else:
+            rate = f"lr{self.lr:.4g}"
+        return f"{self.target}--{method}--{rate}--s{self.seed}"
+
+
+def defaults_methods(target: Target) -> list[tuple[str, float]]:
+    """The *defaults* tier of ``target``: (method, learning rate) pairs.
+
+    Example:
+        >>> from mlrsnet.lab.benchmark.tasksets import HELD_OUT
+        >>> [m for m, _ in defaults_methods(HELD_OUT[7])]
+        ['cosine', 'linear', 'wsd', 'onecycle', 'schedulefree-adamw', 'prodigy']
+    """
+    schedule_free = "schedulefree-adamw" if target.optimizer == "adamw" else "schedulefree-sgd"
+    methods = [(m, target.lr) for m in SHAPES]
+    methods += [(m, _OWN_DEFAULT_LR[m]) for m in (schedule_free, "prodigy")]
+    methods += [(m, _OWN_DEFAULT_LR.get(m, target.lr)) for m in target.extras]
+    return methods
+
+
+def tuned_run(target: Target, method: str, factor: float, seed: int) -> RunSpec:
+    """The tuned tier's run of ``method`` at ``factor`` × the default rate."""
+    return RunSpec(target.name, method, "tuned", seed, _grid_lr(target, factor), factor)
+
+
+def _grid_lr(target: Target, factor: float) -> float:
+    return float(f"{target.lr * factor:.4g}")
+
+
+def probe_settings(target: Target) -> dict[str, float]:
+    """The range the probe sweeps for ``target``'s optimizer (7 decades for SGD, 6 for AdamW)."""
+    if target.optimizer == "adamw":
+        return {"lr_min": 1e-6, "lr_max": 1.0}
+    return {"lr_min": 1e-5, "lr_max": 100.0}
+
+
+def plan(
+    targets: tuple[Target, ...] | list[Target], seeds: tuple[int, ...] = EVAL_SEEDS
+) -> tuple[list[RunSpec], list[ProbeSpec]]:
+    """The runs (without the tuned runs, which wait for their grid) and probes of a suite.
+
+    Args:
+        targets: The targets.
+        seeds: Evaluation seeds (at least 5 for a reported figure).
+
+    Returns:
+        ``(runs, probes)``; the tuned tier's runs come from :func:`tuned_run` once the grid
+        of their target has finished.
+    """
+    runs: dict[str, RunSpec] = {}
+    probes: list[ProbeSpec] = []
+
+    def add(spec: RunSpec) -> None:
+        runs.setdefault(spec.run_id, spec)
+
+    for target in targets:
+        for seed in seeds:
+            for method, lr in defaults_methods(target):
+                add(RunSpec(target.name, method, "defaults", seed, lr))
+            probes.append(ProbeSpec(target.name, seed))
+            for method in SHAPES:
+                add(RunSpec(target.name, method, "probe", seed))
+            for network in LEARNED:
+                lr = target.lr if target.optimizer == "adamw" else None
+                add(RunSpec(target.name, network, "learned", seed, lr))
+        for method in TUNED if target.tuned_at is None else ():
+            for factor in GRID:
+                add(RunSpec(target.name, method, "tuning", TUNING_SEED,
+                            _grid_lr(target, factor), factor))  # fmt: skip
+    return list(runs.values()), probes
+
+
+def estimated_seconds(target: Target, spec: RunSpec | ProbeSpec) -> float:
+    """Estimated single-core seconds of ``spec`` (a probe costs 100 steps of training)."""
+    if isinstance(spec, ProbeSpec):
+        return target.seconds * min(1.0, 100 / max(_steps(target), 1))
+    factor = 3.0 if spec.method == "rtho" else 1.0  # a Hessian-vector product per step
+    return target.seconds * factor
+
+
+def _steps(target: Target) -> int:
+    """Rough steps of a run (for the probe's share of the cost)."""
+    sizes = {"fmnist": 59000 / 128, "shakespeare": 1_003_854 / (32 * 64), "ptb": 929_589 / 700}
+    per_epoch = next((v for k, v in sizes.items() if target.task.startswith(k)), 50.0)
+    return max(1, math.ceil(per_epoch * target.train_fraction)) * target.epochs

@@ -1,0 +1,407 @@
+"""The benchmark's report: tables, intervals, ranks and figures from the records alone.
+
+:func:`tables` turns the records into one :class:`Row` per method and tier of each target;
+:func:`markdown` writes them as the page's section; :func:`figures` draws the summary of
+mean ranks and, per target, the learning-rate, loss and metric curves. Nothing here picks
+anything by a test metric: the best baseline of each tier is the one with the best mean
+final *validation* metric, and the tuned tier's point was chosen on validation too.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.lab.benchmark import stats
+from mlrsnet.lab.benchmark.execute import Records, tuned_factor
+from mlrsnet.lab.benchmark.plan import EVAL_SEEDS, TUNED, tuned_run
+from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
+from mlrsnet.lab.metrics import higher_is_better
+
+__all__ = ["BEGIN", "END", "Row", "figures", "markdown", "tables", "write"]
+
+BEGIN = "<!-- heldout:begin (python benchmarks/heldout.py --report) -->"
+END = "<!-- heldout:end -->"
+TIERS = ("defaults", "probe", "tuned")
+
+
+@dataclass
+class Row:
+    """One method at one tier on one target, over the evaluation seeds."""
+
+    target: str
+    method: str
+    tier: str  # defaults, probe, tuned, learned, or "<tier> + early stop"
+    records: list[dict[str, Any]] = field(repr=False)
+    key: str = "final_test_metric"
+
+    @property
+    def label(self) -> str:
+        name = "schedulefree" if self.method.startswith("schedulefree") else self.method
+        return name if self.tier == "learned" else f"{name} · {self.tier}"
+
+    @property
+    def baseline(self) -> bool:
+        return self.tier != "learned"
+
+    def values(self, key: str | None = None) -> list[float]:
+        key = key or self.key
+        return [_number(r.get(key)) for r in self.records]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r["seed"] for r in self.records]
+
+    def mean(self, key: str | None = None) -> float:
+        return statistics.fmean(self.values(key))
+
+    def std(self) -> float:
+        values = self.values()
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def tables(records: Records, targets: list[Target] | tuple[Target, ...],
+           seeds: tuple[int, ...] = EVAL_SEEDS) -> dict[str, list[Row]]:  # fmt: skip
+    """``{target: rows}`` for every target whose cells are complete on ``seeds``.
+
+    A cell (method, tier) is kept only when all its seeds have records.
+    """
+    by_id = {r["id"]: r for r in records.rows}
+    runs = [r for r in records.rows if r.get("kind") == "run"]
+    result: dict[str, list[Row]] = {}
+    for target in targets:
+        cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for r in runs:
+            if r["target"] == target.name and r["tier"] in ("defaults", "probe", "learned"):
+                cells[(r["method"], r["tier"])].append(r)
+        source = target.tuned_at or target.name
+        for method in TUNED:
+            factor = tuned_factor(records.rows, source, method)
+            if factor is None:
+                continue
+            for seed in seeds:
+                row = by_id.get(tuned_run(target, method, factor, seed).run_id)
+                if row is not None:
+                    cells[(method, "tuned")].append(row)
+        rows = []
+        for (method, tier), recs in cells.items():
+            recs = sorted((r for r in recs if r["seed"] in seeds), key=lambda r: r["seed"])
+            if [r["seed"] for r in recs] != sorted(seeds):
+                continue
+            rows.append(Row(target.name, method, tier, recs))
+            if target.noisy and method == "cosine" and tier in ("defaults", "tuned"):
+                rows.append(Row(target.name, method, f"{tier} + early stop", recs,
+                                key="val_selected_test_metric"))  # fmt: skip
+        if rows:
+            result[target.name] = sorted(rows, key=_order)
+    return result
+
+
+def _order(row: Row) -> tuple[int, str]:
+    tiers = ["learned", "defaults", "defaults + early stop", "probe", "tuned",
+             "tuned + early stop"]  # fmt: skip
+    return (tiers.index(row.tier), row.method)
+
+
+def best_of_tier(rows: list[Row], tier: str, metric: str) -> Row | None:
+    """The baseline of ``tier`` with the best mean final validation metric."""
+    candidates = [r for r in rows if r.tier == tier]
+    if not candidates:
+        return None
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return max(candidates, key=lambda r: sign * r.mean("final_val_metric"))
+
+
+def compare(row: Row, reference: Row, metric: str) -> tuple[float, float, float, str]:
+    """Mean difference, its paired 95 % interval and win/tie/loss of ``row`` vs ``reference``."""
+    a, b = row.values(), reference.values()
+    low, high = stats.paired_interval(a, b)
+    outcome = stats.win_tie_loss(low, high, higher_is_better=higher_is_better(metric))
+    return statistics.fmean(a) - statistics.fmean(b), low, high, outcome
+
+
+def rank_table(
+    result: dict[str, list[Row]], metric_of: dict[str, str]
+) -> dict[str, tuple[float, float, float]]:
+    """Mean rank (with interval) of every row label present on every complete target."""
+    table = {t: {r.label: r.values() for r in rows if "early stop" not in r.tier}
+             for t, rows in result.items()}  # fmt: skip
+    return stats.mean_ranks(table, {t: higher_is_better(metric_of[t]) for t in result})
+
+
+def _fmt(value: float, metric: str) -> str:
+    return f"{value:.2f}" if metric == "accuracy" else f"{value:.1f}"
+
+
+def _lr_text(row: Row) -> str:
+    lrs = [r.get("lr") for r in row.records]
+    if row.tier == "learned" and lrs[0] is None:
+        gammas = [r.get("gamma") for r in row.records if r.get("gamma") is not None]
+        return f"γ {statistics.fmean(gammas):.3g} (paper)" if gammas else "paper γ"
+    values = [v for v in lrs if v is not None]
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    return f"{mean:.3g}" if max(values) == min(values) else f"{mean:.3g} (mean)"
+
+
+def markdown(
+    result: dict[str, list[Row]],
+    targets: list[Target] | tuple[Target, ...],
+    records: Records,
+    *,
+    figures_dir: str = "",
+    quick: bool = False,
+) -> str:
+    """The report section as Markdown."""
+    metric_of = {t: rows[0].records[0]["metric"] for t, rows in result.items()}
+    lines: list[str] = []
+    out = lines.append
+    runs = [r for r in records.rows if r.get("kind") == "run"]
+    probes = [r for r in records.rows if r.get("kind") == "probe"]
+    hours = (sum(r.get("seconds") or 0 for r in runs) + sum(r["seconds"] for r in probes)) / 3600
+    complete = [t.name for t in targets if t.name in result]
+    out(f"Records: {len(runs)} runs and {len(probes)} probes ({hours:.2f} h of single-core run "
+        f"time); complete targets: {len(complete)} of {len(targets)}.")  # fmt: skip
+    missing = [t.name for t in targets if t.name not in result]
+    if missing:
+        out(f"Not yet complete (no row shown until all {len(EVAL_SEEDS)} seeds of a cell ran): "
+            + ", ".join(f"`{m}`" for m in missing) + ".")  # fmt: skip
+    out("")
+    if not quick:
+        out("### The two task sets")
+        out("")
+        out("*Meta-training tasks* — a learned schedule may be trained on these; they are never "
+            "reported as transfer evidence (`mlrsnet.lab.benchmark.tasksets.META_TRAINING`):")  # fmt: skip
+        out("")
+        for m in META_TRAINING:
+            noise = ", ".join(f"{r:.0%}" for r in m.noise_rates)
+            out(f"- `{m.task}` on {', '.join(f'{f:.0%}' for f in m.train_fractions)} of its "
+                f"training split, {' and '.join(m.optimizers)}, {m.epochs[0]}–{m.epochs[1]} "
+                f"epochs, uniform label noise {noise}")  # fmt: skip
+        out("")
+        out("*Held-out targets* — the only runs reported (`HELD_OUT`); every test set is whole:")
+        out("")
+        out(
+            "| target | axis | task | optimizer, default lr | epochs | training data | why this size |"
+        )
+        out("|---|---|---|---|---:|---|---|")
+        for t in targets:
+            data = f"{t.train_fraction:.0%}"
+            if t.noisy:
+                data += f", {t.noise_rate:.0%} {t.noise} noise"
+            out(f"| `{t.name}` | {t.axis} | `{t.task}` | {t.optimizer} {t.lr:g}"
+                f"{f', {t.warmup:.0%} warmup' if t.warmup else ''} | {t.epochs} | {data} | {t.note} |")  # fmt: skip
+        out("")
+    ranks = rank_table(result, metric_of) if result else {}
+    if ranks:
+        out(f"### Mean rank over the {len(result)} complete targets")
+        out("")
+        if figures_dir:
+            out(f"![mean ranks]({figures_dir}/ranks.png)")
+            out("")
+        out("Rank 1 is best, by the mean final test metric of 5 seeds; the interval resamples "
+            "the seeds of every target (paired across methods). Win/tie/loss: against the best "
+            "baseline of each tier (chosen by validation), a win when the paired 95 % interval "
+            "of the difference lies on the better side of zero.")  # fmt: skip
+        out("")
+        wtl = _win_tie_loss_counts(result, metric_of)
+        out(
+            "| method | mean rank | 95 % interval | vs defaults W/T/L | vs probe W/T/L | vs tuned W/T/L |"
+        )
+        out("|---|---:|---|---|---|---|")
+        for label, (mean, low, high) in sorted(ranks.items(), key=lambda kv: kv[1][0]):
+            counts = " | ".join("{}/{}/{}".format(*wtl[label][tier]) for tier in TIERS)
+            out(f"| {label} | {mean:.1f} | {low:.1f}–{high:.1f} | {counts} |")
+        out("")
+    out("### Targets")
+    out("")
+    for t in targets:
+        if t.name not in result:
+            continue
+        rows = result[t.name]
+        metric = metric_of[t.name]
+        best = {tier: best_of_tier(rows, tier, metric) for tier in TIERS}
+        arrow = "higher" if higher_is_better(metric) else "lower"
+        out(f"#### {t.name} ({t.axis}; `{t.task}`, {t.epochs} epochs, final-step test {metric}, "
+            f"{arrow} is better)")  # fmt: skip
+        out("")
+        if figures_dir:
+            out(f"![{t.name}]({figures_dir}/{t.name}.png)")
+            out("")
+        names = {tier: (b.label if b else "—") for tier, b in best.items()}
+        out("Best baseline by validation: " + "; ".join(f"{k}: {v}" for k, v in names.items()))
+        out("")
+        out(
+            "| method | lr | final test | best epoch | Δ vs best defaults | Δ vs best probe | Δ vs best tuned | steps |"
+        )
+        out("|---|---|---:|---:|---|---|---|---:|")
+        for row in rows:
+            cells = []
+            for tier in TIERS:
+                ref = best[tier]
+                if ref is None or ref is row:
+                    cells.append("—")
+                    continue
+                diff, low, high, outcome = compare(row, ref, metric)
+                cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
+            steps = row.records[0]["steps"]
+            probe_steps = row.records[0].get("probe_steps")
+            steps_text = f"{steps} + {probe_steps}" if probe_steps else str(steps)
+            best_epoch = (
+                "" if "early stop" in row.tier else _fmt(row.mean("best_test_metric"), metric)
+            )
+            out(f"| {row.label} | {_lr_text(row)} | {_fmt(row.mean(), metric)} ± "
+                f"{_fmt(row.std(), metric)} | {best_epoch} | {' | '.join(cells)} | {steps_text} |")  # fmt: skip
+        out("")
+    out("### What is significant")
+    out("")
+    out(_significance(result, metric_of))
+    return "\n".join(lines) + "\n"
+
+
+def _win_tie_loss_counts(
+    result: dict[str, list[Row]], metric_of: dict[str, str]
+) -> dict[str, dict[str, list[int]]]:
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {t: [0, 0, 0] for t in TIERS})
+    for target, rows in result.items():
+        best = {tier: best_of_tier(rows, tier, metric_of[target]) for tier in TIERS}
+        for row in rows:
+            for tier, ref in best.items():
+                if ref is None or ref is row:
+                    continue
+                outcome = compare(row, ref, metric_of[target])[3]
+                counts[row.label][tier][("win", "tie", "loss").index(outcome)] += 1
+    return counts
+
+
+def _significance(result: dict[str, list[Row]], metric_of: dict[str, str]) -> str:
+    """One line per learned schedule and tier: where it is significantly better or worse."""
+    if not result:
+        return "No target is complete yet."
+    lines = []
+    learned_labels = sorted({r.label for rows in result.values() for r in rows if not r.baseline})
+    for label in learned_labels:
+        for tier in TIERS:
+            wins, ties, losses = [], [], []
+            for target, rows in result.items():
+                row = next((r for r in rows if r.label == label), None)
+                ref = best_of_tier(rows, tier, metric_of[target])
+                if row is None or ref is None:
+                    continue
+                diff, low, high, outcome = compare(row, ref, metric_of[target])
+                {"win": wins, "tie": ties, "loss": losses}[outcome].append(
+                    f"`{target}` ({diff:+.2f})"
+                )
+            lines.append(
+                f"- **{label}** vs the best *{tier}* baseline: significantly better on "
+                f"{len(wins)} ({', '.join(wins) or 'none'}), not distinguishable on "
+                f"{len(ties)}, significantly worse on {len(losses)}"
+                + (f" ({', '.join(losses)})" if losses else "")
+                + "."
+            )
+    return "\n".join(lines)
+
+
+def figures(result: dict[str, list[Row]], out: Path) -> list[Path]:
+    """The summary figure (mean ranks) and one figure of curves per complete target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metric_of = {t: rows[0].records[0]["metric"] for t, rows in result.items()}
+    ranks = rank_table(result, metric_of)
+    colors = {"defaults": "tab:gray", "probe": "tab:blue", "tuned": "tab:green"}
+    if ranks:
+        items = sorted(ranks.items(), key=lambda kv: kv[1][0], reverse=True)
+        fig, ax = plt.subplots(figsize=(7, 0.28 * len(items) + 1.2))
+        for i, (label, (mean, low, high)) in enumerate(items):
+            tier = label.split(" · ")[-1] if " · " in label else "learned"
+            color = colors.get(tier, "tab:red")
+            ax.errorbar(mean, i, xerr=[[mean - low], [high - mean]], fmt="o", color=color,
+                        capsize=2)  # fmt: skip
+        ax.set_yticks(range(len(items)), [label for label, _ in items], fontsize=8)
+        ax.set_xlabel(f"mean rank over {len(result)} held-out targets (1 = best), 95 % interval")
+        ax.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        path = out / "ranks.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    for target, rows in result.items():
+        metric = metric_of[target]
+        best = [best_of_tier(rows, tier, metric) for tier in TIERS]
+        shown = [r for r in best if r is not None] + [r for r in rows if not r.baseline]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        for row in shown:
+            curve = row.records[0]["curve"]  # seed 0
+            kw = {"label": row.label, "lw": 1.2}
+            axes[0].plot(curve["step"], curve["lr"], **kw)
+            axes[1].plot(curve["step"], curve["loss"], **kw)
+            epochs = curve["epochs"]
+            axes[2].plot([e["step"] for e in epochs], [e["test_metric"] for e in epochs],
+                         marker=".", **kw)  # fmt: skip
+        axes[0].set(yscale="log", xlabel="step", ylabel="learning rate (seed 0)")
+        axes[1].set(yscale="log", xlabel="step", ylabel="training loss (EMA, seed 0)")
+        axes[2].set(xlabel="step", ylabel=f"test {metric} (seed 0)")
+        if metric == "perplexity":
+            axes[2].set_yscale("log")
+        axes[2].legend(fontsize=7)
+        fig.suptitle(target)
+        fig.tight_layout()
+        path = out / f"{target}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(
+    out: str | Path,
+    targets: list[Target] | tuple[Target, ...],
+    page: str | Path,
+    *,
+    figures_out: Path | None = None,
+    quick: bool = False,
+) -> Path:
+    """Write the report from ``out/records.jsonl`` into ``page``.
+
+    An existing page keeps everything outside the :data:`BEGIN`/:data:`END` markers (the
+    overhead section of BENCHMARKS.md); a new page is the section alone.
+    """
+    out, page = Path(out), Path(page)
+    records = Records(out / "records.jsonl")
+    seeds = (0, 1) if quick else EVAL_SEEDS
+    result = tables(records, targets, seeds)
+    figures_dir = ""
+    if figures_out is not None:
+        figures(result, figures_out)
+        figures_dir = _relative(figures_out, page.parent)
+    section = markdown(result, targets, records, figures_dir=figures_dir, quick=quick)
+    text = page.read_text() if page.is_file() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = f"{head}{BEGIN}\n{section}{END}{tail}"
+    else:
+        text = f"{BEGIN}\n{section}{END}\n"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text)
+    return page
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())

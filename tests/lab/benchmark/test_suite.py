@@ -1,0 +1,118 @@
+"""The quick suite end to end on a local Ray cluster: records, resume, report, figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlrsnet.lab.benchmark import execute, plan, report, tasksets
+
+ROOT = Path(__file__).resolve().parents[3]
+SHARED = ROOT.parent / "shared"
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def quick_suite(tmp_path_factory):
+    """``benchmarks/heldout.py --quick`` in a subprocess, as CI and users run it."""
+    out = tmp_path_factory.mktemp("quick")
+    command = [sys.executable, str(ROOT / "benchmarks" / "heldout.py"), "--quick", "--out", str(out),
+               "--reference", str(SHARED / "reference")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def test_quick_suite_records_every_job_once(quick_suite):
+    rows = _records(quick_suite)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    runs, probes = plan.plan(tasksets.QUICK, (0, 1))
+    assert {p.probe_id for p in probes} <= set(ids)
+    assert {r.run_id for r in runs} <= set(ids)
+    tuned = [r for r in rows if r.get("tier") == "tuned"]
+    assert tuned or all(execute.tuned_factor(rows, t.name, m) == 1.0
+                        for t in tasksets.QUICK for m in plan.TUNED)  # fmt: skip
+    for row in rows:
+        if row["kind"] == "probe":
+            assert 1e-6 <= row["lr"] <= 100 and row["steps"] >= 1
+            continue
+        assert 0 <= row["final_test_metric"] <= 100
+        assert row["final_val_metric"] is not None
+        assert len(row["curve"]["lr"]) == len(row["curve"]["step"]) <= execute.CURVE_POINTS
+        if row["tier"] == "probe":  # the probe's rate and cost travel with the run
+            probe = next(r for r in rows if r["id"] == f"{row['target']}--probe--s{row['seed']}")
+            assert row["lr"] == probe["lr"] and row["probe_steps"] == probe["steps"]
+    for row in tuned:  # tuned on the validation split of the tuning seed, run on eval seeds
+        assert row["seed"] in (0, 1) and row["factor"] in plan.GRID
+
+
+def test_a_tuned_rate_is_chosen_by_validation_not_test(quick_suite):
+    rows = _records(quick_suite)
+    for target in tasksets.QUICK:
+        for method in plan.TUNED:
+            grid = [r for r in rows if r.get("tier") == "tuning" and r["target"] == target.name
+                    and r["method"] == method]  # fmt: skip
+            factor = execute.tuned_factor(rows, target.name, method)
+            best_val = max(grid, key=lambda r: (r["final_val_metric"], -r["factor"]))
+            assert factor == best_val["factor"]
+
+
+def test_finished_jobs_are_never_run_again(quick_suite, tmp_path):
+    before = _records(quick_suite)
+    records = execute.execute(tasksets.QUICK, out=quick_suite, workers=1, seeds=(0, 1),
+                              reference=str(SHARED / "reference"))  # fmt: skip
+    assert len(records.rows) == len(before)
+
+
+def test_a_lost_record_is_recomputed_from_its_finished_run(quick_suite):
+    lines = (quick_suite / "records.jsonl").read_text().splitlines()
+    victim = next(json.loads(line) for line in lines if '"kind": "run"' in line
+                  and '"tier": "defaults"' in line)  # fmt: skip
+    kept = [line for line in lines if json.loads(line)["id"] != victim["id"]]
+    (quick_suite / "records.jsonl").write_text("\n".join(kept) + "\n")
+    records = execute.execute(tasksets.QUICK, out=quick_suite, workers=1, seeds=(0, 1),
+                              reference=str(SHARED / "reference"))  # fmt: skip
+    again = next(r for r in records.rows if r["id"] == victim["id"])
+    assert again["final_test_metric"] == victim["final_test_metric"]
+    assert len(records.rows) == len(lines)
+
+
+def test_a_damaged_records_file_is_refused_with_its_line(tmp_path):
+    (tmp_path / "records.jsonl").write_text('{"id": "a"}\n{not json\n')
+    with pytest.raises(ValueError, match="line 2"):
+        execute.Records(tmp_path / "records.jsonl")
+
+
+def test_quick_report_has_every_target_tier_and_figure(quick_suite):
+    text = (quick_suite / "report.md").read_text()
+    assert report.BEGIN in text and report.END in text
+    for target in tasksets.QUICK:
+        assert f"#### {target.name}" in text
+        assert (quick_suite / "figures" / f"{target.name}.png").is_file()
+    assert (quick_suite / "figures" / "ranks.png").is_file()
+    for label in ("cosine · defaults", "cosine · probe", "cosine · tuned", "wsd · tuned",
+                  "mlrsnet:authors", "mlrsnet:fmnist-resnet", "schedulefree · defaults",
+                  "cosine · defaults + early stop"):  # fmt: skip
+        assert f"| {label} |" in text, label
+    assert "### What is significant" in text and "win" in text
+
+
+def test_report_rows_agree_with_the_records(quick_suite):
+    records = execute.Records(quick_suite / "records.jsonl")
+    result = report.tables(records, tasksets.QUICK, (0, 1))
+    rows = result["quick-digits-mlp"]
+    cosine = next(r for r in rows if r.label == "cosine · defaults")
+    expected = [r["final_test_metric"] for r in records.rows
+                if r["id"] in (f"quick-digits-mlp--cosine--lr0.1--s{s}" for s in (0, 1))]  # fmt: skip
+    assert sorted(cosine.values()) == sorted(expected)
+    noisy = result["quick-digits-mlp-adamw"]
+    stopped = next(r for r in noisy if r.tier == "defaults + early stop")
+    assert stopped.values() == [r["val_selected_test_metric"] for r in stopped.records]
