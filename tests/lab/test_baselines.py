@@ -21,6 +21,8 @@ ALL = [
     "multistep",
     "exponential",
     "cosine",
+    "linear",
+    "wsd",
     "sgdr",
     "onecycle",
     "plateau",
