@@ -12,7 +12,15 @@ from mlrsnet.lab.benchmark import execute, plan, report, tasksets
 ROOT = Path(__file__).resolve().parents[3]
 SHARED = ROOT.parent / "shared"
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ray():
+    """The in-process calls start a local Ray cluster; stop it when the module is done."""
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
