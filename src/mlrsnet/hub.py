@@ -221,7 +221,7 @@ def resolve(spec: str) -> ScheduleBundle:
         return pretrained(spec)
     path = Path(spec).expanduser()
     if path.suffix in (".safetensors", ".pth") or path.exists():
-        if path.is_dir() and not (path / AUTHORS_CHECKPOINTS[0]).is_file():
+        if path.is_dir() and not all((path / n).is_file() for n in AUTHORS_CHECKPOINTS):
             path = path / "schedule.safetensors"
         return load_schedule(path)
     known = ", ".join(pretrained_names()) or "none"

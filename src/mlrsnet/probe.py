@@ -68,13 +68,14 @@ def smooth(losses: Sequence[float], beta: float = 0.98) -> list[float]:
         [1.0, 1.0, 2.714286]
     """
     number("beta", beta, 0.0, 1.0, high_open=True)
-    out, average = [], 0.0
-    for i, loss in enumerate(losses, start=1):
+    out, average, seen = [], 0.0, 0
+    for loss in losses:
         if not math.isfinite(loss):
             out.append(float(loss))
             continue
+        seen += 1  # the bias correction counts the averaged (finite) values only
         average = beta * average + (1.0 - beta) * loss
-        out.append(average / (1.0 - beta**i))
+        out.append(average / (1.0 - beta**seen))
     return out
 
 
@@ -154,6 +155,8 @@ def lr_range_test(
     """
     lrs = range_lrs(lr_min, lr_max, steps)
     number("diverge", diverge, 1.0, low_open=True)
+    number("beta", beta, 0.0, 1.0, high_open=True)
+    number("divisor", divisor, 0.0, low_open=True)
     model_state = copy.deepcopy(model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     group_lrs = [group["lr"] for group in optimizer.param_groups]

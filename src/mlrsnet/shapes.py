@@ -102,9 +102,9 @@ def warmup_stable_decay(
     step, warmup_steps = _check(step, total_steps, warmup)
     if not (isinstance(cooldown, int | float) and 0.0 <= cooldown <= 1.0):
         raise ValueError(f"cooldown must be a fraction in [0, 1], got {cooldown!r}")
-    cooldown_steps = round(cooldown * total_steps)
-    if warmup_steps + cooldown_steps > total_steps:
+    if warmup + cooldown > 1.0 + 1e-12:
         raise ValueError(f"warmup {warmup} + cooldown {cooldown} exceed the whole run")
+    cooldown_steps = min(round(cooldown * total_steps), total_steps - warmup_steps)
     if step < warmup_steps:
         return warmup_factor(step, warmup_steps)
     into_cooldown = step - (total_steps - cooldown_steps)

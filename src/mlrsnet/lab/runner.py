@@ -453,6 +453,8 @@ def run(
     task = task_registry.get(config.task, data_dir=config.data_dir, seed=config.seed,
                              train_fraction=config.train_fraction, noise=config.noise,
                              noise_rate=config.noise_rate, num_meta=config.num_meta)  # fmt: skip
+    if config.validation and getattr(task, "num_meta", 1) == 0:
+        raise ValueError("validation=True needs a held-out split: num_meta must be at least 1")
     s = _settings(config, kind, task, device)
     fingerprint = _fingerprint(config, s)
     checkpoint = run_dir.load_checkpoint()
