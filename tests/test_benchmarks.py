@@ -38,7 +38,6 @@ def test_overhead_benchmark_prints_the_three_ratios(tmp_path, capsys):
     )
 
 
-
 def _reproduce_module():
     return runpy.run_path(str(ROOT / "benchmarks" / "reproduce.py"), run_name="reproduce")
 
