@@ -1,0 +1,525 @@
+"""MLR-SNet+: a small learned schedule that reads *transferable* inputs and scales a base rate.
+
+Beside the faithful MLR-SNet (:mod:`mlrsnet.scheduler`, unchanged), MLR-SNet+ is a stateless
+MLP whose inputs mean the same thing on every task:
+
+- **progress** ``p = t / T`` through training, embedded as ``tanh(10 (p - s))`` for the nine
+  centres :data:`PROGRESS_CENTRES` (VeLO's embedding; Metz et al., 2022);
+- **loss shape**, free of the loss's scale and offset: four moving averages of the training
+  loss with half-lives of 1, 3, 10 and 30 % of the run, fed as the clipped ratios
+  ``(ema_i - min) / (ema_{i+1} - min) - 1`` (``min`` the smallest loss seen; VeLO's loss
+  features), and ``log(ema_0 / L_0)`` clipped to ``[-5, 1]`` and divided by 5 (scale-free).
+
+It outputs a bounded multiplier ``m = 2 σ(o)`` in ``(0, 2)`` of a base rate: the learning rate
+of a step is ``base_lr · m``, where ``base_lr`` is the optimizer's rate (as every torch
+scheduler reads it: the peak) or the library's probe (:mod:`mlrsnet.probe`). Nothing here
+depends on the loss's units or the optimizer, so one network serves SGD and AdamW, images and
+text. The maths are pure functions with explicit state (:func:`init_state`, :func:`observe`,
+:func:`features`, :func:`multiplier`); :class:`PlusNet` holds the weights and
+:class:`MLRSNetPlusLR` is the ``LRScheduler``.
+
+Example:
+    >>> import torch
+    >>> net = PlusNet.from_shape(seed=0)   # starts as warmup-free hold + 20 % 1-sqrt cooldown
+    >>> model = torch.nn.Linear(4, 2)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> scheduler = MLRSNetPlusLR(optimizer, net, total_steps=100)
+    >>> for step in range(100):
+    ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+    ...     optimizer.zero_grad(); loss.backward()
+    ...     scheduler.step(loss)            # this step's lr, from this step's loss
+    ...     optimizer.step()
+    >>> 0.0 < scheduler.get_last_lr()[0] < 0.05
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from mlrsnet import shapes
+from mlrsnet.atomic import atomic_write
+from mlrsnet.checks import number, positive_int
+from mlrsnet.scheduler import _in_distributed_run, _mean_over_ranks
+
+__all__ = [
+    "LOSS_HALF_LIVES", "NUM_FEATURES", "PROGRESS_CENTRES", "LossState", "MLRSNetPlusLR",
+    "PlusNet", "features", "init_state", "load", "multiplier", "observe", "save",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+#: Centres ``s`` of the progress embedding ``tanh(10 (t/T - s))``.
+PROGRESS_CENTRES: tuple[float, ...] = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
+#: Half-lives of the loss averages, as fractions of the run (at least one step).
+LOSS_HALF_LIVES: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+#: Inputs of the network: progress, loss-average ratios, log loss ratio.
+NUM_FEATURES = len(PROGRESS_CENTRES) + len(LOSS_HALF_LIVES) - 1 + 1
+_NUM_PROGRESS = len(PROGRESS_CENTRES)
+_CENTRES = np.asarray(PROGRESS_CENTRES)
+
+
+# ------------------------------------------------------------------------------ the maths
+
+
+@dataclass(frozen=True)
+class LossState:
+    """What the loss features remember: explicit, immutable, numbers only.
+
+    Attributes:
+        count: Finite losses read.
+        initial: The first finite loss (``nan`` before one).
+        minimum: The smallest finite loss (``inf`` before one).
+        averages: The (not yet bias-corrected) moving averages, one per half-life.
+    """
+
+    count: int = 0
+    initial: float = math.nan
+    minimum: float = math.inf
+    averages: tuple[float, ...] = (0.0,) * len(LOSS_HALF_LIVES)
+
+
+def init_state() -> LossState:
+    """The state before any loss."""
+    return LossState()
+
+
+def _decays(total_steps: int) -> np.ndarray:
+    half_lives = np.maximum(1.0, np.asarray(LOSS_HALF_LIVES) * total_steps)
+    return 0.5 ** (1.0 / half_lives)
+
+
+def observe(state: LossState, loss: float, total_steps: int) -> LossState:
+    """The state after reading ``loss`` (a non-finite loss leaves it unchanged).
+
+    Example:
+        >>> s = observe(observe(init_state(), 2.0, 100), 1.0, 100)
+        >>> s.count, s.initial, s.minimum
+        (2, 2.0, 1.0)
+    """
+    if not math.isfinite(loss):
+        return state
+    decays = _decays(total_steps)
+    averages = tuple(
+        float(d * a + (1.0 - d) * loss) for d, a in zip(decays, state.averages, strict=True)
+    )
+    return LossState(
+        count=state.count + 1,
+        initial=loss if state.count == 0 else state.initial,
+        minimum=min(state.minimum, loss),
+        averages=averages,
+    )
+
+
+def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
+    """The network's inputs at step ``step`` (0-based) of ``total_steps``, after ``state``.
+
+    Before any finite loss the loss features are 0 (no information).
+
+    Example:
+        >>> x = features(init_state(), 0, 100)
+        >>> x.shape, float(x[-4:].sum())
+        ((13,), 0.0)
+    """
+    progress = step / total_steps
+    out = np.zeros(NUM_FEATURES)
+    out[:_NUM_PROGRESS] = np.tanh(10.0 * (progress - np.asarray(PROGRESS_CENTRES)))
+    if state.count:
+        corrected = np.asarray(state.averages) / (1.0 - _decays(total_steps) ** state.count)
+        excess = corrected - state.minimum
+        ratio = excess[:-1] / np.maximum(excess[1:], 1e-12) - 1.0
+        out[_NUM_PROGRESS : _NUM_PROGRESS + len(ratio)] = np.clip(ratio, -1.0, 1.0)
+        if state.initial > 0.0 and corrected[0] > 0.0:
+            out[-1] = float(np.clip(math.log(corrected[0] / state.initial), -5.0, 1.0)) / 5.0
+    return out
+
+
+def multiplier(params: Sequence[np.ndarray], x: np.ndarray) -> float:
+    """``2 σ(w2 · tanh(W1 x + b1) + b2)``: the factor of the base rate, in ``(0, 2)``.
+
+    Example:
+        >>> params = [np.zeros((4, 13)), np.zeros(4), np.zeros(4), np.zeros(1)]
+        >>> multiplier(params, np.ones(13))
+        1.0
+    """
+    w1, b1, w2, b2 = params
+    o = float(w2 @ np.tanh(w1 @ x + b1) + b2[0])
+    return 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
+
+
+# ------------------------------------------------------------------------------ the network
+
+
+class PlusNet(nn.Module):
+    """The MLR-SNet+ network: ``NUM_FEATURES -> hidden (tanh) -> 1``, output ``2 σ(o)``.
+
+    The weights are ordinary parameters (saved with :func:`mlrsnet.hub.save_schedule`'s
+    format by the lab); the scheduler reads a float64 numpy copy of them.
+
+    Args:
+        hidden: Hidden units.
+
+    Example:
+        >>> net = PlusNet(hidden=8)
+        >>> sum(p.numel() for p in net.parameters())
+        121
+    """
+
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.hidden = positive_int("hidden", hidden)
+        self.layer1 = nn.Linear(NUM_FEATURES, hidden)
+        self.layer2 = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The multiplier for features ``x`` (``[..., NUM_FEATURES]``), in ``(0, 2)``."""
+        return 2.0 * torch.sigmoid(self.layer2(torch.tanh(self.layer1(x)))).squeeze(-1)
+
+    def numpy_params(self) -> list[np.ndarray]:
+        """``[W1, b1, w2, b2]`` as float64 numpy arrays (``w2`` flattened).
+
+        Raises:
+            ValueError: If a weight is not finite.
+        """
+        params = [
+            self.layer1.weight, self.layer1.bias, self.layer2.weight.reshape(-1), self.layer2.bias,
+        ]  # fmt: skip
+        arrays = [p.detach().to("cpu", torch.float64).numpy().copy() for p in params]
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("PlusNet: the network has non-finite weights")
+        return arrays
+
+    @classmethod
+    def from_shape(
+        cls,
+        shape: Callable[[int, int], float] | None = None,
+        *,
+        hidden: int = 16,
+        seed: int = 0,
+        iterations: int = 1500,
+    ) -> PlusNet:
+        """A network fitted to a progress-only shape; its loss inputs start unused.
+
+        The weights from the loss features are zero, so the network starts as exactly a
+        function of ``t/T``: by default warmup-stable-decay without warmup (hold, then a
+        1 − √ cooldown over the last 20 %), the strong default meta-training starts from.
+
+        Args:
+            shape: ``shape(step, total_steps) -> multiplier`` (default
+                :func:`mlrsnet.shapes.warmup_stable_decay`).
+            hidden: Hidden units.
+            seed: Seed of the initialisation (the fit is deterministic on one machine).
+            iterations: Adam iterations of the least-squares fit.
+        """
+        shape = shape or (lambda t, n: shapes.warmup_stable_decay(t, n, cooldown=0.2))
+        total = 400
+        grid = np.arange(total)
+        inputs = np.stack([features(init_state(), int(t), total) for t in grid])
+        target = torch.tensor([max(shape(int(t), total), 1e-3) for t in grid])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = cls(hidden=hidden).double()
+        x = torch.tensor(inputs)
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+        for _ in range(iterations):
+            optimizer.zero_grad()
+            loss = (net(x).log() - target.log()).pow(2).mean()  # relative error
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            net.layer1.weight[:, _NUM_PROGRESS:] = 0.0
+        return net.float()
+
+
+# ------------------------------------------------------------------------------ files
+
+#: The ``format`` metadata of an MLR-SNet+ network file.
+PLUS_FORMAT = "mlrsnet-plus"
+#: The largest hidden width a file may declare (checked before anything is allocated).
+MAX_HIDDEN = 4096
+
+
+def save(path: str | os.PathLike[str], net: PlusNet, manifest: dict[str, Any]) -> Path:
+    """Write ``net`` to ``path`` (safetensors) and ``manifest`` beside it (``.json``).
+
+    The weights are written first, then the manifest, each atomically; the manifest names the
+    weights' SHA-256, so a manifest never describes other weights.
+
+    Raises:
+        ValueError: If ``path`` does not end in ``.safetensors``.
+    """
+    from safetensors.torch import save as save_tensors
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: an MLR-SNet+ network file must end in .safetensors")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
+               for k, v in net.state_dict().items()}  # fmt: skip
+    metadata = {"format": PLUS_FORMAT, "hidden": str(net.hidden),
+                "num_features": str(NUM_FEATURES)}  # fmt: skip
+    payload = save_tensors(tensors, metadata=metadata)
+    atomic_write(path, payload)
+    full = {**manifest, "format": PLUS_FORMAT, "hidden": net.hidden,
+            "sha256": hashlib.sha256(payload).hexdigest()}  # fmt: skip
+    atomic_write(path.with_suffix(".json"),
+                 (json.dumps(full, indent=2, allow_nan=False) + "\n").encode())  # fmt: skip
+    return path
+
+
+def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
+    """Read an MLR-SNet+ network file and its manifest (empty if absent or not its own).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not an MLR-SNet+ file, or its header declares other shapes, dtypes
+            or sizes than :class:`PlusNet` of its width (checked before reading any tensor).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MLR-SNet+ network file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != PLUS_FORMAT:
+                raise ValueError(
+                    f"{path}: not an MLR-SNet+ file (format {metadata.get('format')!r})"
+                )
+            hidden = metadata.get("hidden", "")
+            if not hidden.isdigit() or not 1 <= int(hidden) <= MAX_HIDDEN:
+                raise ValueError(f"{path}: bad hidden width {hidden!r}")
+            if metadata.get("num_features") != str(NUM_FEATURES):
+                raise ValueError(f"{path}: made for {metadata.get('num_features')} inputs, "
+                                 f"this version has {NUM_FEATURES}")  # fmt: skip
+            net = PlusNet(hidden=int(hidden))
+            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+            if set(f.keys()) != set(expected):
+                raise ValueError(f"{path}: tensors {sorted(f.keys())}, expected {sorted(expected)}")
+            for key, shape in expected.items():
+                view = f.get_slice(key)
+                if tuple(view.get_shape()) != shape or view.get_dtype() not in ("F32", "F64"):
+                    raise ValueError(f"{path}: {key} is {view.get_dtype()} "
+                                     f"{view.get_shape()}, expected float {list(shape)}")  # fmt: skip
+            tensors = {k: f.get_tensor(k) for k in expected}
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise ValueError(f"{path}: non-finite weights")
+    net.load_state_dict({k: t.float() for k, t in tensors.items()})
+    manifest_path = path.with_suffix(".json")
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if manifest.get("sha256") != digest:
+            logger.warning("%s: the manifest describes other weights; ignored", manifest_path)
+            manifest = {}
+    return net, manifest
+
+
+# ------------------------------------------------------------------------------ the scheduler
+
+
+class MLRSNetPlusLR(LRScheduler):
+    """MLR-SNet+ as a ``torch.optim.lr_scheduler.LRScheduler``: ``lr = base_lr · m(features)``.
+
+    Two orders, as :class:`~mlrsnet.MLRSNetLR`: ``step(loss)`` before ``optimizer.step()``
+    reads this step's loss and sets this step's rate (the loss-driven order); ``observe(loss)``
+    and then ``step()`` after ``optimizer.step()`` (torch's order) sets the *next* step's rate
+    from the observed loss: the same rates one step later. A non-finite loss is skipped (the
+    state and the rate stay) and counted in :attr:`num_nonfinite`; the multiplier is bounded,
+    so no non-finite rate can reach the optimizer. Past ``total_steps`` the progress inputs
+    saturate and the schedule holds its end.
+
+    Args:
+        optimizer: Any torch optimizer; each group's ``lr`` at construction is its base rate.
+        net: A :class:`PlusNet` (frozen: the scheduler reads a copy of its weights).
+        total_steps: Optimizer steps in the run (``T``).
+        last_epoch: As every ``LRScheduler``.
+
+    Raises:
+        ValueError: For a non-positive ``total_steps`` or non-finite network weights.
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, net: PlusNet, total_steps: int, last_epoch: int = -1
+    ) -> None:
+        if not isinstance(net, PlusNet):
+            raise TypeError(f"net must be a PlusNet, got {type(net).__name__}")
+        self.total_steps = positive_int("total_steps", total_steps)
+        self.net = net
+        self._params = net.numpy_params()
+        w1 = self._params[0]
+        self._w1_progress = w1[:, :_NUM_PROGRESS].copy()
+        self._w1_loss = w1[:, _NUM_PROGRESS:].copy()
+        self._decays = [float(d) for d in _decays(self.total_steps)]
+        self._count, self._initial, self._minimum = 0, math.nan, math.inf
+        self._averages = [0.0] * len(LOSS_HALF_LIVES)
+        self._losses_read = 0
+        self._multiplier = multiplier(self._params, features(init_state(), 0, self.total_steps))
+        self._observed: float | None = None
+        self._observed_count = 0
+        self.num_nonfinite = 0
+        super().__init__(optimizer, last_epoch)
+
+    @property
+    def loss_state(self) -> LossState:
+        """What the loss features remember now (see :func:`observe`)."""
+        return LossState(self._count, self._initial, self._minimum, tuple(self._averages))
+
+    @property
+    def factor(self) -> float:
+        """The multiplier of the base rates now in effect."""
+        return self._multiplier
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """``base_lr · multiplier`` for every parameter group."""
+        return [base * self._multiplier for base in self.base_lrs]
+
+    def observe(self, loss: Tensor | float) -> None:
+        """Record a training loss for the next :meth:`step` (torch's order); several are averaged."""
+        value = _as_float(loss, "observe")
+        self._observed = value if self._observed is None else self._observed + value
+        self._observed_count += 1
+
+    def step(self, loss: Tensor | float | None = None) -> None:  # type: ignore[override]
+        """Read a loss (given, or observed) and set the learning rates.
+
+        Raises:
+            RuntimeError: If ``loss`` is given while observed losses wait to be read.
+        """
+        if getattr(self, "_is_initial", False) or self.last_epoch < 0 and loss is None:
+            self._apply()  # the constructor's call: rates at the start
+            return
+        if loss is None:
+            if self._observed_count == 0:
+                logger.debug("MLRSNetPlusLR: step() with no loss observed: lr kept")
+                return
+            value = self._observed / self._observed_count  # type: ignore[operator]
+            self._observed, self._observed_count = None, 0
+        else:
+            if self._observed_count:
+                raise RuntimeError("step(loss) while observed losses wait for step()")
+            value = _as_float(loss, "step")
+        if _in_distributed_run():  # every rank reads the same loss: identical rates
+            device = next(iter(self.optimizer.param_groups[0]["params"])).device
+            value = float(_mean_over_ranks(value, device, torch.float64))
+        self._read(value)
+        self.last_epoch += 1
+        self._step_count += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        last = []
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            value = base * self._multiplier
+            if isinstance(group["lr"], Tensor):
+                group["lr"].fill_(value)
+                last.append(group["lr"].clone())
+            else:
+                group["lr"] = value
+                last.append(value)
+        self._last_lr = last
+
+    def _read(self, loss: float) -> None:
+        """:func:`observe`, :func:`features` and :func:`multiplier` on host floats (the same
+        operations, so the same numbers as the pure functions; about 10 µs)."""
+        if not math.isfinite(loss):
+            self.num_nonfinite += 1
+            logger.warning("MLRSNetPlusLR: non-finite loss %r skipped; the rate is kept", loss)
+            return
+        count = self._count = self._count + 1
+        averages = self._averages
+        for i, d in enumerate(self._decays):
+            averages[i] = d * averages[i] + (1.0 - d) * loss
+        minimum = self._minimum = min(self._minimum, loss)
+        if count == 1:
+            self._initial = loss
+        initial = self._initial
+        progress = self._losses_read / self.total_steps
+        self._losses_read += 1
+        embed = np.tanh(10.0 * (progress - _CENTRES))
+        pre = self._w1_progress @ embed + self._params[1]
+        corrected = [a / (1.0 - d**count) for a, d in zip(averages, self._decays, strict=True)]
+        excess = [c - minimum for c in corrected]
+        loss_inputs = [
+            min(max(excess[i] / max(excess[i + 1], 1e-12) - 1.0, -1.0), 1.0)
+            for i in range(len(excess) - 1)
+        ]
+        last = 0.0
+        if initial > 0.0 and corrected[0] > 0.0:
+            last = min(max(math.log(corrected[0] / initial), -5.0), 1.0) / 5.0
+        loss_inputs.append(last)
+        pre += self._w1_loss @ np.asarray(loss_inputs)
+        o = float(self._params[2] @ np.tanh(pre) + self._params[3][0])
+        self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Numbers only: torch's scheduler fields and the loss state (not the network)."""
+        skip = ("optimizer", "net", "_params", "_w1_progress", "_w1_loss", "_decays")
+        state = {k: v for k, v in self.__dict__.items() if k not in skip}
+        state["_averages"] = list(self._averages)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output, checking every number first.
+
+        Raises:
+            ValueError: If a number is missing, of the wrong kind or out of range.
+        """
+        state = dict(state_dict)
+        averages = state.get("_averages")
+        if not (isinstance(averages, list) and len(averages) == len(LOSS_HALF_LIVES)
+                and all(isinstance(a, float) and math.isfinite(a) for a in averages)):  # fmt: skip
+            raise ValueError(f"MLRSNetPlusLR state: bad loss averages {averages!r}")
+        count, read = state.get("_count"), state.get("_losses_read")
+        for name, value in (("_count", count), ("_losses_read", read)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"MLRSNetPlusLR state: bad {name} {value!r}")
+        minimum, initial = state.get("_minimum"), state.get("_initial")
+        if count and not (_is_finite(minimum) and _is_finite(initial)):
+            raise ValueError(f"MLRSNetPlusLR state: bad loss extremes {initial!r}, {minimum!r}")
+        number("_multiplier", state.get("_multiplier"), 0.0, 2.0)
+        if state.get("total_steps") != self.total_steps:
+            raise ValueError(
+                f"state is for total_steps={state.get('total_steps')}, this scheduler has "
+                f"{self.total_steps}"
+            )
+        bases = state.get("base_lrs")
+        if not (isinstance(bases, list) and len(bases) == len(self.optimizer.param_groups)):
+            raise ValueError(f"MLRSNetPlusLR state: bad base_lrs {bases!r}")
+        for base in bases:
+            number("base_lrs", base, 0.0)
+        self.__dict__.update(state)
+        self._averages = list(averages)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _as_float(loss: Tensor | float, where: str) -> float:
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"{where}: the loss must have one element, got {tuple(loss.shape)}")
+        return float(loss.detach())
+    if isinstance(loss, bool) or not isinstance(loss, int | float):
+        raise TypeError(f"{where}: the loss must be a number or a tensor, got {loss!r}")
+    return float(loss)
