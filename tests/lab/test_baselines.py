@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mlrsnet import MLRSNet
 from mlrsnet.lab import baselines
 from mlrsnet.lab.hypergradient import L4, RTHOSGD, SGDHD, hessian_vector_product
+from mlrsnet.plus import PlusNet
 
 ALL = [
     "fixed",
@@ -35,9 +36,11 @@ ALL = [
     "schedulefree-adamw",
     "prodigy",
     "mlrsnet",
+    "mlrsnet-plus",
 ]
 torch.manual_seed(0)
 _SCHEDULE_NET = MLRSNet()
+_PLUS_NET = PlusNet()
 SGD_FAMILY = [
     "fixed",
     "multistep",
@@ -99,6 +102,8 @@ def _run(model, sched, steps, *, start=0, spe=None, batches=None):
 def _build(name, params, **kw):
     if name == "mlrsnet":
         kw.setdefault("network", copy.deepcopy(_SCHEDULE_NET))
+    if name == "mlrsnet-plus":
+        kw.setdefault("network", _PLUS_NET)
     kw.setdefault("total_steps", 20)
     kw.setdefault("steps_per_epoch", 5)
     return baselines.build(name, params, **kw)
@@ -145,6 +150,8 @@ def test_default_lr_used_when_none(name):
         assert sched.optimizer.param_groups[0]["lr"] == 1.0
     elif name == "onecycle":
         assert sched.optimizer.param_groups[0]["max_lr"] == baselines.default_lr(name)
+    elif name == "mlrsnet-plus":  # the base rate; the network scales it from the first step
+        assert sched.scheduler.base_lrs == [baselines.default_lr(name)]
     else:
         assert sched.optimizer.param_groups[0]["lr"] == baselines.default_lr(name)
 

@@ -1061,3 +1061,23 @@ def _build_mlrsnet(
             f"mlrsnet: network must be a name, path, ScheduleBundle or MLRSNet, got {bundle!r}"
         )
     return _MLRSNetSchedule(ctx.name, optimizer, scheduler, interval="loss", **ctx.common())
+
+
+# ------------------------------------------------------------------- MLR-SNet+
+@_register("mlrsnet-plus", 0.1, network=None, optimizer="sgd", nesterov=False)
+def _build_plus(ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool) -> Schedule:
+    r"""MLR-SNet+ (:mod:`mlrsnet.plus`): :math:`\eta_t = \eta_0 \, m_\theta(t/T, \text{loss shape})`.
+
+    ``lr`` is the base (peak) rate: the task's, or the probe's; ``network`` a
+    :class:`~mlrsnet.plus.PlusNet` or the path of a saved one. Any optimizer of
+    :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
+    """
+    from mlrsnet import plus
+
+    if isinstance(network, str):
+        network = plus.load(network)[0]
+    if not isinstance(network, plus.PlusNet):
+        raise ValueError(f"mlrsnet-plus needs network=<PlusNet or path>, got {network!r}")
+    opt = _shape_optimizer(ctx, optimizer, nesterov)
+    scheduler = plus.MLRSNetPlusLR(opt, network, total_steps=ctx.total_steps)
+    return _MLRSNetSchedule(ctx.name, opt, scheduler, interval="loss", **ctx.common())

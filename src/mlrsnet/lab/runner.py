@@ -123,8 +123,8 @@ class RunConfig:
                     f"unknown schedule {self.schedule!r}; known: {', '.join(baselines.names())} "
                     "(mlrsnet:NAME_OR_PATH for a schedule network)"
                 )
-            if base == "mlrsnet" and ":" not in self.schedule:
-                raise ValueError("schedule 'mlrsnet' needs a network: mlrsnet:NAME_OR_PATH")
+            if base in ("mlrsnet", "mlrsnet-plus") and ":" not in self.schedule:
+                raise ValueError(f"schedule {base!r} needs a network: {base}:PATH")
         for name in ("epochs", "batch_size", "meta_interval"):
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name))
@@ -368,6 +368,8 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
         return MetaTraining(trainer, save_epochs=s.save_epochs, on_snapshot=on_snapshot)
 
     options, name, lr = dict(config.options), config.schedule, config.lr
+    if name.startswith("mlrsnet-plus:"):
+        name, options["network"] = name.split(":", 1)
     if s.learned:
         name, lr = "mlrsnet", gamma
         options["network"] = hub.resolve(config.schedule.split(":", 1)[1])

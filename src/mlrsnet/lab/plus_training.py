@@ -1,0 +1,334 @@
+"""Meta-train MLR-SNet+ over whole training runs by antithetic evolution strategies.
+
+Each iteration draws ``pairs`` task instances from the benchmark's *meta-training* set
+(:data:`mlrsnet.lab.benchmark.tasksets.META_TRAINING`: the task, its training fraction, SGD
+with momentum or AdamW, uniform label noise, a length drawn log-uniformly), runs the library's
+probe once per instance for its base rate, and trains each instance twice, with the network's
+weights ``θ + σε`` and ``θ − σε`` (the same seed, so the same initialisation and data order).
+The objective is the log of the final loss on the instance's *clean* validation split — the
+whole run's outcome, not a one-step lookahead, so no short-horizon bias — and the ES estimate
+
+    g = Σ_k [f(θ + σ ε_k) − f(θ − σ ε_k)] ε_k / (2 σ K)
+
+(Salimans et al. 2017; unbiased for the Gaussian-smoothed objective over whole runs, the
+"ES-Single" estimator of Vicol et al. 2023 with one perturbation per run) drives Adam on ``θ``.
+``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape`: hold, then a 1 − √ cooldown.
+
+The runs are Ray tasks (a local cluster by default, ``address`` for a running one); the
+state is checkpointed after every iteration (``state.json``), so a killed meta-training
+resumes at its last finished iteration; ``history.jsonl`` has one line per iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlrsnet import plus
+from mlrsnet.atomic import atomic_write
+
+__all__ = ["ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance", "set_params"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Settings of a meta-training.
+
+    Attributes:
+        out: The folder of the state, the history and the network.
+        iterations: ES iterations.
+        pairs: Antithetic pairs (task instances) per iteration.
+        sigma: Standard deviation of the perturbations.
+        meta_lr: Adam's step on ``θ``.
+        hidden: Hidden units of the network.
+        seed: Seed of everything.
+        max_steps: The longest run drawn (the lengths are log-uniform up to it).
+        quick: Digits tasks only and short runs (the ``--quick`` test).
+    """
+
+    out: str
+    iterations: int = 200
+    pairs: int = 8
+    sigma: float = 0.05
+    meta_lr: float = 0.01
+    hidden: int = 16
+    seed: int = 0
+    max_steps: int = 600
+    quick: bool = False
+
+
+def flat_params(net: plus.PlusNet) -> np.ndarray:
+    """The network's weights as one float64 vector."""
+    return np.concatenate([p.detach().double().reshape(-1).numpy() for p in net.parameters()])
+
+
+def set_params(net: plus.PlusNet, theta: np.ndarray) -> plus.PlusNet:
+    """Load the vector ``theta`` into ``net`` (in :func:`flat_params` order); returns ``net``."""
+    size = sum(p.numel() for p in net.parameters())
+    if theta.size != size:
+        raise ValueError(f"theta has {theta.size} values, the network {size}")
+    offset = 0
+    with torch.no_grad():
+        for p in net.parameters():
+            n = p.numel()
+            p.copy_(torch.as_tensor(theta[offset : offset + n]).reshape(p.shape))
+            offset += n
+    return net
+
+
+def sample_instance(rng: np.random.Generator, config: ESConfig) -> dict[str, Any]:
+    """A task instance from the meta-training set: what a run trains and for how long."""
+    from mlrsnet.lab.benchmark.tasksets import META_TRAINING
+
+    families = [m for m in META_TRAINING if not config.quick or m.task.startswith("digits")]
+    family = families[int(rng.integers(len(families)))]
+    noise = float(family.noise_rates[int(rng.integers(len(family.noise_rates)))])
+    steps = int(math.exp(rng.uniform(math.log(30), math.log(config.max_steps))))
+    return {
+        "task": family.task,
+        "train_fraction": float(family.train_fractions[int(rng.integers(len(family.train_fractions)))]),
+        "optimizer": family.optimizers[int(rng.integers(len(family.optimizers)))],
+        "noise_rate": noise,
+        "steps": steps,
+        "seed": int(rng.integers(2**31 - 1)),
+    }  # fmt: skip
+
+
+def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
+    from mlrsnet.lab import tasks
+
+    text = tasks.spec(instance["task"]).modality == "text"
+    noise = instance["noise_rate"] > 0 and not text
+    return tasks.get(instance["task"], data_dir=data_dir if text else None,
+                     seed=instance["seed"], train_fraction=instance["train_fraction"],
+                     noise="uniform" if noise else None,
+                     noise_rate=instance["noise_rate"] if noise else 0.0)  # fmt: skip
+
+
+def _batches(task: Any, seed: int) -> Any:
+    """Endless training batches, epoch after epoch (the carry restarts every epoch)."""
+    epoch = 0
+    while True:
+        for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, seed=seed):
+            yield epoch, inputs, targets
+        epoch += 1
+
+
+def evaluate(
+    instance: dict[str, Any],
+    theta: np.ndarray | None,
+    *,
+    hidden: int = 16,
+    base_lr: float | None = None,
+    data_dir: str | None = None,
+    schedule: str = "mlrsnet-plus",
+) -> dict[str, Any]:
+    """Train one task instance with the network ``theta`` (or a baseline ``schedule``).
+
+    Args:
+        instance: From :func:`sample_instance`.
+        theta: The network's weights (``None`` for a baseline schedule).
+        hidden: The network's width.
+        base_lr: The base rate; ``None`` runs the probe first (its cost is returned).
+        data_dir: Root of the text data.
+        schedule: ``"mlrsnet-plus"`` or a baseline name (``"wsd"``, ``"cosine"``, ...).
+
+    Returns:
+        ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
+        "base_lr", "probe_steps", "seconds"}``.
+    """
+    from mlrsnet.lab import baselines
+    from mlrsnet.lab.tasks.types import call_model
+    from mlrsnet.probe import lr_range_test
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    task = _task(instance, data_dir)
+    seed = instance["seed"]
+    model = task.build_model(seed=seed)
+    model.train()
+    probe_steps = 0
+    if base_lr is None:
+        opt = _probe_optimizer(model, task, instance["optimizer"])
+        stream = _batches(task, seed + 1)
+        carry = {"value": None}
+
+        def next_loss() -> torch.Tensor:
+            _, inputs, targets = next(stream)
+            outputs = call_model(model, task.model_inputs(inputs, carry["value"]))
+            carry["value"] = task.next_carry(outputs)
+            return task.loss_fn(outputs, targets)
+
+        settings = {"lr_min": 1e-6, "lr_max": 1.0} if instance["optimizer"] == "adamw" else {}
+        result = lr_range_test(model, opt, next_loss, grad_clip=task.grad_clip, **settings)
+        base_lr, probe_steps = result.lr, result.steps
+    options: dict[str, Any] = {"optimizer": instance["optimizer"]}
+    if schedule == "mlrsnet-plus":
+        options["network"] = set_params(plus.PlusNet(hidden=hidden), np.asarray(theta))
+    method = baselines.build(schedule, model.parameters(), lr=base_lr, momentum=task.momentum,
+                             weight_decay=task.weight_decay, total_steps=instance["steps"],
+                             steps_per_epoch=max(1, len(task.train_loader(task.batch_size))),
+                             grad_clip=task.grad_clip, **options)  # fmt: skip
+    torch.manual_seed(seed)
+    carry: Any = None
+    last_epoch = 0
+    stream = _batches(task, seed)
+    for _ in range(instance["steps"]):
+        epoch, inputs, targets = next(stream)
+        if epoch != last_epoch:
+            carry, last_epoch = None, epoch
+        outputs = call_model(model, task.model_inputs(inputs, carry))
+        method.step(task.loss_fn(outputs, targets))
+        carry = task.next_carry(outputs)
+    method.eval()
+    val_loss = task.evaluate(model, split="meta")["loss"]
+    objective = math.log(val_loss) if math.isfinite(val_loss) and val_loss > 0 else 10.0
+    return {"val_loss": val_loss, "objective": objective, "base_lr": base_lr,
+            "probe_steps": probe_steps, "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def _probe_optimizer(model: torch.nn.Module, task: Any, name: str) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=task.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
+                           weight_decay=task.weight_decay)  # fmt: skip
+
+
+def es_gradient(plus_values: np.ndarray, minus_values: np.ndarray, noise: np.ndarray,
+                sigma: float) -> np.ndarray:  # fmt: skip
+    """The antithetic ES estimate ``Σ_k (f⁺_k − f⁻_k) ε_k / (2 σ K)``.
+
+    Example:
+        >>> eps = np.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> es_gradient(np.array([1.1, 0.9]), np.array([0.9, 1.1]), eps, 0.1)
+        array([ 0.5, -0.5])
+    """
+    diff = (np.asarray(plus_values) - np.asarray(minus_values))[:, None]
+    return (diff * noise).sum(axis=0) / (2.0 * sigma * len(noise))
+
+
+class _Adam:
+    """Adam on a numpy vector, with its state as lists (JSON-serialisable)."""
+
+    def __init__(self, size: int, lr: float, state: dict[str, Any] | None = None) -> None:
+        self.lr = lr
+        self.m = np.zeros(size) if state is None else np.asarray(state["m"])
+        self.v = np.zeros(size) if state is None else np.asarray(state["v"])
+        self.t = 0 if state is None else int(state["t"])
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        self.t += 1
+        self.m = 0.9 * self.m + 0.1 * grad
+        self.v = 0.999 * self.v + 0.001 * grad**2
+        m_hat = self.m / (1 - 0.9**self.t)
+        v_hat = self.v / (1 - 0.999**self.t)
+        return theta - self.lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+
+    def state(self) -> dict[str, Any]:
+        return {"m": self.m.tolist(), "v": self.v.tolist(), "t": self.t}
+
+
+def meta_train(
+    config: ESConfig,
+    *,
+    workers: int = 2,
+    address: str | None = None,
+    data_dir: str | None = None,
+    command: str = "",
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run (or resume) the meta-training of ``config``; returns the network file.
+
+    Raises:
+        ValueError: If ``config.out`` holds a meta-training with other settings.
+    """
+    import ray
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state["config"] != asdict(config):
+            differs = sorted(
+                k for k in asdict(config) if state["config"].get(k) != asdict(config)[k]
+            )
+            raise ValueError(
+                f"{out} holds a meta-training with other settings ({', '.join(differs)})"
+            )
+        theta = np.asarray(state["theta"])
+        adam = _Adam(theta.size, config.meta_lr, state["adam"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        iteration = state["iteration"]
+    else:
+        theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
+        adam = _Adam(theta.size, config.meta_lr)
+        rng = np.random.default_rng(config.seed)
+        iteration = 0
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
+    while iteration < config.iterations:
+        started = time.perf_counter()
+        instances = [sample_instance(rng, config) for _ in range(config.pairs)]
+        noise = rng.standard_normal((config.pairs, theta.size))
+        probes = ray.get(
+            [
+                remote.remote(inst, theta, hidden=config.hidden, data_dir=data_dir)
+                for inst in instances
+            ]
+        )  # fmt: skip  (the centre, with its probe)
+        runs = []
+        for inst, eps, probe in zip(instances, noise, probes, strict=True):
+            for sign in (1.0, -1.0):
+                runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
+                                          hidden=config.hidden, base_lr=probe["base_lr"],
+                                          data_dir=data_dir))  # fmt: skip
+        results = ray.get(runs)
+        f_plus = np.array([r["objective"] for r in results[0::2]])
+        f_minus = np.array([r["objective"] for r in results[1::2]])
+        grad = es_gradient(f_plus, f_minus, noise, config.sigma)
+        theta = adam.step(theta, grad)
+        iteration += 1
+        record = {
+            "iteration": iteration,
+            "objective_centre": float(np.mean([p["objective"] for p in probes])),
+            "objective_pairs": float(np.mean(np.r_[f_plus, f_minus])),
+            "grad_norm": float(np.linalg.norm(grad)),
+            "seconds": time.perf_counter() - started,
+            "instances": instances,
+        }  # fmt: skip
+        _append(out / "history.jsonl", record)
+        atomic_write(state_path, json.dumps({
+            "config": asdict(config), "theta": theta.tolist(), "adam": adam.state(),
+            "rng": rng.bit_generator.state, "iteration": iteration,
+        }).encode())  # fmt: skip
+        if on_iteration is not None:
+            on_iteration(record)
+    net = set_params(plus.PlusNet(hidden=config.hidden), theta)
+    manifest = {"command": command, "config": asdict(config), "iterations": iteration,
+                "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING"}  # fmt: skip
+    return plus.save(out / "plus.safetensors", net.float(), manifest)
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, allow_nan=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,120 @@
+"""MLR-SNet+ meta-training: the ES estimator, whole-run evaluation, resume, the network file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlrsnet import plus
+from mlrsnet.lab import plus_training
+from mlrsnet.lab.plus_training import ESConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ray():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_es_gradient_is_unbiased_on_a_quadratic():
+    """E[(f(θ+σε) − f(θ−σε)) ε / 2σ] = ∇f exactly for a quadratic: the mean over many draws."""
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, -2.0, 0.5])
+    theta = np.array([0.3, 0.1, -0.4])
+
+    def f(x):
+        return float(a @ x + 0.5 * x @ x)
+
+    eps = rng.standard_normal((20000, 3))
+    grad = plus_training.es_gradient(
+        np.array([f(theta + 0.1 * e) for e in eps]),
+        np.array([f(theta - 0.1 * e) for e in eps]),
+        eps,
+        0.1,
+    )
+    # the standard error of each component is about |∇f| / sqrt(20000) ≈ 0.016
+    assert np.allclose(grad, a + theta, atol=0.06)
+
+
+def test_flat_params_round_trip():
+    net = plus.PlusNet(hidden=5)
+    theta = plus_training.flat_params(net)
+    other = plus_training.set_params(plus.PlusNet(hidden=5), theta * 2)
+    assert np.array_equal(plus_training.flat_params(other), theta * 2)
+    with pytest.raises(ValueError, match="values"):
+        plus_training.set_params(plus.PlusNet(hidden=5), theta[:-1])
+
+
+def test_instances_come_from_the_meta_training_set():
+    from mlrsnet.lab.benchmark.tasksets import HELD_OUT, META_TRAINING
+
+    rng = np.random.default_rng(1)
+    config = ESConfig(out="unused", max_steps=300)
+    seen = [plus_training.sample_instance(rng, config) for _ in range(200)]
+    assert {s["task"] for s in seen} <= {m.task for m in META_TRAINING}
+    assert {s["task"] for s in seen}.isdisjoint({t.task for t in HELD_OUT})
+    assert all(30 <= s["steps"] <= 300 for s in seen)
+    assert {s["optimizer"] for s in seen} == {"sgd", "adamw"}
+    quick = ESConfig(out="unused", quick=True)
+    assert all(plus_training.sample_instance(rng, quick)["task"].startswith("digits")
+               for _ in range(20))  # fmt: skip
+
+
+def test_evaluate_trains_a_whole_run_and_counts_the_probe():
+    instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
+                "noise_rate": 0.2, "steps": 40, "seed": 3}  # fmt: skip
+    theta = plus_training.flat_params(plus.PlusNet.from_shape(iterations=200))
+    first = plus_training.evaluate(instance, theta)
+    assert first["probe_steps"] > 0 and first["base_lr"] > 0
+    again = plus_training.evaluate(instance, theta, base_lr=first["base_lr"])
+    assert again["probe_steps"] == 0
+    assert again["val_loss"] == first["val_loss"]  # the probe leaves no trace on the run
+    assert first["objective"] == pytest.approx(np.log(first["val_loss"]))
+    wsd = plus_training.evaluate(instance, None, base_lr=first["base_lr"], schedule="wsd")
+    assert np.isfinite(wsd["val_loss"])
+
+
+def test_quick_meta_training_runs_and_resumes_exactly(tmp_path):
+    config = ESConfig(out=str(tmp_path / "a"), iterations=2, pairs=2, max_steps=40, quick=True)
+    whole = plus_training.meta_train(config, workers=2)
+    net, manifest = plus.load(whole)
+    assert manifest["iterations"] == 2 and manifest["config"]["pairs"] == 2
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        raise Stop
+
+    cut = ESConfig(**{**config.__dict__, "out": str(tmp_path / "b")})
+    with pytest.raises(Stop):
+        plus_training.meta_train(cut, workers=2, on_iteration=stop)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["iteration"] == 1
+    resumed = plus.load(plus_training.meta_train(cut, workers=2))[0]
+    assert np.array_equal(plus_training.flat_params(resumed), plus_training.flat_params(net))
+    history = (tmp_path / "b" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in history] == [1, 2]
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=30, quick=True)
+    plus_training.meta_train(config, workers=1)
+    with pytest.raises(ValueError, match="sigma"):
+        plus_training.meta_train(ESConfig(**{**config.__dict__, "sigma": 0.1}), workers=1)
+
+
+def test_the_command_line_quick_mode(tmp_path):
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "meta_train_plus.py"), "--quick",
+                           "--out", str(out), "--iterations", "1"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "iteration 1:" in done.stdout and (out / "plus.safetensors").is_file()
+    assert "tools/meta_train_plus.py --quick" in plus.load(out / "plus.safetensors")[1]["command"]
