@@ -131,3 +131,35 @@ def test_the_callback_refuses_a_scheduler_stepped_per_epoch():
         trainer(1, 1, [MLRSNetCallback()], enable_checkpointing=False).fit(
             Regression(interval="epoch"), loader()
         )
+
+
+class SkipsBatches(Regression):
+    """Returns no loss for some batches: Lightning skips backward, still steps the scheduler."""
+
+    SKIPPED = (0, 3)
+
+    def training_step(self, batch, batch_idx):
+        return None if batch_idx in self.SKIPPED else super().training_step(batch, batch_idx)
+
+
+def test_a_batch_without_a_loss_keeps_the_learning_rate():
+    record = RecordLR()
+    trainer(1, 1, [MLRSNetCallback(), record], enable_checkpointing=False).fit(
+        SkipsBatches(), loader()
+    )
+    module = Regression()
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    expected = []
+    for i, batch in enumerate(loader()):
+        expected.append(optimizer.param_groups[0]["lr"])
+        if i not in SkipsBatches.SKIPPED:
+            loss = module.training_step(batch, i)["loss"]
+            loss.backward()
+            scheduler.observe(loss.detach())
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()  # a batch without a loss is as if the scheduler were not stepped
+    assert record.lrs == expected
+    assert expected[0] == expected[1] == 0.5 and expected[4] == expected[3]
+    assert scheduler.num_steps == BATCHES - len(SkipsBatches.SKIPPED)

@@ -7,25 +7,25 @@ torch's order; the callback gives it the loss of that step first
 ``γ · A(the previous step's loss)``.
 
 Example:
-    >>> import torch, mlrsnet
-    >>> from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+    >>> import tempfile, torch, mlrsnet
+    >>> from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
     >>> from mlrsnet.integrations.huggingface import MLRSNetCallback
-    >>> config = GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2,
-    ...                     bos_token_id=0, eos_token_id=0)
-    >>> model = GPT2LMHeadModel(config)  # a tiny model from a config: nothing to download
+    >>> config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16,
+    ...                      num_hidden_layers=1, num_attention_heads=2)
+    >>> model = LlamaForCausalLM(config)  # a tiny model from a config: nothing to download
     >>> ids = torch.randint(0, 16, (8, 8))
     >>> data = [{"input_ids": row, "labels": row} for row in ids]
     >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     >>> scheduler = mlrsnet.MLRSNetLR(optimizer, mlrsnet.MLRSNet())
-    >>> args = TrainingArguments("out", per_device_train_batch_size=4, num_train_epochs=1,
-    ...                          use_cpu=True, report_to="none", save_strategy="no",
-    ...                          disable_tqdm=True)
+    >>> args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=4,
+    ...                          num_train_epochs=1, use_cpu=True, report_to="none",
+    ...                          save_strategy="no", disable_tqdm=True)
     >>> trainer = Trainer(model=model, args=args, train_dataset=data,
     ...                   optimizers=(optimizer, scheduler))
     >>> callback = MLRSNetCallback.attach(trainer)
     >>> _ = trainer.train()  # doctest: +ELLIPSIS
     {'train_runtime': ...}
-    >>> scheduler.num_steps
+    >>> scheduler.num_steps  # one step per optimizer step, each from the loss before it
     2
 """
 

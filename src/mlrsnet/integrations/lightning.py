@@ -71,8 +71,10 @@ class MLRSNetCallback(pl.Callback):
     goes to :meth:`MLRSNetLR.observe <mlrsnet.MLRSNetLR.observe>`. Lightning steps
     the scheduler once per optimizer step, which reads the mean of the losses of
     that step's micro-batches (``accumulate_grad_batches``). The wrapper is
-    removed when ``fit`` ends. Under DDP each rank observes its own loss and the
-    scheduler averages it over the ranks, so every rank sets the same learning rate.
+    removed when ``fit`` ends. A ``training_step`` that returns ``None`` feeds
+    nothing, and the scheduler keeps its learning rate. Under DDP each rank
+    observes its own loss and the scheduler averages it over the ranks, so every
+    rank sets the same learning rate.
 
     Raises:
         ValueError: At the start of ``fit``, if no ``MLRSNetLR`` is configured,
@@ -107,6 +109,10 @@ class MLRSNetCallback(pl.Callback):
                 '{"optimizer": optimizer, "lr_scheduler": {"scheduler": MLRSNetLR(optimizer, net), '
                 '"interval": "step"}}'
             )
+        for scheduler in schedulers:
+            # fed in torch's order from now on: a step without a loss (a training_step that
+            # returned None) keeps the lr, even before the first loss
+            scheduler._observes = True
         self.schedulers = schedulers
         self._wrap(pl_module)
 
