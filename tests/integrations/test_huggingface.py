@@ -126,15 +126,15 @@ def test_the_trainer_uses_the_learning_rates_of_a_hand_written_loop(tmp_path, ac
 
 def test_resume_from_checkpoint_continues_the_learning_rates_exactly(tmp_path):
     full = RecordLR()
-    hf, _ = trainer(tmp_path / "run", 2, full, epochs=4, save_strategy="steps", save_steps=3)
+    hf, _ = trainer(tmp_path / "run", 2, full, save_strategy="steps", save_steps=3)
     hf.train()
-    assert len(full.lrs) == 8
+    assert len(full.lrs) == 6
     resumed = RecordLR()
-    # another schedule network: the checkpoint brings back the saved one
-    hf, scheduler = trainer(tmp_path / "resumed", 2, resumed, net_seed=9, epochs=4)
+    # another schedule network: the checkpoint brings back the saved one; step 3 is mid-epoch
+    hf, scheduler = trainer(tmp_path / "resumed", 2, resumed, net_seed=9)
     hf.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
     assert resumed.lrs == full.lrs[3:]
-    assert scheduler.num_steps == 8
+    assert scheduler.num_steps == 6
 
 
 def test_a_step_skipped_by_the_gradient_scaler_feeds_nothing(tmp_path):
