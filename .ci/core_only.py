@@ -4,6 +4,7 @@ Imports mlrsnet, builds MLRSNetLR and MetaTrainer and takes a meta step, loads e
 network, and checks that no lab dependency is installed and no lab module was imported.
 """
 
+import importlib
 import importlib.util
 import sys
 
@@ -33,6 +34,17 @@ for name in mlrsnet.pretrained_names():
 
 lab = sorted(m for m in sys.modules if m.startswith("mlrsnet.lab"))
 assert not lab, f"the core imported lab modules: {lab}"
+
+# the integrations package imports no framework; a module of it names the extra it needs
+import mlrsnet.integrations  # noqa: E402
+
+for module, extra in (("lightning", "lightning"), ("huggingface", "huggingface")):
+    try:
+        importlib.import_module(f"mlrsnet.integrations.{module}")
+    except ImportError as error:
+        assert f"mlrsnet[{extra}]" in str(error), error
+    else:
+        raise AssertionError(f"mlrsnet.integrations.{module} imported without its framework")
 print(
     f"core only: mlrsnet {mlrsnet.__version__}, {len(mlrsnet.pretrained_names())} shipped "
     "networks loaded, a meta step taken, no lab dependency installed or imported"

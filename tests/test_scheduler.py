@@ -379,3 +379,141 @@ def test_stage_scale_state_resumes_exactly():
         resumed.step(loss)
         rest.append(resumed.get_last_lr()[0])
     assert rest == trace[2:]
+
+
+# -- torch's order: observe(loss) before optimizer.step(), step() after it ----------------------
+
+
+def _lag_pair(fast, staged):
+    """Two identical schedulers (two param groups), plain or in three stages with the paper's
+    scale rule, which switch networks and rescale mid-run."""
+
+    def build():
+        if not staged:
+            return make(fast=fast)[1:]
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+        optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.5},
+                                     {"params": model[1].parameters(), "lr": 0.05}])  # fmt: skip
+        nets = [MLRSNet() for _ in range(3)]
+        scheduler = MLRSNetLR(optimizer, stages=[(0.0, nets[0]), (0.3, nets[1]), (0.6, nets[2])],
+                              total_steps=40, stage_scale="paper", num_classes=10, fast=fast)  # fmt: skip
+        return optimizer, scheduler
+
+    return build(), build()
+
+
+@pytest.mark.parametrize("staged", [False, True])
+@pytest.mark.parametrize("fast", [True, False])
+def test_torch_order_differs_from_the_paper_order_only_by_a_one_step_lag(fast, staged):
+    values = losses(40, seed=11)
+    values[7], values[23] = float("nan"), float("inf")  # non-finite losses lag the same way
+    (paper_opt, paper), (torch_opt, torch_sched) = _lag_pair(fast, staged)
+    initial = [g["lr"] for g in torch_opt.param_groups]
+    paper_lrs, torch_lrs = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the non-finite losses' warning
+        for i, v in enumerate(values):
+            loss = torch.tensor(v) if i % 2 else v
+            paper.step(loss)  # the paper's order: this step's lr from this step's loss
+            paper_lrs.append([g["lr"] for g in paper_opt.param_groups])
+            torch_lrs.append([g["lr"] for g in torch_opt.param_groups])  # what step i runs at
+            torch_sched.observe(loss)  # torch's order: observe, optimizer.step(), step()
+            torch_sched.step()
+    assert torch_lrs[0] == initial  # step 0 runs at γ: no loss has been read yet
+    assert torch_lrs[1:] == paper_lrs[:-1]  # step t + 1 in torch's order == step t in the paper's
+    assert torch_sched.get_last_lr() == paper.get_last_lr() == paper_lrs[-1]
+    assert torch_sched.num_steps == paper.num_steps == 40
+    assert torch_sched.num_nonfinite == paper.num_nonfinite == 2
+    assert torch_sched.stage_index == paper.stage_index == (2 if staged else 0)
+    for a, b in zip(torch_sched.state, paper.state, strict=True):
+        assert torch.equal(a, b)
+    assert len(set(map(tuple, paper_lrs))) > 30  # the schedule moved
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_observed_losses_are_averaged_until_the_step_reads_them(fast):
+    _, opt_a, a = make(fast=fast)
+    _, opt_b, b = make(fast=fast)
+    for micro in ([1.5, 2.5], [torch.tensor(0.75), 1.25, torch.tensor(1.0, dtype=torch.float64)]):
+        for v in micro:
+            a.observe(v)
+        assert a.observed_count == len(micro)
+        a.step()
+        assert a.observed_count == 0
+        b.observe(sum(float(v) for v in micro) / len(micro))
+        b.step()
+        assert a.get_last_lr() == b.get_last_lr()
+        assert [g["lr"] for g in opt_a.param_groups] == [g["lr"] for g in opt_b.param_groups]
+
+
+def test_step_without_an_observed_loss_holds_and_mixing_the_orders_is_refused():
+    _, optimizer, scheduler = make()
+    with pytest.raises(TypeError, match=r"observe\(loss\)"):
+        scheduler.step()  # nothing was ever observed: the loss is missing
+    scheduler.observe(2.0)
+    with pytest.raises(RuntimeError, match="one order"):
+        scheduler.step(2.0)
+    scheduler.step()
+    lrs, state = scheduler.get_last_lr(), [t.clone() for t in scheduler.state]
+    scheduler.step()  # nothing observed since the last step: lr and state kept, no step counted
+    scheduler.step()
+    assert scheduler.get_last_lr() == lrs and [g["lr"] for g in optimizer.param_groups] == lrs
+    assert all(torch.equal(a, b) for a, b in zip(scheduler.state, state, strict=True))
+    assert scheduler.num_steps == scheduler.last_epoch == 1
+    with pytest.raises(ValueError, match="scalar"):
+        scheduler.observe(torch.ones(3))
+    with pytest.raises(TypeError, match="float or a tensor"):
+        scheduler.observe("0.5")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_non_finite_observed_loss_never_gives_a_non_finite_lr(fast):
+    _, optimizer, scheduler = make(fast=fast)
+    scheduler.observe(1.0)
+    scheduler.step()
+    lrs = scheduler.get_last_lr()
+    for bad in ([float("nan")], [float("inf")], [1.0, -float("inf")], [torch.tensor(float("nan"))]):
+        for v in bad:
+            scheduler.observe(v)
+        with pytest.warns(RuntimeWarning, match="non-finite") if scheduler.num_nonfinite == 0 \
+                else warnings.catch_warnings():  # fmt: skip
+            scheduler.step()
+        assert [g["lr"] for g in optimizer.param_groups] == lrs
+        assert all(math.isfinite(lr) for lr in lrs)
+    assert scheduler.num_nonfinite == 4
+
+
+@pytest.mark.parametrize("stop", [12, 13])  # a float pending, a float32 tensor pending
+@pytest.mark.parametrize("pending", [1, 2])
+@pytest.mark.parametrize("fast", [True, False])
+def test_torch_order_resumes_exactly_with_observed_losses_pending(fast, pending, stop):
+    values = losses(30, seed=5)
+
+    def run(scheduler, vs, start, stop=None):
+        out = []
+        for i, v in enumerate(vs, start):
+            for k in range(pending):  # several micro-batches: the mean is read
+                scheduler.observe(torch.tensor(v * (1 + 0.1 * k)) if i % 2 else v * (1 + 0.1 * k))
+            if i == stop:  # saved between observe and step
+                return out
+            scheduler.step()
+            out.append(scheduler.get_last_lr())
+        return out
+
+    _, _, full = make(fast=fast)
+    expected = run(full, values, 0)
+    _, _, first = make(fast=fast)
+    got = run(first, values[: stop + 1], 0, stop=stop)
+    assert first.observed_count == pending
+    state = _save_load(first.state_dict())
+    assert all(isinstance(v, (torch.Tensor, int, float, list)) for v in state.values())
+    torch.manual_seed(99)
+    _, _, second = make(net=mlrsnet.MLRSNet(), fast=fast)
+    second.load_state_dict(state)
+    assert second.observed_count == pending
+    second.step()
+    got.append(second.get_last_lr())
+    got += run(second, values[stop + 1 :], stop + 1)
+    assert got == expected
+    assert len(got) == 30

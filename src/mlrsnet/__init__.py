@@ -42,7 +42,9 @@ _LAZY = {
 }
 
 #: Submodules that ``import mlrsnet`` used to import, still reachable as attributes.
-_SUBMODULES = ("atomic", "checks", "functional", "gradients", "hub", "meta", "net", "scheduler")
+_SUBMODULES = (
+    "atomic", "checks", "functional", "gradients", "hub", "integrations", "meta", "net", "scheduler",
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from mlrsnet.functional import paper_gamma

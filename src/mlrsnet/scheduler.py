@@ -123,6 +123,24 @@ class MLRSNetLR(LRScheduler):
     step to step and is part of :meth:`state_dict`, with the network weights, so
     a resumed run continues with bit-identical learning rates.
 
+    **torch's order.** Trainers that step the scheduler themselves (Lightning,
+    the Hugging Face ``Trainer``, Accelerate) call ``scheduler.step()`` with no
+    argument after ``optimizer.step()``. Give the loss to :meth:`observe`
+    instead, and ``step()`` sets the *next* step's learning rate from it::
+
+        loss.backward(); scheduler.observe(loss); optimizer.step(); scheduler.step()
+
+    The two orders differ only by a lag of one step: the learning rate of step
+    ``t + 1`` in torch's order is the one of step ``t`` in the paper's order (for
+    the same losses), and step 0 runs at ``γ`` (the factor is 1 before any loss).
+    Several :meth:`observe` calls before one ``step()`` (gradient accumulation)
+    are averaged; ``step()`` with nothing observed since the last step keeps the
+    learning rate (a step without a loss: a skipped batch, or Accelerate's
+    repeated ``step()`` under several processes), and raises ``TypeError`` if
+    no loss was ever observed (the order is then not torch's: the loss is missing).
+    The losses observed and not yet read are part of :meth:`state_dict`.
+    ``mlrsnet.integrations`` feeds the loss for Lightning and the ``Trainer``.
+
     **Transfer in stages.** The paper's transfer protocol switches networks
     during training (its released checkpoints of meta-training epochs 1, 100
     and 200 at 0, 1/3 and 2/3 of the new run). Pass ``stages=[(0.0, net_a),
@@ -135,7 +153,8 @@ class MLRSNetLR(LRScheduler):
     **Non-finite losses.** A NaN or infinite loss (or a non-finite output)
     never reaches the optimizer: the last finite factor is kept, the state is
     not advanced, the event is counted in :attr:`num_nonfinite` and a warning is
-    issued once.
+    issued once. In torch's order the same holds for a non-finite observed loss
+    (or a non-finite mean of several), when ``step()`` reads it.
 
     **Cost.** On CPU each step runs a numpy copy of the network (refreshed
     whenever the network's weights change in place) in about 20 µs. On other
@@ -182,6 +201,12 @@ class MLRSNetLR(LRScheduler):
         >>> loss.backward(); scheduler.step(loss); optimizer.step()
         >>> 0 < scheduler.get_last_lr()[0] < 0.5
         True
+
+        torch's order, one step later:
+
+        >>> scheduler.observe(loss); optimizer.step(); scheduler.step()
+        >>> scheduler.num_steps
+        2
     """
 
     def __init__(
@@ -235,6 +260,11 @@ class MLRSNetLR(LRScheduler):
         self.stage_index = 0
         self.num_steps = 0
         self._warned_nonfinite = False
+        # torch's order: the losses observed since the last step (one as given, several as a
+        # float64 sum), and whether observe() was ever called (step() then holds when empty)
+        self._observed: Tensor | float | None = None
+        self._observed_count = 0
+        self._observes = False
         self._fast = fast and self.device.type == "cpu"
         self._numpy_net: _NumpyNet | None = None
         first_net = self._nets[0]
@@ -287,32 +317,45 @@ class MLRSNetLR(LRScheduler):
         return [self._scaled(base) for base in self.base_lrs]
 
     def step(self, loss: Tensor | float | None = None) -> None:  # type: ignore[override]
-        """Read this step's training loss and set every group's learning rate.
+        """Read a training loss and set every group's learning rate.
+
+        ``step(loss)`` (the paper's order, before ``optimizer.step()``) reads this
+        step's loss and sets this step's learning rate. ``step()`` (torch's order,
+        after ``optimizer.step()``) reads the loss given to :meth:`observe` (the
+        mean of several) and sets the next step's learning rate; with nothing
+        observed since the last step it keeps the learning rate and the state.
 
         Args:
             loss: The training loss of this step: a float or a one-element tensor
                 (it is detached; nothing is back-propagated into it).
 
         Raises:
-            TypeError: If ``loss`` is missing or not a number or tensor.
+            TypeError: If ``loss`` is not a number or tensor, or is missing and no
+                loss was ever given to :meth:`observe`.
             ValueError: If ``loss`` has more than one element.
+            RuntimeError: If ``loss`` is given while observed losses wait to be read.
         """
         if loss is None:
             if getattr(self, "_is_initial", False):
                 self._apply_lrs()
                 return
-            raise TypeError(
-                "MLRSNetLR.step() needs this step's training loss: scheduler.step(loss)"
-            )
-        if isinstance(loss, Tensor):
-            if loss.numel() != 1:
-                raise ValueError(
-                    f"MLRSNetLR.step(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
+            if self._observed_count == 0:
+                if self._observes:
+                    logger.debug("MLRSNetLR: step() with no loss observed: lr kept")
+                    return
+                raise TypeError(
+                    "MLRSNetLR.step() needs this step's training loss: scheduler.step(loss) "
+                    "before optimizer.step(), or scheduler.observe(loss) before a step() "
+                    "after optimizer.step() (torch's order; see docs/integrations.md)"
                 )
-        elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
-            raise TypeError(
-                f"MLRSNetLR.step(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
-            )
+            loss = self._take_observed()
+        else:
+            _check_loss(loss, "step")
+            if self._observed_count:
+                raise RuntimeError(
+                    "MLRSNetLR.step(loss): a loss given to observe() waits to be read by step(); "
+                    "use one order: step(loss), or observe(loss) then step()"
+                )
         if self.stage_index + 1 < len(self._nets):
             self._maybe_start_stage()
         if self.reads_mean_over_ranks():
@@ -330,6 +373,59 @@ class MLRSNetLR(LRScheduler):
         self.last_epoch = self.num_steps
         self._step_count += 1
         self._apply_lrs()
+
+    def observe(self, loss: Tensor | float) -> None:
+        """Record a training loss for the next :meth:`step` without stepping (torch's order).
+
+        Call it after ``backward`` and before (or after) ``optimizer.step()``; the
+        ``step()`` that follows ``optimizer.step()`` sets the next step's learning
+        rate from this loss. Losses observed several times before one ``step()``
+        (gradient accumulation: once per micro-batch) are averaged. Give the loss
+        as trained, not scaled by a ``GradScaler`` nor divided for accumulation.
+
+        Args:
+            loss: A training loss: a float or a one-element tensor (it is detached;
+                on CPU its value is read now, elsewhere it stays on its device).
+
+        Raises:
+            TypeError: If ``loss`` is not a number or tensor.
+            ValueError: If ``loss`` has more than one element.
+
+        Example:
+            >>> net = MLRSNet()
+            >>> def scheduler():
+            ...     return MLRSNetLR(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1), net)
+            >>> a, b = scheduler(), scheduler()
+            >>> a.observe(torch.tensor(2.0)); a.observe(4.0); a.step()  # accumulation: the mean
+            >>> b.observe(3.0); b.step()
+            >>> a.get_last_lr() == b.get_last_lr()
+            True
+        """
+        _check_loss(loss, "observe")
+        if isinstance(loss, Tensor):
+            loss = loss.detach()
+            loss = loss.item() if self._fast else loss.clone()
+        else:
+            loss = float(loss)
+        if self._observed_count == 0:
+            self._observed = loss  # one loss is read as given: bit-identical to step(loss)
+        elif isinstance(loss, float) and isinstance(self._observed, float):
+            self._observed += loss
+        else:
+            self._observed = _as_sum(self._observed) + _as_sum(loss)
+        self._observed_count += 1
+        self._observes = True
+
+    @property
+    def observed_count(self) -> int:
+        """How many losses :meth:`observe` recorded that no :meth:`step` has read yet."""
+        return self._observed_count
+
+    def _take_observed(self) -> Tensor | float:
+        loss, count = self._observed, self._observed_count
+        assert loss is not None
+        self._observed, self._observed_count = None, 0
+        return loss if count == 1 else loss / count
 
     def reads_mean_over_ranks(self) -> bool:
         """Whether the network reads the loss averaged over ``torch.distributed`` ranks.
@@ -528,6 +624,10 @@ class MLRSNetLR(LRScheduler):
             "loss_average": torch.tensor(
                 [float(self._loss_sum), float(self._loss_weight)], dtype=torch.float64
             ),
+            # torch's order: the losses observed and not read yet (one value, or their sum)
+            "observed_loss": _saved_observed(self._observed),
+            "observed_count": self._observed_count,
+            "observes": self._observes,
         }
         for i, stage_net in enumerate(self._nets):
             for name, value in stage_net.state_dict().items():
@@ -574,6 +674,16 @@ class MLRSNetLR(LRScheduler):
             loss_sum, loss_weight = (float(v) for v in state_dict["loss_average"])
             self._loss_sum, self._loss_weight = loss_sum, loss_weight
         self._nonfinite.copy_(torch.as_tensor(state_dict.get("num_nonfinite", 0)))
+        count = int(state_dict.get("observed_count", 0))
+        observed = state_dict.get("observed_loss")
+        if count and (observed is None or observed.numel() != 1):
+            raise ValueError("MLRSNetLR.load_state_dict: observed_count without observed_loss")
+        self._observed_count = count
+        self._observed = None
+        if count:
+            observed = observed.detach().reshape(()).clone()
+            self._observed = observed.item() if self._fast else observed.to(self.device)
+        self._observes = bool(state_dict.get("observes", False))
         self.num_steps = int(state_dict["num_steps"])
         self.last_epoch = int(state_dict.get("last_epoch", self.num_steps))
         self._step_count = int(state_dict.get("step_count", self.num_steps + 1))
@@ -585,6 +695,35 @@ class MLRSNetLR(LRScheduler):
             group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
         self._numpy_net = None
         self._apply_lrs()
+
+
+def _check_loss(loss: Any, method: str) -> None:
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(
+                f"MLRSNetLR.{method}(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
+            )
+    elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        raise TypeError(
+            f"MLRSNetLR.{method}(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
+        )
+
+
+def _as_sum(loss: Tensor | float) -> Tensor | float:
+    """A loss as a term of a sum of observed losses: float64 (float32 on MPS, which lacks it)."""
+    if not isinstance(loss, Tensor):
+        return loss
+    dtype = torch.float32 if loss.device.type == "mps" else torch.float64
+    return loss.reshape(()).to(dtype)
+
+
+def _saved_observed(observed: Tensor | float | None) -> Tensor:
+    """The pending observed loss for a state dict: ``[]`` when none, ``[value]`` in its dtype."""
+    if observed is None:
+        return torch.zeros(0, dtype=torch.float64)
+    if isinstance(observed, Tensor):
+        return observed.detach().reshape(1).clone()
+    return torch.tensor([observed], dtype=torch.float64)
 
 
 def _check_stage_scale(
