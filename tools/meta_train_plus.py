@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meta-lr", type=float, default=0.01)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--monitor-every", type=int, default=10,
+                        help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--address", default=None, help="a Ray cluster to join")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from mlrsnet.lab.plus_training import ESConfig, meta_train
 
-    quick = {"iterations": 3, "pairs": 2, "max_steps": 80} if args.quick else {}
+    quick = {"iterations": 3, "pairs": 2, "max_steps": 80, "monitor_instances": 2} if args.quick else {}
     config = ESConfig(
         out=str(args.out),
         iterations=args.iterations or quick.get("iterations", 200),
@@ -47,12 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps or quick.get("max_steps", 600),
         seed=args.seed,
         quick=args.quick,
+        monitor_every=args.monitor_every,
+        monitor_instances=quick.get("monitor_instances", 6),
     )
 
     def report(record: dict) -> None:
+        monitor = ""
+        if "monitor_log_ratio" in record:
+            monitor = (f", vs WSD on the monitor tasks: log ratio {record['monitor_log_ratio']:+.4f}"
+                       f" ({record['monitor_wins']} better)")  # fmt: skip
         print(f"iteration {record['iteration']}: log val loss {record['objective_centre']:.4f} "
               f"(pairs {record['objective_pairs']:.4f}), |g| {record['grad_norm']:.3g}, "
-              f"{record['seconds']:.1f} s", flush=True)  # fmt: skip
+              f"{record['seconds']:.1f} s{monitor}", flush=True)  # fmt: skip
 
     path = meta_train(config, workers=args.workers, address=args.address,
                       data_dir=args.data_dir, on_iteration=report,

@@ -56,6 +56,11 @@ class ESConfig:
         seed: Seed of everything.
         max_steps: The longest run drawn (the lengths are log-uniform up to it).
         quick: Digits tasks only and short runs (the ``--quick`` test).
+        monitor_every: Every this many iterations (and after the first), the network is
+            scored on fixed monitor instances against warmup-stable-decay at the same probe
+            rate: ``monitor_log_ratio`` is the mean of ``log(L_net / L_wsd)`` (below 0: the
+            network ends at a lower validation loss).
+        monitor_instances: How many fixed instances the monitor uses.
     """
 
     out: str
@@ -67,6 +72,8 @@ class ESConfig:
     seed: int = 0
     max_steps: int = 600
     quick: bool = False
+    monitor_every: int = 10
+    monitor_instances: int = 6
 
 
 def flat_params(net: plus.PlusNet) -> np.ndarray:
@@ -284,6 +291,9 @@ def meta_train(
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
+    monitor = _Monitor(config, remote, data_dir, out / "monitor.json")
+    if iteration == 0:
+        _append(out / "history.jsonl", {"iteration": 0, **monitor.score(theta)})
     while iteration < config.iterations:
         started = time.perf_counter()
         instances = [sample_instance(rng, config) for _ in range(config.pairs)]
@@ -314,6 +324,8 @@ def meta_train(
             "seconds": time.perf_counter() - started,
             "instances": instances,
         }  # fmt: skip
+        if iteration % config.monitor_every == 0 or iteration == config.iterations:
+            record.update(monitor.score(theta))
         _append(out / "history.jsonl", record)
         atomic_write(state_path, json.dumps({
             "config": asdict(config), "theta": theta.tolist(), "adam": adam.state(),
@@ -325,6 +337,39 @@ def meta_train(
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
                 "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING"}  # fmt: skip
     return plus.save(out / "plus.safetensors", net.float(), manifest)
+
+
+class _Monitor:
+    """Fixed instances, their probe rates and WSD's loss on them (computed once, kept in a file)."""
+
+    def __init__(self, config: ESConfig, remote: Any, data_dir: str | None, path: Path) -> None:
+        import ray
+
+        self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            self.instances, self.base_lrs, self.wsd = (
+                saved["instances"], saved["base_lrs"], saved["wsd"])  # fmt: skip
+            return
+        rng = np.random.default_rng([config.seed, 1])
+        self.instances = [sample_instance(rng, config) for _ in range(config.monitor_instances)]
+        probes = ray.get([remote.remote(inst, None, schedule="wsd", data_dir=data_dir)
+                          for inst in self.instances])  # fmt: skip
+        self.base_lrs = [p["base_lr"] for p in probes]
+        self.wsd = [p["objective"] for p in probes]
+        atomic_write(path, json.dumps({"instances": self.instances, "base_lrs": self.base_lrs,
+                                       "wsd": self.wsd}).encode())  # fmt: skip
+
+    def score(self, theta: np.ndarray) -> dict[str, float]:
+        import ray
+
+        results = ray.get([
+            self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir)
+            for inst, lr in zip(self.instances, self.base_lrs, strict=True)
+        ])  # fmt: skip
+        ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
+        return {"monitor_log_ratio": float(np.mean(ratios)),
+                "monitor_wins": int(sum(r < 0 for r in ratios))}  # fmt: skip
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
