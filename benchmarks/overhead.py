@@ -36,6 +36,7 @@ from torch.func import functional_call
 
 import mlrsnet
 from mlrsnet.lab.tasks.models import resnet, resnet18
+from mlrsnet.plus import MLRSNetPlusLR, PlusNet
 
 ce = nn.functional.cross_entropy
 
@@ -166,19 +167,25 @@ def measure_scheduler(args, device):
     scheduler = mlrsnet.MLRSNetLR(optimizer, net)
     loss = torch.tensor(2.3, device=device)
     authors_net = copy.deepcopy(net).to(device)
+    plus_model = nn.Linear(4, 1).to(device)
+    plus_optimizer = torch.optim.SGD(plus_model.parameters(), lr=0.1)
+    plus_scheduler = MLRSNetPlusLR(plus_optimizer, PlusNet(), total_steps=10**9)
 
     def ours():
         scheduler.step(loss)
+
+    def plus():
+        plus_scheduler.step(loss)
 
     def authors():
         with torch.no_grad():
             float(authors_net(loss.reshape(1))[0]) * 0.1
 
-    for fn in (ours, authors):
+    for fn in (ours, authors, plus):
         time_calls(fn, 200, device)
-    times = {"ours": [], "authors": []}
+    times = {"ours": [], "authors": [], "plus": []}
     for _ in range(5):
-        for name, fn in (("ours", ours), ("authors", authors)):
+        for name, fn in (("ours", ours), ("authors", authors), ("plus", plus)):
             times[name].append(time_calls(fn, args.scheduler_calls, device))
     return {k: min(v) for k, v in times.items()}
 
@@ -236,6 +243,7 @@ def main(argv=None) -> int:
             "a_authors_meta_step_ratio": steps["authors"] / steps["plain"],
             "b_scheduler_step_us": sched["ours"] * 1e6,
             "b_authors_network_call_us": sched["authors"] * 1e6,
+            "b_plus_scheduler_step_us": sched["plus"] * 1e6,
             "c_whole_run_ratio": meta_run / plain_run,
         }
         if args.whole_run:
@@ -254,6 +262,9 @@ def main(argv=None) -> int:
         )
         print(
             f"  (b) authors' network call + host read    {out['b_authors_network_call_us']:9.1f} us"
+        )
+        print(
+            f"  (b) MLR-SNet+ scheduler.step(loss)       {out['b_plus_scheduler_step_us']:9.1f} us (goal <= 10 on CPU)"
         )
         print(
             f"  (c) whole run at meta_interval={k:<4d}      {out['c_whole_run_ratio']:9.4f}   (goal <= 1.01)"

@@ -34,6 +34,7 @@ def test_overhead_benchmark_prints_the_three_ratios(tmp_path, capsys):
     assert (
         cpu["a_meta_step_ratio"] > 1
         and cpu["b_scheduler_step_us"] > 0
+        and cpu["b_plus_scheduler_step_us"] > 0
         and cpu["c_whole_run_ratio"] > 1
     )
 

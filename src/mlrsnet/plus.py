@@ -405,8 +405,9 @@ class MLRSNetPlusLR(LRScheduler):
         Raises:
             RuntimeError: If ``loss`` is given while observed losses wait to be read.
         """
-        if getattr(self, "_is_initial", False) or self.last_epoch < 0 and loss is None:
-            self._apply()  # the constructor's call: rates at the start
+        if self.last_epoch < 0:  # the constructor's call: the rates at the start
+            self.last_epoch, self._step_count = 0, self._step_count + 1
+            self._apply()
             return
         if loss is None:
             if self._observed_count == 0:

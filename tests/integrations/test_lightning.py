@@ -163,3 +163,41 @@ def test_a_batch_without_a_loss_keeps_the_learning_rate():
     assert record.lrs == expected
     assert expected[0] == expected[1] == 0.5 and expected[4] == expected[3]
     assert scheduler.num_steps == BATCHES - len(SkipsBatches.SKIPPED)
+
+
+class PlusRegression(Regression):
+    """The same module with MLR-SNet+ (its torch order is the same one-step lag)."""
+
+    def configure_optimizers(self):
+        from mlrsnet.plus import MLRSNetPlusLR, PlusNet
+
+        optimizer = torch.optim.AdamW(self.parameters(), lr=0.01)
+        torch.manual_seed(self.net_seed)
+        net = PlusNet(hidden=6)
+        with torch.no_grad():
+            net.layer1.weight.mul_(3.0)  # let the loss features move the rate
+        scheduler = MLRSNetPlusLR(optimizer, net, total_steps=3 * BATCHES)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}  # fmt: skip
+
+
+def test_lightning_feeds_mlrsnet_plus_like_a_hand_written_loop():
+    record = RecordLR()
+    trainer(3, 1, [MLRSNetCallback(), record], enable_checkpointing=False).fit(
+        PlusRegression(), loader()
+    )
+    module = PlusRegression()
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    expected = []
+    for _ in range(3):
+        for i, batch in enumerate(loader()):
+            loss = module.training_step(batch, i)["loss"]
+            loss.backward()
+            scheduler.observe(loss.detach())
+            expected.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+    assert record.lrs == expected
+    assert len(set(expected)) > BATCHES  # the rates move with the run

@@ -45,7 +45,11 @@ from typing import Any
 
 from torch import Tensor
 
+from mlrsnet.plus import MLRSNetPlusLR
 from mlrsnet.scheduler import MLRSNetLR
+
+#: The loss-driven schedulers the callback feeds (MLR-SNet and MLR-SNet+).
+LOSS_DRIVEN = (MLRSNetLR, MLRSNetPlusLR)
 
 __all__ = ["MLRSNetCallback"]
 
@@ -121,10 +125,10 @@ class MLRSNetCallback(TrainerCallback):
                 "collects the training losses (a callback alone does not see them)"
             )
         scheduler = kwargs.get("lr_scheduler")
-        if not isinstance(scheduler, MLRSNetLR):
+        if not isinstance(scheduler, LOSS_DRIVEN):
             raise TypeError(
                 "MLRSNetCallback: the Trainer's lr scheduler is "
-                f"{type(scheduler).__name__}, not MLRSNetLR; pass "
+                f"{type(scheduler).__name__}, not MLRSNetLR or MLRSNetPlusLR; pass "
                 "Trainer(..., optimizers=(optimizer, MLRSNetLR(optimizer, net)))"
             )
         self._window = None
@@ -140,5 +144,5 @@ class MLRSNetCallback(TrainerCallback):
             )
             return
         scheduler = kwargs.get("lr_scheduler")
-        if window is not None and isinstance(scheduler, MLRSNetLR):
+        if window is not None and isinstance(scheduler, LOSS_DRIVEN):
             scheduler.observe(window)

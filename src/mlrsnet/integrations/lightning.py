@@ -52,7 +52,11 @@ from typing import Any
 
 from torch import Tensor
 
+from mlrsnet.plus import MLRSNetPlusLR
 from mlrsnet.scheduler import MLRSNetLR
+
+#: The loss-driven schedulers the callback feeds (MLR-SNet and MLR-SNet+).
+LOSS_DRIVEN = (MLRSNetLR, MLRSNetPlusLR)
 
 __all__ = ["MLRSNetCallback"]
 
@@ -83,7 +87,7 @@ class MLRSNetCallback(pl.Callback):
     """
 
     def __init__(self) -> None:
-        self.schedulers: list[MLRSNetLR] = []
+        self.schedulers: list[MLRSNetLR | MLRSNetPlusLR] = []
         self._module: pl.LightningModule | None = None
         self._saved: Any = _MISSING
 
@@ -96,7 +100,7 @@ class MLRSNetCallback(pl.Callback):
             )
         schedulers = []
         for config in trainer.lr_scheduler_configs:
-            if isinstance(config.scheduler, MLRSNetLR):
+            if isinstance(config.scheduler, LOSS_DRIVEN):
                 if config.interval != "step":
                     raise ValueError(
                         "MLRSNetCallback: configure the MLRSNetLR scheduler with "
@@ -105,7 +109,7 @@ class MLRSNetCallback(pl.Callback):
                 schedulers.append(config.scheduler)
         if not schedulers:
             raise ValueError(
-                "MLRSNetCallback: configure_optimizers returned no MLRSNetLR scheduler; return "
+                "MLRSNetCallback: configure_optimizers returned no MLRSNetLR (or MLRSNetPlusLR) scheduler; return "
                 '{"optimizer": optimizer, "lr_scheduler": {"scheduler": MLRSNetLR(optimizer, net), '
                 '"interval": "step"}}'
             )
