@@ -104,14 +104,15 @@ def _decays(total_steps: int) -> np.ndarray:
 
 
 def observe(state: LossState, loss: float, total_steps: int) -> LossState:
-    """The state after reading ``loss`` (a non-finite loss leaves it unchanged).
+    """The state after reading ``loss`` (a non-finite loss, or one beyond :data:`MAX_LOSS`,
+    leaves it unchanged).
 
     Example:
         >>> s = observe(observe(init_state(), 2.0, 100), 1.0, 100)
         >>> s.count, s.initial, s.minimum
         (2, 2.0, 1.0)
     """
-    if not math.isfinite(loss):
+    if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
         return state
     decays = _decays(total_steps)
     averages = tuple(
@@ -123,6 +124,30 @@ def observe(state: LossState, loss: float, total_steps: int) -> LossState:
         minimum=min(state.minimum, loss),
         averages=averages,
     )
+
+
+#: A loss beyond this magnitude is treated as non-finite (skipped): every float64
+#: intermediate of the features stays finite without a check per element.
+MAX_LOSS = 1e200
+
+
+def _loss_inputs(corrected: Sequence[float], minimum: float, initial: float) -> list[float]:
+    """The four loss features from bias-corrected averages (shared by both paths).
+
+    The ratio's floor is relative to the loss's own size (1e-6 of it), so a flat loss, whose
+    excess over the minimum is rounding noise, reads -1 at any scale.
+    """
+    floor = 1e-6 * (abs(corrected[-1]) + abs(minimum)) + 1e-300
+    excess = [c - minimum for c in corrected]
+    out = [min(max(excess[i] / max(excess[i + 1], floor) - 1.0, -1.0), 1.0)
+           for i in range(len(excess) - 1)]  # fmt: skip
+    last = 0.0
+    if initial > 0.0 and corrected[0] > 0.0:
+        ratio = corrected[0] / initial
+        last = max(math.log(ratio), -5.0) if ratio > 0.0 else -5.0
+        last = min(last, 1.0) / 5.0
+    out.append(last)
+    return out
 
 
 def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
@@ -139,17 +164,16 @@ def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
     out = np.zeros(NUM_FEATURES)
     out[:_NUM_PROGRESS] = np.tanh(10.0 * (progress - np.asarray(PROGRESS_CENTRES)))
     if state.count:
-        corrected = np.asarray(state.averages) / (1.0 - _decays(total_steps) ** state.count)
-        excess = corrected - state.minimum
-        ratio = excess[:-1] / np.maximum(excess[1:], 1e-12) - 1.0
-        out[_NUM_PROGRESS : _NUM_PROGRESS + len(ratio)] = np.clip(ratio, -1.0, 1.0)
-        if state.initial > 0.0 and corrected[0] > 0.0:
-            out[-1] = float(np.clip(math.log(corrected[0] / state.initial), -5.0, 1.0)) / 5.0
+        decays = [float(d) for d in _decays(total_steps)]
+        corrected = [a / (1.0 - d**state.count)
+                     for a, d in zip(state.averages, decays, strict=True)]  # fmt: skip
+        out[_NUM_PROGRESS:] = _loss_inputs(corrected, state.minimum, state.initial)
     return out
 
 
 def multiplier(params: Sequence[np.ndarray], x: np.ndarray) -> float:
-    """``2 σ(w2 · tanh(W1 x + b1) + b2)``: the factor of the base rate, in ``(0, 2)``.
+    """``2 σ(w2 · tanh(W1 x + b1) + b2)``: the factor of the base rate, in ``[0, 2]``
+    (float64 reaches the ends only for ``|o| > 37``).
 
     Example:
         >>> params = [np.zeros((4, 13)), np.zeros(4), np.zeros(4), np.zeros(1)]
@@ -411,6 +435,8 @@ class MLRSNetPlusLR(LRScheduler):
             return
         if loss is None:
             if self._observed_count == 0:
+                if not hasattr(self, "_last_lr"):  # constructed to resume (last_epoch >= 0)
+                    self._apply()
                 logger.debug("MLRSNetPlusLR: step() with no loss observed: lr kept")
                 return
             value = self._observed / self._observed_count  # type: ignore[operator]
@@ -442,7 +468,9 @@ class MLRSNetPlusLR(LRScheduler):
     def _read(self, loss: float) -> None:
         """:func:`observe`, :func:`features` and :func:`multiplier` on host floats (the same
         operations, so the same numbers as the pure functions; about 10 µs)."""
-        if not math.isfinite(loss):
+        progress = self._losses_read / self.total_steps
+        self._losses_read += 1  # a skipped step still advances time, as MLRSNetLR counts it
+        if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
             self.num_nonfinite += 1
             logger.warning("MLRSNetPlusLR: non-finite loss %r skipped; the rate is kept", loss)
             return
@@ -453,22 +481,10 @@ class MLRSNetPlusLR(LRScheduler):
         minimum = self._minimum = min(self._minimum, loss)
         if count == 1:
             self._initial = loss
-        initial = self._initial
-        progress = self._losses_read / self.total_steps
-        self._losses_read += 1
         embed = np.tanh(10.0 * (progress - _CENTRES))
         pre = self._w1_progress @ embed + self._params[1]
         corrected = [a / (1.0 - d**count) for a, d in zip(averages, self._decays, strict=True)]
-        excess = [c - minimum for c in corrected]
-        loss_inputs = [
-            min(max(excess[i] / max(excess[i + 1], 1e-12) - 1.0, -1.0), 1.0)
-            for i in range(len(excess) - 1)
-        ]
-        last = 0.0
-        if initial > 0.0 and corrected[0] > 0.0:
-            last = min(max(math.log(corrected[0] / initial), -5.0), 1.0) / 5.0
-        loss_inputs.append(last)
-        pre += self._w1_loss @ np.asarray(loss_inputs)
+        pre += self._w1_loss @ np.asarray(_loss_inputs(corrected, minimum, self._initial))
         o = float(self._params[2] @ np.tanh(pre) + self._params[3][0])
         self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
 
@@ -507,7 +523,7 @@ class MLRSNetPlusLR(LRScheduler):
         if not (isinstance(bases, list) and len(bases) == len(self.optimizer.param_groups)):
             raise ValueError(f"MLRSNetPlusLR state: bad base_lrs {bases!r}")
         for base in bases:
-            number("base_lrs", base, 0.0)
+            number("base_lrs", float(base) if isinstance(base, Tensor) else base, 0.0)
         self.__dict__.update(state)
         self._averages = list(averages)
 

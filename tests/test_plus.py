@@ -1,0 +1,950 @@
+"""MLR-SNet+ (mlrsnet.plus): the pure maths, the scheduler, its state, the network files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+from mlrsnet import plus, shapes
+from mlrsnet.plus import (
+    LOSS_HALF_LIVES,
+    NUM_FEATURES,
+    PROGRESS_CENTRES,
+    LossState,
+    MLRSNetPlusLR,
+    PlusNet,
+    features,
+    init_state,
+    multiplier,
+    observe,
+)
+
+torch.set_num_threads(1)
+
+NUM_PROGRESS = len(PROGRESS_CENTRES)
+#: The three clipped ratios of the loss averages, then the log ratio.
+RATIOS = slice(NUM_PROGRESS, NUM_PROGRESS + len(LOSS_HALF_LIVES) - 1)
+LOG_RATIO = NUM_FEATURES - 1
+BIGGEST = 1.7976931348623157e308  # the largest finite float64
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def make_net(seed: int = 0, hidden: int = 8, gain: float = 1.0) -> PlusNet:
+    """A random network (its loss-feature weights are non-zero), weights scaled by ``gain``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = PlusNet(hidden=hidden)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(gain)
+    assert bool((net.layer1.weight[:, NUM_PROGRESS:] != 0).any())
+    return net
+
+
+def progress_only(net: PlusNet) -> PlusNet:
+    """``net`` with its loss-feature weights zeroed: a pure function of ``t/T``."""
+    with torch.no_grad():
+        net.layer1.weight[:, NUM_PROGRESS:] = 0.0
+    return net
+
+
+def make_optimizer(lr=0.1, cls=torch.optim.SGD, groups: int = 1) -> torch.optim.Optimizer:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(3, 2) for _ in range(groups)]
+    if groups == 1:
+        return cls(layers[0].parameters(), lr=lr)
+    return cls([{"params": m.parameters(), "lr": lr * 10.0**-i} for i, m in enumerate(layers)])
+
+
+def random_losses(n: int, seed: int) -> list[float]:
+    """A decreasing training curve with lognormal noise (distinct values, almost surely)."""
+    rng = np.random.default_rng(seed)
+    trend = 3.0 * np.exp(-np.linspace(0.0, 4.0, n)) + 0.2
+    return (trend * rng.lognormal(0.0, 0.3, n)).tolist()
+
+
+def pure_pipeline(params, losses, total_steps):
+    """``observe`` -> ``features`` -> ``multiplier`` for each loss in the loss-driven order."""
+    state, out = init_state(), []
+    for t, loss in enumerate(losses):
+        state = observe(state, loss, total_steps)
+        out.append(multiplier(params, features(state, t, total_steps)))
+    return np.asarray(out), state
+
+
+def states_of(losses, total_steps):
+    state, out = init_state(), []
+    for loss in losses:
+        state = observe(state, loss, total_steps)
+        out.append(state)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shape_net() -> PlusNet:
+    """``PlusNet.from_shape()`` with its defaults (a few seconds: built once)."""
+    return PlusNet.from_shape(seed=0)
+
+
+# ------------------------------------------------------------------------------ observe
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_observe_leaves_the_state_unchanged_for_a_non_finite_loss(bad):
+    state = observe(observe(init_state(), 2.0, 100), 1.5, 100)
+    assert observe(state, bad, 100) is state
+    empty = init_state()
+    assert observe(empty, bad, 100) is empty
+
+
+def test_observe_tracks_count_initial_and_minimum():
+    state = init_state()
+    assert (state.count, state.minimum) == (0, math.inf) and math.isnan(state.initial)
+    assert state.averages == (0.0,) * len(LOSS_HALF_LIVES)
+    for loss in (3.0, 5.0, 1.0, 2.0, math.nan, 4.0):
+        state = observe(state, loss, 50)
+    assert state.count == 5  # the NaN is not counted
+    assert state.initial == 3.0
+    assert state.minimum == 1.0
+    assert observe(init_state(), -7.5, 50).initial == -7.5  # negative losses are fine
+
+
+def test_observe_bias_corrected_averages_of_a_constant_loss_are_that_loss():
+    # the bias correction features() applies makes each average exactly a weighted mean
+    total = 200
+    state = init_state()
+    for _ in range(37):
+        state = observe(state, 2.5, total)
+    decays = 0.5 ** (1.0 / np.maximum(1.0, np.asarray(LOSS_HALF_LIVES) * total))
+    corrected = np.asarray(state.averages) / (1.0 - decays**state.count)
+    np.testing.assert_allclose(corrected, 2.5, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def test_features_shape_and_no_loss_information_before_any_loss():
+    for step, total in ((0, 1), (0, 100), (57, 100), (250, 100)):
+        x = features(init_state(), step, total)
+        assert x.shape == (NUM_FEATURES,) == (13,)
+        assert np.all(x[NUM_PROGRESS:] == 0.0)
+    # a non-finite first loss brings no information either
+    x = features(observe(init_state(), math.nan, 100), 3, 100)
+    assert np.all(x[NUM_PROGRESS:] == 0.0)
+
+
+@pytest.mark.parametrize(
+    "step,total", [(0, 1), (0, 400), (12, 400), (320, 400), (399, 400), (900, 400)]
+)
+def test_features_progress_embedding_is_tanh_of_progress_minus_centres(step, total):
+    x = features(observe(init_state(), 1.0, total), step, total)
+    expected = [math.tanh(10.0 * (step / total - c)) for c in PROGRESS_CENTRES]
+    np.testing.assert_allclose(x[:NUM_PROGRESS], expected, rtol=0, atol=1e-15)
+
+
+def test_progress_embedding_landmarks():
+    # at the start every centre is ahead; at t/T = 0.6 the centre 0.6 reads 0; far past the
+    # end every centre is behind (saturated at 1)
+    assert features(init_state(), 0, 10)[0] == pytest.approx(math.tanh(-0.3), abs=1e-15)
+    assert features(init_state(), 6, 10)[PROGRESS_CENTRES.index(0.6)] == pytest.approx(
+        0.0, abs=1e-15
+    )
+    np.testing.assert_allclose(features(init_state(), 30, 10)[:NUM_PROGRESS], 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ratio_features_are_invariant_to_an_affine_transform_of_the_losses(seed):
+    rng = np.random.default_rng(seed)
+    losses = random_losses(300, seed)
+    a, b = float(rng.uniform(0.01, 100.0)), float(rng.uniform(-50.0, 50.0))
+    total = int(rng.integers(20, 1000))
+    plain = states_of(losses, total)
+    moved = states_of([a * v + b for v in losses], total)
+    # from the second (distinct) loss on; after a single loss every excess over the minimum is
+    # rounding noise (see test_ratio_features_of_a_constant_loss_do_not_depend_on_its_scale)
+    for t in range(1, len(losses)):
+        x, y = features(plain[t], t, total), features(moved[t], t, total)
+        # measured: at most ~4e-15; 1e-9 leaves room for other platforms' rounding
+        np.testing.assert_allclose(x[RATIOS], y[RATIOS], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(x[:NUM_PROGRESS], y[:NUM_PROGRESS])
+    # and the features are informative: not all clipped or all zero
+    ratios = np.stack([features(s, t, total)[RATIOS] for t, s in enumerate(plain)])
+    assert np.mean(np.abs(ratios) < 1.0) > 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_log_ratio_feature_is_invariant_to_scaling_the_losses(seed):
+    rng = np.random.default_rng(seed)
+    losses = random_losses(200, seed)
+    a = float(rng.uniform(1e-3, 1e3))
+    total = int(rng.integers(20, 1000))
+    plain, scaled = states_of(losses, total), states_of([a * v for v in losses], total)
+    last = [features(s, t, total)[LOG_RATIO] for t, s in enumerate(plain)]
+    for t in range(len(losses)):
+        # measured: ~1e-16 (log(a x / a y) = log(x / y) up to rounding)
+        assert features(scaled[t], t, total)[LOG_RATIO] == pytest.approx(last[t], abs=1e-9)
+    assert last[0] == pytest.approx(0.0, abs=1e-15)  # the average is the first loss
+    assert last[-1] < -0.05  # the losses fell: log(ema / L0) < 0
+
+
+def test_log_ratio_feature_is_zero_for_non_positive_losses():
+    state = init_state()
+    for v in (-1.0, -2.0, -3.0):
+        state = observe(state, v, 100)
+    assert features(state, 3, 100)[LOG_RATIO] == 0.0
+
+
+def test_log_ratio_feature_is_clipped_to_its_range():
+    up = states_of([1.0] + [1e6] * 50, 10)[-1]
+    down = states_of([1.0] + [1e-6] * 50, 10)[-1]
+    assert features(up, 50, 10)[LOG_RATIO] == pytest.approx(1.0 / 5.0, abs=1e-15)
+    assert features(down, 50, 10)[LOG_RATIO] == pytest.approx(-1.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_feature_is_within_minus_one_and_one(seed):
+    rng = np.random.default_rng(seed)
+    total = int(rng.integers(1, 300))
+    losses = (rng.standard_normal(400) * 10.0 ** rng.uniform(-3, 6, 400)).tolist()
+    losses[::17] = [math.nan] * len(losses[::17])
+    for t, state in enumerate(states_of(losses, total)):
+        x = features(state, t, total)  # includes steps far past total_steps
+        assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1.0), (t, x)
+
+
+# ------------------------------------------------------------------------------ multiplier
+
+
+def test_multiplier_of_zero_weights_is_one():
+    params = [np.zeros((5, NUM_FEATURES)), np.zeros(5), np.zeros(5), np.zeros(1)]
+    for x in (np.zeros(NUM_FEATURES), np.ones(NUM_FEATURES), features(init_state(), 7, 10)):
+        assert multiplier(params, x) == 1.0
+
+
+def test_multiplier_is_in_the_open_interval_zero_two():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        params = make_net(
+            int(rng.integers(1 << 30)), gain=float(rng.uniform(0.1, 5))
+        ).numpy_params()
+        m = multiplier(params, rng.uniform(-1.0, 1.0, NUM_FEATURES))
+        assert 0.0 < m < 2.0
+    # the output is clipped at |o| = 60 before the sigmoid: both ends stay finite. (Past
+    # o ~ 37, 2 sigma(o) rounds to 2.0 in float64, so the top end is reachable exactly.)
+    params = [np.zeros((1, NUM_FEATURES)), np.zeros(1), np.zeros(1), np.array([1e300])]
+    assert multiplier(params, np.zeros(NUM_FEATURES)) == 2.0
+    params[3] = np.array([-1e300])
+    assert 0.0 < multiplier(params, np.zeros(NUM_FEATURES)) < 1e-25
+
+
+def test_plusnet_forward_agrees_with_the_numpy_multiplier():
+    net = make_net(3, gain=2.0).double()
+    x = np.random.default_rng(3).uniform(-1, 1, (20, NUM_FEATURES))
+    expected = [multiplier(net.numpy_params(), row) for row in x]
+    with torch.no_grad():
+        got = net(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)  # float64 on both sides
+
+
+# ------------------------------------------------------------------------------ the fast path
+
+
+@pytest.mark.parametrize("seed,total", [(0, 50), (1, 300), (2, 1000), (3, 7)])
+def test_scheduler_fast_path_agrees_with_the_pure_functions(seed, total):
+    net = make_net(seed, gain=3.0)  # strong loss weights: the loss features move the rate
+    losses = random_losses(300, seed)
+    base = 0.25
+    scheduler = MLRSNetPlusLR(make_optimizer(base), net, total_steps=total)
+    rates, factors = [], []
+    for loss in losses:
+        scheduler.step(loss)
+        rates.append(scheduler.get_last_lr()[0])
+        factors.append(scheduler.factor)
+    expected, state = pure_pipeline(net.numpy_params(), losses, total)
+    # measured: 4e-16 to 4e-15 (list arithmetic in _read, numpy vectors in features())
+    assert np.max(np.abs(np.asarray(factors) - expected)) <= 1e-12
+    np.testing.assert_allclose(rates, base * expected, rtol=0, atol=1e-12)
+    assert np.ptp(expected) > 0.05  # the losses changed the multiplier: not a trivial check
+    assert scheduler.loss_state == state  # same operations, same numbers
+    assert isinstance(scheduler.loss_state, LossState)
+    assert scheduler.optimizer.param_groups[0]["lr"] == rates[-1]
+
+
+# ------------------------------------------------------------------------------ step orders
+
+
+def test_torch_order_gives_the_paper_order_rates_one_step_later():
+    net, losses, total = make_net(4, gain=3.0), random_losses(120, 4), 100
+    paper = MLRSNetPlusLR(make_optimizer(0.2), net, total_steps=total)
+    torch_order = MLRSNetPlusLR(make_optimizer(0.2), net, total_steps=total)
+    rates_paper, rates_torch = [], [torch_order.get_last_lr()[0]]
+    for loss in losses:
+        paper.step(loss)
+        rates_paper.append(paper.get_last_lr()[0])
+        torch_order.observe(loss)
+        torch_order.step()
+        rates_torch.append(torch_order.get_last_lr()[0])
+    assert rates_torch[1:] == rates_paper
+    assert torch_order.loss_state == paper.loss_state
+
+
+def test_last_epoch_counts_steps_as_in_torch():
+    # torch's convention (and MLRSNetLR's): 0 after the constructor, k after k steps
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(4), total_steps=10)
+    assert scheduler.last_epoch == 0
+    scheduler.step(1.0)
+    assert scheduler.last_epoch == 1
+    scheduler.observe(0.5)
+    scheduler.step()
+    assert scheduler.last_epoch == 2 and scheduler.loss_state.count == 2
+
+
+def test_first_rate_in_torch_order_is_base_times_the_no_loss_multiplier():
+    net, total, base = make_net(5, gain=2.0), 80, 0.3
+    optimizer = make_optimizer(base)
+    scheduler = MLRSNetPlusLR(optimizer, net, total_steps=total)
+    expected = base * multiplier(net.numpy_params(), features(init_state(), 0, total))
+    assert scheduler.get_last_lr() == [expected]
+    assert optimizer.param_groups[0]["lr"] == expected
+
+
+def test_several_observed_losses_before_one_step_are_averaged():
+    net = make_net(6, gain=3.0)
+    averaged = MLRSNetPlusLR(make_optimizer(), net, total_steps=50)
+    single = MLRSNetPlusLR(make_optimizer(), net, total_steps=50)
+    for chunk in ([0.9, 1.7, 1.1], [0.8], [0.5, torch.tensor(0.7)]):
+        for loss in chunk:
+            averaged.observe(loss)
+        averaged.step()
+        single.observe(sum(float(v) for v in chunk) / len(chunk))
+        single.step()
+        assert averaged.get_last_lr() == single.get_last_lr()
+        assert averaged.loss_state == single.loss_state
+    assert averaged.loss_state.count == 3  # one loss read per step, not per observation
+
+
+def test_step_with_nothing_observed_keeps_the_rate():
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(7), total_steps=50)
+    scheduler.step(1.0)
+    before = (scheduler.get_last_lr(), scheduler.last_epoch, scheduler.loss_state)
+    scheduler.step()
+    scheduler.step()
+    assert (scheduler.get_last_lr(), scheduler.last_epoch, scheduler.loss_state) == before
+    assert scheduler.optimizer.param_groups[0]["lr"] == before[0][0]
+
+
+def test_step_with_a_loss_while_observed_losses_wait_raises():
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(8), total_steps=50)
+    scheduler.observe(1.0)
+    with pytest.raises(RuntimeError, match="observed"):
+        scheduler.step(2.0)
+    assert scheduler.loss_state.count == 0  # the refused loss was not read
+
+
+def test_an_observed_loss_is_still_read_after_a_refused_step():
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(8), total_steps=50)
+    scheduler.observe(1.0)
+    with pytest.raises(RuntimeError, match="observed"):
+        scheduler.step(2.0)
+    scheduler.step()
+    assert scheduler.loss_state.count == 1 and scheduler.loss_state.initial == 1.0
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def run_steps(scheduler, losses, torch_order=False):
+    out = []
+    for loss in losses:
+        if torch_order:
+            scheduler.observe(loss)
+            scheduler.step()
+        else:
+            scheduler.step(loss)
+        out.append(scheduler.get_last_lr())
+    return out
+
+
+@pytest.mark.parametrize("torch_order", [False, True])
+def test_resume_mid_run_gives_identical_rates(torch_order):
+    net, total = make_net(9, gain=3.0), 120
+    losses = random_losses(120, 9)
+    losses[30] = math.nan
+    whole = MLRSNetPlusLR(make_optimizer(0.1, groups=2), net, total_steps=total)
+    expected = run_steps(whole, losses, torch_order)
+
+    first = MLRSNetPlusLR(make_optimizer(0.1, groups=2), net, total_steps=total)
+    got = run_steps(first, losses[:50], torch_order)
+    if torch_order:
+        first.observe(losses[50])  # a loss waiting for step() travels with the state
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # plain numbers: loads without pickle code
+
+    optimizer = make_optimizer(0.1, groups=2)
+    resumed = MLRSNetPlusLR(optimizer, net, total_steps=total)
+    resumed.load_state_dict(state)
+    if torch_order:
+        resumed.step()
+        got.append(resumed.get_last_lr())
+        got += run_steps(resumed, losses[51:], torch_order)
+    else:
+        got += run_steps(resumed, losses[50:], torch_order)
+    assert got == expected
+    assert resumed.num_nonfinite == whole.num_nonfinite == 1
+    assert resumed.loss_state == whole.loss_state
+    assert [g["lr"] for g in optimizer.param_groups] == expected[-1]
+
+
+def _plain(value) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, bool | int | float)
+
+
+def test_state_dict_holds_only_numbers_lists_and_none():
+    scheduler = MLRSNetPlusLR(make_optimizer(groups=2), make_net(10), total_steps=40)
+    run_steps(scheduler, random_losses(10, 10))
+    scheduler.observe(0.5)
+    state = scheduler.state_dict()
+    assert all(_plain(v) for v in state.values()), state
+    assert not {"net", "optimizer", "_params", "_w1_progress", "_w1_loss"} & set(state)
+    json.dumps(state)  # plain enough for JSON too
+    assert state["total_steps"] == 40 and state["_observed_count"] == 1
+
+
+def bad_states():
+    """(name, mutation) pairs, each making a state_dict that load_state_dict must refuse."""
+
+    def setter(key, value):
+        return lambda s: s.__setitem__(key, value)
+
+    def average(value):
+        return lambda s: s["_averages"].__setitem__(1, value)
+
+    return [
+        ("nan average", average(math.nan)),
+        ("inf average", average(math.inf)),
+        ("int average", average(1)),
+        ("short averages", setter("_averages", [0.0, 0.0, 0.0])),
+        ("averages not a list", setter("_averages", (0.0, 0.0, 0.0, 0.0))),
+        ("missing averages", lambda s: s.pop("_averages")),
+        ("negative count", setter("_count", -1)),
+        ("bool count", setter("_count", True)),
+        ("float count", setter("_count", 3.0)),
+        ("negative losses read", setter("_losses_read", -2)),
+        ("nan minimum", setter("_minimum", math.nan)),
+        ("inf initial", setter("_initial", math.inf)),
+        ("multiplier above 2", setter("_multiplier", 2.5)),
+        ("negative multiplier", setter("_multiplier", -0.1)),
+        ("nan multiplier", setter("_multiplier", math.nan)),
+        ("missing multiplier", lambda s: s.pop("_multiplier")),
+        ("other total_steps", setter("total_steps", 41)),
+        ("missing total_steps", lambda s: s.pop("total_steps")),
+        ("one base too few", lambda s: s["base_lrs"].pop()),
+        ("one base too many", lambda s: s["base_lrs"].append(0.1)),
+        ("negative base", lambda s: s["base_lrs"].__setitem__(0, -0.1)),
+        ("nan base", lambda s: s["base_lrs"].__setitem__(0, math.nan)),
+    ]
+
+
+@pytest.mark.parametrize("name,mutate", bad_states(), ids=[n for n, _ in bad_states()])
+def test_load_state_dict_refuses_bad_numbers_and_changes_nothing(name, mutate):
+    optimizer = make_optimizer(groups=2)
+    scheduler = MLRSNetPlusLR(optimizer, make_net(11, gain=2.0), total_steps=40)
+    run_steps(scheduler, random_losses(12, 11))
+    before = json.dumps(scheduler.state_dict())
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    donor = MLRSNetPlusLR(make_optimizer(groups=2), make_net(11, gain=2.0), total_steps=40)
+    run_steps(donor, random_losses(25, 12))
+    state = json.loads(json.dumps(donor.state_dict()))
+    mutate(state)
+    with pytest.raises(ValueError):
+        scheduler.load_state_dict(state)
+    assert json.dumps(scheduler.state_dict()) == before
+    assert [g["lr"] for g in optimizer.param_groups] == lrs
+    # the untouched donor state is accepted (the refusal was the mutation's)
+    scheduler.load_state_dict(json.loads(json.dumps(donor.state_dict())))
+    assert scheduler.loss_state == donor.loss_state
+
+
+# ------------------------------------------------------------------------------ robustness
+
+
+def test_non_finite_losses_are_skipped_and_counted(caplog):
+    optimizer = make_optimizer(0.1)
+    scheduler = MLRSNetPlusLR(optimizer, make_net(12, gain=3.0), total_steps=30)
+    run_steps(scheduler, [1.0, 0.8, 0.9])
+    rate, state, epoch = scheduler.get_last_lr(), scheduler.loss_state, scheduler.last_epoch
+    with caplog.at_level(logging.WARNING, logger="mlrsnet.plus"):
+        for bad in (
+            math.nan,
+            math.inf,
+            -math.inf,
+            torch.tensor(math.nan),
+            torch.tensor([math.inf]),
+        ):
+            scheduler.step(bad)
+            assert scheduler.get_last_lr() == rate
+            assert optimizer.param_groups[0]["lr"] == rate[0] and math.isfinite(rate[0])
+    assert scheduler.num_nonfinite == 5
+    assert scheduler.loss_state == state
+    assert scheduler.get_last_lr() == rate
+    assert scheduler.last_epoch == epoch + 5  # the steps still count as steps
+    assert "non-finite loss" in caplog.text
+    scheduler.step(0.7)  # and a finite loss is read again
+    assert scheduler.loss_state.count == state.count + 1
+
+
+def test_a_non_finite_observed_loss_is_skipped_and_counted():
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(12, gain=3.0), total_steps=30)
+    scheduler.observe(1.0)
+    scheduler.step()
+    rate, state = scheduler.get_last_lr(), scheduler.loss_state
+    scheduler.observe(math.nan)
+    scheduler.observe(1.0)  # an average with a NaN in it is NaN: skipped as a whole
+    scheduler.step()
+    assert scheduler.num_nonfinite == 1
+    assert (scheduler.loss_state, scheduler.get_last_lr()) == (state, rate)
+    assert state.count == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_network_with_non_finite_weights_is_refused(bad):
+    net = make_net(13)
+    with torch.no_grad():
+        net.layer2.bias[0] = bad
+    with pytest.raises(ValueError, match="non-finite"):
+        MLRSNetPlusLR(make_optimizer(), net, total_steps=10)
+
+
+def test_bad_constructor_arguments_are_refused():
+    with pytest.raises(TypeError):
+        MLRSNetPlusLR(make_optimizer(), torch.nn.Linear(NUM_FEATURES, 1), total_steps=10)
+    for total in (0, -5, 2.5, True, None):
+        with pytest.raises(ValueError):
+            MLRSNetPlusLR(make_optimizer(), make_net(0), total_steps=total)
+
+
+@pytest.mark.parametrize(
+    "loss,error",
+    [("1.0", TypeError), (True, TypeError), ([1.0], TypeError), (np.array([1.0, 2.0]), TypeError),
+     (torch.ones(2), ValueError), (torch.ones(0), ValueError), (torch.ones(1, 2), ValueError)],
+)  # fmt: skip
+def test_bad_loss_types_are_refused(loss, error):
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_net(14), total_steps=10)
+    rate = scheduler.get_last_lr()
+    with pytest.raises(error):
+        scheduler.step(loss)
+    with pytest.raises(error):
+        scheduler.observe(loss)
+    assert scheduler.get_last_lr() == rate and scheduler.loss_state.count == 0
+    scheduler.step(torch.tensor([[0.5]], dtype=torch.float64))  # one element of any shape
+    assert scheduler.loss_state.initial == 0.5
+
+
+def test_works_with_adamw_in_a_training_loop():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    net, total = make_net(15, gain=3.0), 40
+    scheduler = MLRSNetPlusLR(optimizer, net, total_steps=total)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    losses, rates = [], []
+    for _ in range(total):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        scheduler.step(loss)  # the loss-driven order
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    expected, _ = pure_pipeline(net.numpy_params(), losses, total)
+    np.testing.assert_allclose(rates, 3e-3 * expected, rtol=0, atol=1e-15)
+
+
+def test_each_param_group_scales_its_own_base_rate():
+    optimizer = make_optimizer(0.5, groups=3)
+    scheduler = MLRSNetPlusLR(optimizer, make_net(16, gain=3.0), total_steps=30)
+    assert scheduler.base_lrs == [0.5, 0.05, 0.005]
+    for loss in random_losses(30, 16):
+        scheduler.step(loss)
+        m = scheduler.factor
+        assert scheduler.get_last_lr() == [0.5 * m, 0.05 * m, 0.005 * m]
+        assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
+
+
+def _tensor_lr_optimizer(lr=0.1):
+    try:
+        optimizer = torch.optim.SGD(torch.nn.Linear(3, 2).parameters(), lr=torch.tensor(lr))
+    except (TypeError, ValueError) as err:  # pragma: no cover - older torch
+        pytest.skip(f"this torch does not take a tensor lr: {err}")
+    return optimizer
+
+
+def test_works_with_a_tensor_learning_rate():
+    optimizer = _tensor_lr_optimizer(0.1)
+    lr_tensor = optimizer.param_groups[0]["lr"]
+    net = make_net(17, gain=3.0)
+    scheduler = MLRSNetPlusLR(optimizer, net, total_steps=20)
+    losses = random_losses(20, 17)
+    for loss in losses:
+        scheduler.step(loss)
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert lr is lr_tensor  # set in place, as torch's capturable optimizers need
+        # the tensor is float32: the float64 rate rounded to it
+        assert float(lr) == pytest.approx(0.1 * scheduler.factor, rel=1e-6)
+    assert isinstance(scheduler.get_last_lr()[0], torch.Tensor)
+
+
+def test_state_round_trip_with_a_tensor_learning_rate():
+    net, losses = make_net(18, gain=3.0), random_losses(30, 18)
+    whole = MLRSNetPlusLR(_tensor_lr_optimizer(), net, total_steps=30)
+    expected = [float(r[0]) for r in run_steps(whole, losses)]
+    first = MLRSNetPlusLR(_tensor_lr_optimizer(), net, total_steps=30)
+    got = [float(r[0]) for r in run_steps(first, losses[:10])]
+    resumed = MLRSNetPlusLR(_tensor_lr_optimizer(), net, total_steps=30)
+    resumed.load_state_dict(first.state_dict())
+    got += [float(r[0]) for r in run_steps(resumed, losses[10:])]
+    assert got == expected
+
+
+def test_construction_with_a_last_epoch_sets_the_rates():
+    optimizer = make_optimizer(0.1)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = 0.1
+    scheduler = MLRSNetPlusLR(optimizer, make_net(31), total_steps=10, last_epoch=5)
+    assert scheduler.get_last_lr() == [0.1 * scheduler.factor]
+    assert optimizer.param_groups[0]["lr"] == 0.1 * scheduler.factor
+
+
+def test_steps_past_total_steps_keep_finite_rates_and_hold_the_end():
+    total = 20
+    scheduler = MLRSNetPlusLR(make_optimizer(0.1), progress_only(make_net(19, gain=3.0)), total)
+    rates = [r[0] for r in run_steps(scheduler, random_losses(3 * total, 19))]
+    assert all(math.isfinite(r) and 0.0 < r < 0.2 for r in rates)
+    # tanh(10 (t/T - 1.1)) is saturated past 2T: the progress-only schedule holds its end
+    assert max(rates[2 * total :]) - min(rates[2 * total :]) < 1e-6
+
+
+def test_a_skipped_loss_does_not_delay_a_progress_only_schedule():
+    net, total = progress_only(make_net(20, gain=3.0)), 50
+    losses = random_losses(total, 20)
+    clean = run_steps(MLRSNetPlusLR(make_optimizer(), net, total), losses)
+    with_nan = run_steps(
+        MLRSNetPlusLR(make_optimizer(), net, total), losses[:10] + [math.nan] + losses[11:]
+    )
+    assert with_nan[10] == with_nan[9]  # the NaN step keeps the rate (documented) ...
+    assert with_nan[11:] == clean[11:]  # ... and the next steps are at their own t/T
+
+
+def test_ratio_features_of_a_constant_loss_do_not_depend_on_its_scale():
+    total = 200
+    small = states_of([0.7] * 300, total)[-1]
+    large = states_of([700.0] * 300, total)[-1]
+    # measured: 0.7 -> [-1, -1, -1]; 700.0 -> one of them ~ -0.77
+    np.testing.assert_allclose(
+        features(small, 300, total)[RATIOS], features(large, 300, total)[RATIOS], atol=1e-9
+    )
+
+
+def test_extreme_finite_losses_never_give_a_non_finite_rate():
+    optimizer = make_optimizer(0.1)
+    scheduler = MLRSNetPlusLR(optimizer, make_net(21), total_steps=100)
+    scheduler.step(-BIGGEST)
+    scheduler.step(BIGGEST)
+    assert math.isfinite(optimizer.param_groups[0]["lr"])
+
+
+def test_a_tiny_loss_after_a_large_first_loss_does_not_crash():
+    scheduler = MLRSNetPlusLR(make_optimizer(0.1), make_net(22), total_steps=10)
+    run_steps(scheduler, [1e4] + [1e-320] * 1100)  # fails after 1075 tiny losses
+    assert math.isfinite(scheduler.get_last_lr()[0])
+
+
+# ------------------------------------------------------------------------------ from_shape
+
+
+def test_from_shape_leaves_the_loss_feature_weights_at_zero(shape_net):
+    assert shape_net.hidden == 16
+    assert torch.all(shape_net.layer1.weight[:, NUM_PROGRESS:] == 0.0)
+    assert torch.any(shape_net.layer1.weight[:, :NUM_PROGRESS] != 0.0)
+    assert all(p.dtype == torch.float32 for p in shape_net.parameters())
+
+
+def test_from_shape_follows_warmup_stable_decay(shape_net):
+    total = 400
+    scheduler = MLRSNetPlusLR(make_optimizer(1.0), shape_net, total_steps=total)
+    got = np.asarray([r[0] for r in run_steps(scheduler, [1.0] * total)])
+    target = np.asarray([shapes.warmup_stable_decay(t, total, cooldown=0.2) for t in range(total)])
+    error = np.abs(got - target)
+    # Measured (seed 0, 1500 Adam iterations, this CPU): max 0.114 at t = 320, where the hold
+    # meets the 1 - sqrt cooldown (infinite slope; a 16-unit tanh net rounds the corner), mean
+    # 0.0056, and at most 0.029 more than 8 steps from that corner. The bounds leave ~30-80 %
+    # headroom for other BLAS/platform rounding of the fit.
+    assert error.max() <= 0.15
+    assert error.mean() <= 0.01
+    assert error[np.abs(np.arange(total) - 320) > 8].max() <= 0.05
+    assert got[:300].min() > 0.9 and got[-1] < 0.05  # hold, then cool down to ~0
+
+
+def test_from_shape_schedule_ignores_the_loss(shape_net):
+    total = 100
+    constant = run_steps(MLRSNetPlusLR(make_optimizer(), shape_net, total), [1.0] * total)
+    noisy = run_steps(MLRSNetPlusLR(make_optimizer(), shape_net, total), random_losses(total, 0))
+    assert constant == noisy  # zero loss weights: the loss features cannot move the rate
+
+
+def test_from_shape_is_deterministic_for_a_seed():
+    a = PlusNet.from_shape(seed=3, iterations=200, hidden=8)
+    b = PlusNet.from_shape(seed=3, iterations=200, hidden=8)
+    c = PlusNet.from_shape(seed=4, iterations=200, hidden=8)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.layer1.weight, c.layer1.weight)
+    state = torch.random.get_rng_state()
+    PlusNet.from_shape(seed=3, iterations=5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+
+
+def test_from_shape_takes_another_shape():
+    net = PlusNet.from_shape(lambda t, n: shapes.cosine_decay(t, n), iterations=600, hidden=8)
+    params, total = net.numpy_params(), 400
+    got = [multiplier(params, features(init_state(), t, total)) for t in range(total)]
+    target = [max(shapes.cosine_decay(t, total), 1e-3) for t in range(total)]
+    error = np.abs(np.subtract(got, target))
+    # measured with 600 iterations, seeds 0/1/2: max 0.053/0.023/0.037 (at t = 0), mean
+    # 0.006/0.003/0.005; the bounds allow for other platforms' rounding of a short fit
+    assert error.max() <= 0.1 and error.mean() <= 0.015
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def test_save_load_round_trip(tmp_path):
+    net = make_net(23, hidden=6, gain=2.0)
+    path = plus.save(tmp_path / "plus.safetensors", net, {"note": "meta-trained", "tasks": [1, 2]})
+    assert path == tmp_path / "plus.safetensors"
+    loaded, manifest = plus.load(path)
+    assert loaded.hidden == 6
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert manifest["note"] == "meta-trained" and manifest["tasks"] == [1, 2]
+    assert manifest["format"] == plus.PLUS_FORMAT and manifest["hidden"] == 6
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert json.loads(path.with_suffix(".json").read_text()) == manifest
+    # the loaded network drives a scheduler exactly as the original
+    losses = random_losses(20, 23)
+    assert run_steps(MLRSNetPlusLR(make_optimizer(), loaded, 20), losses) == run_steps(
+        MLRSNetPlusLR(make_optimizer(), net, 20), losses
+    )
+
+
+def test_load_without_a_manifest_gives_an_empty_manifest(tmp_path):
+    path = plus.save(tmp_path / "a.safetensors", make_net(24), {"x": 1})
+    path.with_suffix(".json").unlink()
+    assert plus.load(path)[1] == {}
+
+
+def test_a_manifest_describing_other_weights_is_ignored_with_a_warning(tmp_path, caplog):
+    path = plus.save(tmp_path / "a.safetensors", make_net(25), {"note": "for net 25"})
+    other = plus.save(tmp_path / "b.safetensors", make_net(26), {"note": "for net 26"})
+    path.write_bytes(other.read_bytes())  # a's manifest now describes other weights
+    with caplog.at_level(logging.WARNING, logger="mlrsnet.plus"):
+        net, manifest = plus.load(path)
+    assert manifest == {}
+    assert "describes other weights" in caplog.text
+    assert torch.equal(net.layer1.weight, make_net(26).layer1.weight)
+
+
+def test_save_needs_a_safetensors_path(tmp_path):
+    for name in ("plus.pt", "plus", "plus.safetensors.json"):
+        with pytest.raises(ValueError, match=r"\.safetensors"):
+            plus.save(tmp_path / name, make_net(27), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_of_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        plus.load(tmp_path / "absent.safetensors")
+
+
+def good_tensors(hidden: int = 4) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in make_net(28, hidden=hidden).state_dict().items()}
+
+
+GOOD_METADATA = {"format": "mlrsnet-plus", "hidden": "4", "num_features": str(NUM_FEATURES)}
+
+
+def _with(**changes):
+    return {**GOOD_METADATA, **changes}
+
+
+def _tensors(**changes):
+    tensors = good_tensors()
+    for key, value in changes.items():
+        if value is None:
+            del tensors[key]
+        else:
+            tensors[key] = value
+    return tensors
+
+
+#: (name, tensors, metadata, refused before reading the header's sizes into a PlusNet)
+HOSTILE = [
+    ("no metadata", _tensors(), None, True),
+    ("other format", _tensors(), _with(format="mlrsnet-schedule"), True),
+    ("no format", _tensors(), {"hidden": "4", "num_features": str(NUM_FEATURES)}, True),
+    ("huge hidden", _tensors(), _with(hidden="999999999"), True),
+    ("hidden above the limit", _tensors(), _with(hidden=str(plus.MAX_HIDDEN + 1)), True),
+    ("non-numeric hidden", _tensors(), _with(hidden="abc"), True),
+    ("negative hidden", _tensors(), _with(hidden="-4"), True),
+    ("zero hidden", _tensors(), _with(hidden="0"), True),
+    ("empty hidden", _tensors(), _with(hidden=""), True),
+    ("num_features mismatch", _tensors(), _with(num_features=str(NUM_FEATURES - 1)), True),
+    ("no num_features", _tensors(), {"format": "mlrsnet-plus", "hidden": "4"}, True),
+    ("int64 weights", _tensors(**{"layer1.weight": torch.ones(4, NUM_FEATURES, dtype=torch.int64)}), GOOD_METADATA, False),
+    ("float16 bias", _tensors(**{"layer2.bias": torch.zeros(1, dtype=torch.float16)}), GOOD_METADATA, False),
+    ("wrong shape", _tensors(**{"layer1.weight": torch.zeros(4, NUM_FEATURES - 1)}), GOOD_METADATA, False),
+    ("transposed", _tensors(**{"layer1.weight": torch.zeros(NUM_FEATURES, 4)}), GOOD_METADATA, False),
+    ("shape of another width", _tensors(**{"layer2.weight": torch.zeros(1, 5)}), GOOD_METADATA, False),
+    ("extra tensor", _tensors(**{"extra": torch.zeros(3)}), GOOD_METADATA, False),
+    ("missing tensor", _tensors(**{"layer1.bias": None}), GOOD_METADATA, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,tensors,metadata,before_net", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_files_are_refused_before_allocation(
+    tmp_path, monkeypatch, name, tensors, metadata, before_net
+):
+    import safetensors
+
+    path = tmp_path / "hostile.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    reads, widths = [], []
+    real_open, real_init = safetensors.safe_open, PlusNet.__init__
+
+    class SpyOpen:
+        def __init__(self, *args, **kwargs):
+            self._context = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self._file = self._context.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self._context.__exit__(*exc)
+
+        def get_tensor(self, key):
+            reads.append(key)
+            return self._file.get_tensor(key)
+
+        def __getattr__(self, name):
+            return getattr(self._file, name)
+
+    def spy_init(self, hidden=16):
+        widths.append(hidden)
+        assert hidden <= plus.MAX_HIDDEN, "would allocate a huge network"
+        real_init(self, hidden)
+
+    monkeypatch.setattr(safetensors, "safe_open", SpyOpen)
+    monkeypatch.setattr(PlusNet, "__init__", spy_init)
+    with pytest.raises(ValueError):
+        plus.load(path)
+    assert reads == []  # no tensor was read
+    if before_net:
+        assert widths == []  # no network was built either
+    else:
+        assert widths == [4]  # only the declared, bounded width, to know the expected shapes
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_weights_in_a_file_are_refused(tmp_path, bad):
+    tensors = good_tensors()
+    tensors["layer1.bias"][2] = bad
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, str(path), metadata=GOOD_METADATA)
+    with pytest.raises(ValueError, match="non-finite"):
+        plus.load(path)
+
+
+def test_a_good_hand_written_file_loads_in_float64_too(tmp_path):
+    tensors = {k: v.double() for k, v in good_tensors().items()}
+    path = tmp_path / "f64.safetensors"
+    save_file(tensors, str(path), metadata=GOOD_METADATA)
+    net, manifest = plus.load(path)
+    assert manifest == {} and net.hidden == 4
+    assert torch.equal(net.layer1.weight, tensors["layer1.weight"].float())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"not a safetensors file", b"\xff" * 64, b"\x10\x00\x00\x00\x00\x00\x00\x00{}",
+     (2**62).to_bytes(8, "little") + b"{}"],
+    ids=["empty", "text", "garbage", "truncated header", "huge header length"],
+)  # fmt: skip
+def test_a_non_safetensors_file_is_refused(tmp_path, payload):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(payload)
+    with pytest.raises(ValueError):
+        plus.load(path)
+
+
+def test_a_torch_pickle_is_refused(tmp_path):
+    path = tmp_path / "pickle.safetensors"
+    torch.save(make_net(29).state_dict(), path)
+    with pytest.raises(ValueError):
+        plus.load(path)
+
+
+# ------------------------------------------------------------------------------ properties
+
+#: Random weights 4x larger than the default init: the multiplier reaches near 0 and near 2.
+PROPERTY_NET = make_net(30, hidden=8, gain=4.0)
+
+# Finite losses are drawn within +-1e30 (normal floats): near the float64 limit the features
+# overflow (test_extreme_finite_losses_never_give_a_non_finite_rate, xfailed); subnormal losses
+# after large ones crash the log (test_a_tiny_loss_after_a_large_first_loss_does_not_crash).
+LOSSES = st.lists(
+    st.one_of(
+        st.floats(-1e30, 1e30, allow_nan=False, allow_subnormal=False),
+        st.floats(0.0, 10.0),
+        st.sampled_from([math.nan, math.inf, -math.inf]),
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    losses=LOSSES,
+    total=st.integers(1, 500),
+    base=st.floats(1e-6, 10.0),
+    torch_order=st.booleans(),
+)
+def test_every_rate_is_finite_and_within_zero_and_twice_the_base(losses, total, base, torch_order):
+    optimizer = make_optimizer(base)
+    scheduler = MLRSNetPlusLR(optimizer, PROPERTY_NET, total_steps=total)
+    rates = [scheduler.get_last_lr()[0]]
+    rates += [r[0] for r in run_steps(scheduler, losses, torch_order)]
+    for rate in rates:
+        assert math.isfinite(rate) and 0.0 <= rate <= 2.0 * base
+    assert optimizer.param_groups[0]["lr"] == rates[-1]
+    finite = [v for v in losses if math.isfinite(v)]
+    assert scheduler.loss_state.count == len(finite)
+    assert scheduler.num_nonfinite == len(losses) - len(finite)
