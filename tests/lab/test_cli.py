@@ -9,7 +9,7 @@ import pytest
 from mlrsnet.lab import baselines
 from mlrsnet.lab.cli import main
 
-BASELINES = [n for n in baselines.names() if n != "mlrsnet"]
+BASELINES = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,20 @@ def schedule_file(tmp_path_factory):
     return out / "schedule.safetensors"
 
 
-@pytest.mark.parametrize("schedule", [*BASELINES, "mlrsnet"])
-def test_every_schedule_runs_end_to_end_on_digits(tmp_path, schedule, schedule_file, capsys):
-    name = f"mlrsnet:{schedule_file}" if schedule == "mlrsnet" else schedule
+@pytest.fixture(scope="module")
+def plus_file(tmp_path_factory):
+    from mlrsnet import plus
+
+    path = tmp_path_factory.mktemp("plus") / "plus.safetensors"
+    return plus.save(path, plus.PlusNet.from_shape(iterations=200), {"note": "test"})
+
+
+@pytest.mark.parametrize("schedule", [*BASELINES, "mlrsnet", "mlrsnet-plus"])
+def test_every_schedule_runs_end_to_end_on_digits(
+    tmp_path, schedule, schedule_file, plus_file, capsys
+):
+    name = {"mlrsnet": f"mlrsnet:{schedule_file}", "mlrsnet-plus": f"mlrsnet-plus:{plus_file}"}
+    name = name.get(schedule, schedule)
     out = tmp_path / "run"
     code = main(["train", "--task", "digits-mlp", "--schedule", name, "--epochs", "1",
                  "--batch-size", "256", "--out", str(out), "--quiet"])  # fmt: skip

@@ -36,14 +36,25 @@ def _meta_training(model, save_epochs=(1, 2)):
 
 
 def _methods():
-    names = [n for n in baselines.names() if n != "mlrsnet"]
+    names = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
     yield from ((n, lambda m, n=n: baselines.build(n, m.parameters(), total_steps=12,
                                                   steps_per_epoch=6)) for n in names)  # fmt: skip
     yield "mlrsnet", lambda m: baselines.build(
         "mlrsnet", m.parameters(), lr=0.2, network=mlrsnet.MLRSNet(), total_steps=12,
         steps_per_epoch=6,
     )  # fmt: skip
+    yield "mlrsnet-plus", lambda m: baselines.build(
+        "mlrsnet-plus", m.parameters(), lr=0.2, network=_plus_net(), total_steps=12,
+        steps_per_epoch=6,
+    )  # fmt: skip
     yield "meta-training", _meta_training
+
+
+def _plus_net():
+    from mlrsnet.plus import PlusNet
+
+    torch.manual_seed(3)
+    return PlusNet(hidden=4)
 
 
 def _train(model, method, batches, epochs=2):
@@ -125,5 +136,5 @@ def test_meta_training_reports_meta_losses_and_keeps_snapshots_at_save_epochs():
 
 def test_plateau_needs_the_validation_loss_and_only_it():
     needs = {n: baselines.build(n, _model().parameters(), total_steps=4, steps_per_epoch=2).needs_val_loss
-             for n in baselines.names() if n != "mlrsnet"}  # fmt: skip
+             for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")}  # fmt: skip
     assert [n for n, v in needs.items() if v] == ["plateau"]
