@@ -157,3 +157,12 @@ def test_shape_properties(total, warmup, cooldown):
     assert wsd[warmup_steps : total - cooldown_steps] == [1.0] * (
         total - cooldown_steps - warmup_steps
     )
+
+
+def test_wsd_power_shapes_the_cooldown():
+    total = 10  # cooldown of 2 steps: the second is at s = 1/2
+    assert warmup_stable_decay(9, total, cooldown=0.2, power=1.0) == 0.5
+    assert warmup_stable_decay(9, total, cooldown=0.2, power=2.0) == 0.75
+    assert warmup_stable_decay(9, total, cooldown=0.2) == 1.0 - 0.5**0.5
+    with pytest.raises(ValueError, match="power"):
+        warmup_stable_decay(0, total, power=0.0)

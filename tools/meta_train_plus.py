@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meta-lr", type=float, default=0.01)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=("plus", "wsd"), default="plus",
+                        help="the network, or the parametric WSD family (the bar it must clear)")  # fmt: skip
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from mlrsnet.lab.plus_training import ESConfig, meta_train
 
-    quick = {"iterations": 3, "pairs": 2, "max_steps": 80, "monitor_instances": 2} if args.quick else {}
+    quick = (
+        {"iterations": 3, "pairs": 2, "max_steps": 80, "monitor_instances": 2} if args.quick else {}
+    )
     config = ESConfig(
         out=str(args.out),
         iterations=args.iterations or quick.get("iterations", 200),
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         monitor_every=args.monitor_every,
         monitor_instances=quick.get("monitor_instances", 6),
+        family=args.family,
     )
 
     def report(record: dict) -> None:

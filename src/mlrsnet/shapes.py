@@ -74,7 +74,7 @@ def linear_decay(step: int, total_steps: int, *, warmup: float = 0.0) -> float:
 
 
 def warmup_stable_decay(
-    step: int, total_steps: int, *, warmup: float = 0.0, cooldown: float = 0.2
+    step: int, total_steps: int, *, warmup: float = 0.0, cooldown: float = 0.2, power: float = 0.5
 ) -> float:
     """Warmup-stable-decay: warm up, hold the peak, then a ``1 - √s`` cooldown to 0.
 
@@ -88,6 +88,8 @@ def warmup_stable_decay(
         total_steps: Steps in the run.
         warmup: Fraction of the run spent warming up, in ``[0, 1)``.
         cooldown: Fraction of the run spent cooling down, in ``[0, 1]``.
+        power: The cooldown is ``1 - s**power``: 0.5 (the default) is the 1 − √ cooldown,
+            1 a linear one.
 
     Returns:
         The multiplier of the peak learning rate.
@@ -102,6 +104,8 @@ def warmup_stable_decay(
     step, warmup_steps = _check(step, total_steps, warmup)
     if not (isinstance(cooldown, int | float) and 0.0 <= cooldown <= 1.0):
         raise ValueError(f"cooldown must be a fraction in [0, 1], got {cooldown!r}")
+    if not (isinstance(power, int | float) and 0.0 < power < math.inf):
+        raise ValueError(f"power must be a positive number, got {power!r}")
     if warmup + cooldown > 1.0 + 1e-12:
         raise ValueError(f"warmup {warmup} + cooldown {cooldown} exceed the whole run")
     cooldown_steps = min(round(cooldown * total_steps), total_steps - warmup_steps)
@@ -110,4 +114,6 @@ def warmup_stable_decay(
     into_cooldown = step - (total_steps - cooldown_steps)
     if into_cooldown < 0:
         return 1.0
-    return 1.0 - math.sqrt(into_cooldown / cooldown_steps)
+    if power == 0.5:
+        return 1.0 - math.sqrt(into_cooldown / cooldown_steps)
+    return 1.0 - (into_cooldown / cooldown_steps) ** power

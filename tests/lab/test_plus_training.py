@@ -100,7 +100,7 @@ def test_quick_meta_training_runs_and_resumes_exactly(tmp_path):
     resumed = plus.load(plus_training.meta_train(cut, workers=2))[0]
     assert np.array_equal(plus_training.flat_params(resumed), plus_training.flat_params(net))
     history = (tmp_path / "b" / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["iteration"] for line in history] == [1, 2]
+    assert [json.loads(line)["iteration"] for line in history] == [0, 1, 2]  # 0: the monitor
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
@@ -118,3 +118,21 @@ def test_the_command_line_quick_mode(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "iteration 1:" in done.stdout and (out / "plus.safetensors").is_file()
     assert "tools/meta_train_plus.py --quick" in plus.load(out / "plus.safetensors")[1]["command"]
+
+
+def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tmp_path):
+    start = plus_training.wsd_options(plus_training.WSD_START)
+    assert start["peak"] == 1.0 and start["power"] == pytest.approx(0.5)
+    assert start["cooldown"] == pytest.approx(0.2)
+    instance = {"task": "digits-mlp", "train_fraction": 1.0, "optimizer": "adamw",
+                "noise_rate": 0.0, "steps": 40, "seed": 5}  # fmt: skip
+    family = plus_training.evaluate(instance, plus_training.WSD_START, base_lr=1e-3,
+                                    schedule="wsd-family")  # fmt: skip
+    plain = plus_training.evaluate(instance, None, base_lr=1e-3, schedule="wsd")
+    assert family["val_loss"] == pytest.approx(plain["val_loss"], rel=1e-3)  # warmup 0.4 %
+    config = ESConfig(out=str(tmp_path), iterations=2, pairs=2, max_steps=40, quick=True,
+                      family="wsd", monitor_instances=2)  # fmt: skip
+    path = plus_training.meta_train(config, workers=2)
+    fitted = json.loads(path.read_text())
+    assert fitted["iterations"] == 2 and set(fitted["options"]) == set(start)
+    assert fitted["theta"] != plus_training.WSD_START.tolist()  # ES moved it

@@ -690,9 +690,9 @@ def _build_linear(ctx: _Ctx, *, warmup: float, optimizer: str, nesterov: bool) -
     return _lambda_schedule(ctx, opt, lambda t, n: shapes.linear_decay(t, n, warmup=warmup))
 
 
-@_register("wsd", 0.1, warmup=0.0, cooldown=0.2, optimizer="sgd", nesterov=False)
+@_register("wsd", 0.1, warmup=0.0, cooldown=0.2, power=0.5, optimizer="sgd", nesterov=False)
 def _build_wsd(
-    ctx: _Ctx, *, warmup: float, cooldown: float, optimizer: str, nesterov: bool
+    ctx: _Ctx, *, warmup: float, cooldown: float, power: float, optimizer: str, nesterov: bool
 ) -> Schedule:
     r"""Warmup-stable-decay: hold the peak, then a ``1 - sqrt`` cooldown over the last 20 %.
 
@@ -703,13 +703,11 @@ def _build_wsd(
     """
     warmup = _fraction("warmup", warmup)
     require(is_real(cooldown) and 0.0 <= cooldown <= 1.0, "cooldown", cooldown, "in [0, 1]")
-    shapes.warmup_stable_decay(0, ctx.total_steps, warmup=warmup, cooldown=cooldown)  # checks
+    require(is_real(power) and power > 0.0, "power", power, "a number > 0")
+    kw = {"warmup": warmup, "cooldown": cooldown, "power": float(power)}
+    shapes.warmup_stable_decay(0, ctx.total_steps, **kw)  # checks
     opt = _shape_optimizer(ctx, optimizer, nesterov)
-    return _lambda_schedule(
-        ctx,
-        opt,
-        lambda t, n: shapes.warmup_stable_decay(t, n, warmup=warmup, cooldown=cooldown),
-    )
+    return _lambda_schedule(ctx, opt, lambda t, n: shapes.warmup_stable_decay(t, n, **kw))
 
 
 @_register("sgdr", 0.1, T_0=10, T_mult=2, eta_min=0.0)

@@ -37,7 +37,10 @@ import torch
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
 
-__all__ = ["ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance", "set_params"]
+__all__ = [
+    "WSD_START", "ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance",
+    "set_params", "wsd_options",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class ESConfig:
             rate: ``monitor_log_ratio`` is the mean of ``log(L_net / L_wsd)`` (below 0: the
             network ends at a lower validation loss).
         monitor_instances: How many fixed instances the monitor uses.
+        family: ``"plus"`` (the network) or ``"wsd"``: the parametric warmup-stable-decay
+            family (:func:`wsd_options`) fitted by the same ES on the same tasks: the bar
+            the network must clear (issue 11's ablation b).
     """
 
     out: str
@@ -74,6 +80,31 @@ class ESConfig:
     quick: bool = False
     monitor_every: int = 10
     monitor_instances: int = 6
+    family: str = "plus"
+
+
+#: The WSD family's parameters at the start: peak 1x, about 0.4 % warmup, 20 % cooldown, 1 − √.
+WSD_START = np.array([0.0, -4.0, math.log(0.25 / 0.75), math.log(0.5)])
+
+
+def wsd_options(theta: np.ndarray) -> dict[str, float]:
+    """The WSD family's schedule from its 4 parameters (unconstrained, so ES can move freely).
+
+    ``peak = exp(θ0)`` multiplies the base rate; ``warmup = 0.2 σ(θ1)``; ``cooldown = 0.8
+    σ(θ2)``; ``power = exp(θ3)`` shapes the ``1 - s**power`` cooldown.
+
+    Example:
+        >>> {k: round(v, 3) for k, v in wsd_options(WSD_START).items()}
+        {'peak': 1.0, 'warmup': 0.004, 'cooldown': 0.2, 'power': 0.5}
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    sigmoid = lambda x: 1.0 / (1.0 + math.exp(-max(min(float(x), 60.0), -60.0)))  # noqa: E731
+    return {
+        "peak": math.exp(max(min(float(theta[0]), 5.0), -5.0)),
+        "warmup": 0.2 * sigmoid(theta[1]),
+        "cooldown": 0.8 * sigmoid(theta[2]),
+        "power": math.exp(max(min(float(theta[3]), 3.0), -3.0)),
+    }
 
 
 def flat_params(net: plus.PlusNet) -> np.ndarray:
@@ -150,7 +181,8 @@ def evaluate(
         hidden: The network's width.
         base_lr: The base rate; ``None`` runs the probe first (its cost is returned).
         data_dir: Root of the text data.
-        schedule: ``"mlrsnet-plus"`` or a baseline name (``"wsd"``, ``"cosine"``, ...).
+        schedule: ``"mlrsnet-plus"``, ``"wsd-family"`` (``theta`` from :func:`wsd_options`)
+            or a baseline name (``"wsd"``, ``"cosine"``, ...).
 
     Returns:
         ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
@@ -182,9 +214,14 @@ def evaluate(
         result = lr_range_test(model, opt, next_loss, grad_clip=task.grad_clip, **settings)
         base_lr, probe_steps = result.lr, result.steps
     options: dict[str, Any] = {"optimizer": instance["optimizer"]}
+    lr = base_lr
     if schedule == "mlrsnet-plus":
         options["network"] = set_params(plus.PlusNet(hidden=hidden), np.asarray(theta))
-    method = baselines.build(schedule, model.parameters(), lr=base_lr, momentum=task.momentum,
+    elif schedule == "wsd-family":
+        family = wsd_options(np.asarray(theta))
+        schedule, lr = "wsd", base_lr * family.pop("peak")
+        options.update(family)
+    method = baselines.build(schedule, model.parameters(), lr=lr, momentum=task.momentum,
                              weight_decay=task.weight_decay, total_steps=instance["steps"],
                              steps_per_epoch=max(1, len(task.train_loader(task.batch_size))),
                              grad_clip=task.grad_clip, **options)  # fmt: skip
@@ -263,6 +300,9 @@ def meta_train(
     """
     import ray
 
+    if config.family not in ("plus", "wsd"):
+        raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
+    schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
@@ -281,7 +321,10 @@ def meta_train(
         rng.bit_generator.state = state["rng"]
         iteration = state["iteration"]
     else:
-        theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
+        if config.family == "wsd":
+            theta = WSD_START.copy()
+        else:
+            theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
         adam = _Adam(theta.size, config.meta_lr)
         rng = np.random.default_rng(config.seed)
         iteration = 0
@@ -291,7 +334,7 @@ def meta_train(
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
-    monitor = _Monitor(config, remote, data_dir, out / "monitor.json")
+    monitor = _Monitor(config, remote, data_dir, out / "monitor.json", schedule)
     if iteration == 0:
         _append(out / "history.jsonl", {"iteration": 0, **monitor.score(theta)})
     while iteration < config.iterations:
@@ -300,7 +343,9 @@ def meta_train(
         noise = rng.standard_normal((config.pairs, theta.size))
         probes = ray.get(
             [
-                remote.remote(inst, theta, hidden=config.hidden, data_dir=data_dir)
+                remote.remote(
+                    inst, theta, hidden=config.hidden, data_dir=data_dir, schedule=schedule
+                )
                 for inst in instances
             ]
         )  # fmt: skip  (the centre, with its probe)
@@ -309,7 +354,7 @@ def meta_train(
             for sign in (1.0, -1.0):
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
                                           hidden=config.hidden, base_lr=probe["base_lr"],
-                                          data_dir=data_dir))  # fmt: skip
+                                          data_dir=data_dir, schedule=schedule))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
@@ -333,19 +378,26 @@ def meta_train(
         }).encode())  # fmt: skip
         if on_iteration is not None:
             on_iteration(record)
-    net = set_params(plus.PlusNet(hidden=config.hidden), theta)
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
                 "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING"}  # fmt: skip
+    if config.family == "wsd":
+        path = out / "wsd.json"
+        atomic_write(path, json.dumps({**manifest, "theta": theta.tolist(),
+                                       "options": wsd_options(theta)}, indent=2).encode())  # fmt: skip
+        return path
+    net = set_params(plus.PlusNet(hidden=config.hidden), theta)
     return plus.save(out / "plus.safetensors", net.float(), manifest)
 
 
 class _Monitor:
     """Fixed instances, their probe rates and WSD's loss on them (computed once, kept in a file)."""
 
-    def __init__(self, config: ESConfig, remote: Any, data_dir: str | None, path: Path) -> None:
+    def __init__(self, config: ESConfig, remote: Any, data_dir: str | None, path: Path,
+                 schedule: str) -> None:  # fmt: skip
         import ray
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
+        self.schedule = schedule
         if path.is_file():
             saved = json.loads(path.read_text())
             self.instances, self.base_lrs, self.wsd = (
@@ -364,7 +416,8 @@ class _Monitor:
         import ray
 
         results = ray.get([
-            self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir)
+            self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir,
+                               schedule=self.schedule)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
         ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
