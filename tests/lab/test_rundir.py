@@ -60,3 +60,20 @@ def test_readers_name_the_file_and_line_of_a_damaged_record(tmp_path):
     summary.write_text(json.dumps({"task": "t", "schedule": "s", "metric": "bleu"}))
     with pytest.raises(ValueError, match="'metric' must be one of"):
         rundir.read_summary(summary)
+
+
+def test_writes_are_strict_json_and_the_readers_read_them(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.prepare()
+    run_dir.open_logs(None)
+    nan = float("nan")
+    run_dir.log_epoch({"epoch": 1, "step": 3, "train_loss": nan, "test_loss": float("inf"),
+                       "test_metric": 10.0, "lr": 0.1})  # fmt: skip
+    run_dir.commit_logs()
+    run_dir.write_summary({"task": "digits-mlp", "schedule": "cosine", "metric": "accuracy",
+                           "final_test_loss": nan, "best_test_metric": 10.0})  # fmt: skip
+    for name in (rundir.METRICS_FILE, rundir.SUMMARY_FILE):
+        text = (tmp_path / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text
+    assert read_metrics(tmp_path / rundir.METRICS_FILE)[0]["train_loss"] is None
+    assert run_dir.read_summary()["final_test_loss"] is None

@@ -1,6 +1,7 @@
 """Runs: files, determinism, and exact resume after a stop at any step."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,77 @@ def test_a_named_stage_scale_policy_reaches_the_scheduler(tmp_path):
     lrs, steps = _lrs(tmp_path / "paper"), paper["steps"]
     assert lrs[: steps // 3] == _lrs(tmp_path / "fixed")[: steps // 3]  # the first stage: γ
     assert lrs[steps // 3 :] != _lrs(tmp_path / "fixed")[steps // 3 :]  # then the rule's γ
+
+
+# -- issue 15, finding 1: every run path skips and counts non-finite steps -----------------
+
+
+def _no_bare_nan(path):
+    """Strict JSON: every line of ``path`` parses without NaN or Infinity."""
+    text = Path(path).read_text()
+
+    def refuse(name):
+        raise AssertionError(f"{path}: bare {name}")
+
+    lines = text.splitlines() if Path(path).suffix == ".jsonl" else [text]
+    return [json.loads(line, parse_constant=refuse) for line in lines]
+
+
+def _finite_weights(out):
+    checkpoint = torch.load(Path(out) / "checkpoint.pt", weights_only=True)
+    return all(
+        bool(torch.isfinite(v).all()) for v in checkpoint["model"].values() if v.is_floating_point()
+    )
+
+
+#: One schedule of each family, with a learning rate that makes its losses non-finite.
+FAMILIES = [
+    ("cosine", 1e6),  # a torch scheduler
+    ("adam", 1e30),  # an adaptive optimizer (it normalises the step: a larger lr)
+    ("hd", 1e6),  # hypergradient
+    ("rtho", 1e6),  # hypergradient with a held-out loss
+    ("l4", 1e6),  # loss-based
+    ("schedulefree-sgd", 1e6),  # schedule-free
+    ("prodigy", 1e30),  # parameter-free
+    ("mlrsnet:fmnist-resnet", 1e6),  # a transferred MLR-SNet
+]
+
+
+@pytest.mark.parametrize("schedule,lr", FAMILIES)
+def test_non_finite_steps_are_skipped_and_counted_by_every_method(tmp_path, schedule, lr):
+    cfg = config(tmp_path, "run", schedule=schedule, lr=lr, batch_size=64)
+    summary = run(cfg)
+    assert summary["nonfinite_steps_skipped"] > 0
+    assert _finite_weights(cfg.out)
+    steps, lrs, losses = _lr_columns(Path(cfg.out))
+    assert all(math.isfinite(v) for v in lrs)
+    # a step with a non-finite loss is skipped; so is one whose gradient alone is not finite
+    assert summary["nonfinite_steps_skipped"] >= sum(not math.isfinite(v) for v in losses)
+    _no_bare_nan(Path(cfg.out) / "summary.json")
+    _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
+
+
+def test_meta_training_skips_and_counts_non_finite_steps_the_same_way(tmp_path):
+    cfg = config(tmp_path, "meta", lr=1e6, batch_size=64, meta_interval=3)
+    summary = run(cfg, kind="meta-train")
+    assert summary["nonfinite_steps_skipped"] > 0 and _finite_weights(cfg.out)
+    _no_bare_nan(Path(cfg.out) / "summary.json")
+    _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
+
+
+def test_a_run_with_skipped_steps_resumes_exactly(tmp_path):
+    kw = dict(schedule="cosine", lr=1e6, batch_size=64)
+    full = config(tmp_path, "full", **kw)
+    run(full)
+    part = config(tmp_path, "part", **kw)
+    summary = run(part, stop_after_steps=7)
+    while not summary["completed"]:
+        summary = run(part, stop_after_steps=9)
+    assert_same_run(full.out, part.out)
+    assert summary["nonfinite_steps_skipped"] == run(full)["nonfinite_steps_skipped"] > 0
+
+
+def _lr_columns(out):
+    from mlrsnet.lab.rundir import read_lr
+
+    return read_lr(out / "lr.csv")

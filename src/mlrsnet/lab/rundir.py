@@ -13,6 +13,8 @@ A run directory holds:
 - for meta-training, ``schedule.safetensors`` + ``schedule.json``: the network's snapshots
   (see :mod:`mlrsnet.hub`).
 
+JSON files are strict JSON: a non-finite number (a diverged loss) is written as ``null``.
+
 :class:`RunDir` writes them for :mod:`mlrsnet.lab.runner`; :func:`read_summary`,
 :func:`read_metrics` and :func:`read_lr` read them for :mod:`mlrsnet.lab.report` and the
 benchmarks.
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 import mlrsnet
-from mlrsnet import hub
+from mlrsnet import hub, jsonio
 from mlrsnet.atomic import atomic_write
 from mlrsnet.lab.metrics import HIGHER_IS_BETTER
 from mlrsnet.net import MLRSNet
@@ -187,9 +189,10 @@ class RunDir:
         self._lr_log.add(f"{step},{lr!r},{loss!r}\n")
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
-        """Add one epoch's record to ``metrics.jsonl`` (written at the next commit)."""
+        """Add one epoch's record to ``metrics.jsonl`` (written at the next commit; strict
+        JSON: a non-finite number is written as ``null``)."""
         assert self._metrics_log is not None, "open_logs first"
-        self._metrics_log.add(json.dumps(record) + "\n")
+        self._metrics_log.add(jsonio.dumps(record) + "\n")
 
     def commit_logs(self) -> dict[str, int]:
         """Write what the logs hold, synced; their committed lengths, for the checkpoint."""
@@ -202,8 +205,8 @@ class RunDir:
     # -- summary and schedule --------------------------------------------------------
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
-        """Write ``summary.json`` atomically."""
-        atomic_write(self.path / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+        """Write ``summary.json`` atomically (strict JSON: non-finite numbers as ``null``)."""
+        atomic_write(self.path / SUMMARY_FILE, (jsonio.dumps(summary, indent=2) + "\n").encode())
 
     def read_summary(self) -> dict[str, Any]:
         """``summary.json`` (see :func:`read_summary`)."""

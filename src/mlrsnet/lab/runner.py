@@ -294,8 +294,9 @@ class RunState:
     def add_step(self, loss: float, result: StepResult) -> None:
         self.global_step += 1
         self.batch_index += 1
-        self.loss_sum += loss
-        self.loss_count += 1
+        if not result.skipped:  # the epoch's training loss is that of the steps taken
+            self.loss_sum += loss
+            self.loss_count += 1
         self.nonfinite_steps += result.skipped
 
     def end_epoch(self) -> None:
@@ -560,7 +561,8 @@ def run(
             state.best_metric = state.test_metric
         record = {
             "epoch": state.epoch + 1, "step": state.global_step,
-            "train_loss": state.loss_sum / max(state.loss_count, 1), "test_loss": result["loss"],
+            "train_loss": state.loss_sum / state.loss_count if state.loss_count else math.nan,
+            "test_loss": result["loss"],
             "test_metric": state.test_metric, "lr": method.lr,
             "wall_seconds": round(state.elapsed + (time.perf_counter() - started), 3),
             **method.epoch_end(val_loss=val_loss),
