@@ -1,6 +1,7 @@
 """mlrsnet.lab.rundir: the one owner of the run-directory format, writer and readers."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -77,3 +78,20 @@ def test_writes_are_strict_json_and_the_readers_read_them(tmp_path):
         assert "NaN" not in text and "Infinity" not in text
     assert read_metrics(tmp_path / rundir.METRICS_FILE)[0]["train_loss"] is None
     assert run_dir.read_summary()["final_test_loss"] is None
+
+
+def test_the_lock_is_exclusive_and_names_the_holder(tmp_path):
+    first = RunDir(tmp_path / "run")
+    with first.lock():
+        assert (tmp_path / "run" / rundir.LOCK_FILE).read_text().strip() == str(os.getpid())
+        with pytest.raises(rundir.RunInUseError, match=f"run is in use by another run "
+                                                       f"\\(pid {os.getpid()}\\)"):  # fmt: skip
+            with RunDir(tmp_path / "run").lock():
+                pass
+    assert not (tmp_path / "run" / rundir.LOCK_FILE).exists()  # released and removed
+    with RunDir(tmp_path / "run").lock():
+        pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a run directory"):
+        with RunDir(tmp_path / "file").lock():
+            pass

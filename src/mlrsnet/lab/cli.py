@@ -3,7 +3,9 @@
 Every subcommand has ``--help``. Settings can come from a TOML file
 (``--config FILE``; keys are the long option names, with ``-`` or ``_``), and
 flags given on the command line override it. Bad arguments end in a one-line
-error and exit status 2, without a traceback.
+error and exit status 2, without a traceback; so do damaged run folders. What the
+machine refuses (a full or read-only disk, a run directory another process is
+running in) ends in a one-line error and exit status 1.
 """
 
 from __future__ import annotations
@@ -639,6 +641,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"mlrsnet: error: {message}", file=sys.stderr)
         return 2
+    except OSError as err:  # the disk, the file system, a run directory in use
+        if err.strerror:  # "path: No space left on device"
+            where = f"{err.filename}: " if err.filename else ""
+            message = f"{where}{err.strerror}"
+        else:
+            message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"mlrsnet: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mlrsnet: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -11,7 +11,10 @@ A run directory holds:
 - ``checkpoint.pt``: everything needed to continue (written atomically, read with
   ``torch.load(weights_only=True)``), including how many bytes of each log it had seen;
 - for meta-training, ``schedule.safetensors`` + ``schedule.json``: the network's snapshots
-  (see :mod:`mlrsnet.hub`).
+  (see :mod:`mlrsnet.hub`);
+- ``.lock`` while a process runs there: it holds an exclusive ``flock`` on it for the run's
+  life (the operating system releases it when the process dies), so a second process on the
+  same folder is refused (:class:`RunInUseError`) instead of corrupting the run.
 
 JSON files are strict JSON: a non-finite number (a diverged loss) is written as ``null``.
 
@@ -22,6 +25,7 @@ benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -29,7 +33,7 @@ import logging
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +49,13 @@ from mlrsnet.net import MLRSNet
 __all__ = [
     "CHECKPOINT_FILE",
     "CHECKPOINT_FORMAT",
+    "LOCK_FILE",
     "LR_FILE",
     "METRICS_FILE",
     "SCHEDULE_FILE",
     "SUMMARY_FILE",
     "RunDir",
+    "RunInUseError",
     "is_run",
     "read_lr",
     "read_metrics",
@@ -64,6 +70,7 @@ METRICS_FILE = "metrics.jsonl"
 LR_FILE = "lr.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 SCHEDULE_FILE = "schedule.safetensors"
+LOCK_FILE = ".lock"
 #: The checkpoint layout: 2 holds the model and the method's state side by side.
 CHECKPOINT_FORMAT = 2
 
@@ -83,6 +90,10 @@ def versions() -> dict[str, str]:
         "torch_threads": str(torch.get_num_threads()),
         "platform": platform.platform(),
     }
+
+
+class RunInUseError(OSError):
+    """Another process is running in this run directory (it holds the folder's lock)."""
 
 
 class _AppendLog:
@@ -134,10 +145,62 @@ class RunDir:
         self._lr_log: _AppendLog | None = None
         self._metrics_log: _AppendLog | None = None
 
+    def _make_folder(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"{self.path} is a file, not a run directory; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder (created if needed) for the ``with`` block.
+
+        An OS-level ``flock`` on ``.lock`` in the folder, which holds the holder's pid: the
+        operating system releases it when the process ends, however it ends. The file is
+        removed on a normal release. Where ``fcntl`` is missing (Windows), nothing is locked.
+
+        Raises:
+            RunInUseError: If another process holds it (the message names the folder and pid).
+            ValueError: If the path is a file.
+        """
+        self._make_folder()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            logger.warning("%s: no fcntl here; the run directory is not locked", self.path)
+            yield
+            return
+        path = self.path / LOCK_FILE
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunInUseError(
+                    f"{self.path} is in use by another run (pid {holder}); wait for it to end, "
+                    "or use another --out"
+                ) from None
+            try:  # the holder we waited for may have removed the file it locked: lock anew
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still held: a process waiting on it locks anew
+            os.close(fd)
+
     def prepare(self) -> None:
         """Create the folder; drop temporary files of a write killed half-way (the file
-        each one replaces is intact)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        each one replaces is intact). Run it under :meth:`lock`: the temporary file of a
+        write in progress looks the same."""
+        self._make_folder()
         for leftover in self.path.glob("*.tmp"):
             leftover.unlink()
 

@@ -434,6 +434,13 @@ def run(
     """
     config.validate(kind)
     run_dir = RunDir(config.out)
+    with run_dir.lock():  # one process per run directory
+        return _run(config, run_dir, kind, on_step, on_epoch, stop_after_steps)
+
+
+def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | None,
+         on_epoch: StepCallback | None, stop_after_steps: int | None) -> dict[str, Any]:  # fmt: skip
+    """:func:`run`, holding the run directory's lock."""
     run_dir.prepare()
     device = resolve_device(config.device)
     task = task_registry.get(config.task, data_dir=config.data_dir, seed=config.seed,
