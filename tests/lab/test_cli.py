@@ -325,3 +325,59 @@ def test_tasks_says_where_it_looked_for_missing_data(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "  ptb (ptb-lstm, ptb-lstm3): looked in /nonexistent" in lines
     assert lines[-1].startswith("look elsewhere with --data-dir DIR or MLRSNET_DATA=DIR;")
+
+
+# -- issue 15: one-line errors, never "stopped after None steps" --------------------------
+
+
+def one_line_error(capsys, code, expected_code=2):
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == expected_code, err
+    assert len(lines) == 1 and lines[0].startswith("mlrsnet: error: "), err
+    return lines[0]
+
+
+TRAIN = ["train", "--task", "digits-mlp", "--schedule", "fixed", "--epochs", "1",
+         "--batch-size", "256", "--quiet"]  # fmt: skip
+
+
+def test_a_damaged_log_is_refused_in_one_line_and_never_stopped_after_none(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-1], "--epochs", "3", "--out", str(out)]
+    assert main([*argv, "--stop-after-steps", "9"]) == 0  # past the first epoch
+    capsys.readouterr()
+    metrics = out / "metrics.jsonl"
+    good = metrics.read_bytes()
+    metrics.write_bytes(good[:10] + b"\x01" + good[11:])  # the issue's "Invalid control character"
+    for _ in range(2):  # refused every time, the same way
+        line = one_line_error(capsys, main(argv))
+        assert "metrics.jsonl" in line and "start the run afresh" in line
+    metrics.write_bytes(good[:-5])  # cut below its committed length: refused, not padded
+    assert "shorter than" in one_line_error(capsys, main(argv))
+    assert b"\x00" not in metrics.read_bytes()
+    metrics.write_bytes(good)
+    assert main(argv) == 0
+    out_lines = capsys.readouterr().out
+    assert "None" not in out_lines and "done:" in out_lines
+
+
+def test_a_complete_run_whose_summary_is_not_says_complete(tmp_path, capsys):
+    """Killed between the last checkpoint and the summary: the run is complete, the summary
+    (of the epoch before) is not. The next call rewrites it; on main it printed 'stopped after
+    None steps' every time."""
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-1], "--epochs", "2", "--out", str(out)]
+    assert main([*argv, "--stop-after-steps", "6"]) == 0
+    earlier = (out / "summary.json").read_text()
+    assert main(argv) == 0
+    complete = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(earlier)
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "None" not in printed and "stopped" not in printed
+    rewritten = json.loads((out / "summary.json").read_text())
+    assert rewritten["completed"] is True
+    for key in ("final_test_metric", "best_test_metric", "final_test_loss", "steps"):
+        assert rewritten[key] == complete[key]

@@ -41,10 +41,13 @@ def comparable(out):
     return files, {k: summary.get(k) for k in keep}
 
 
-def run_with_kills(cmd, out, kills, rng):
-    """Start `cmd`, SIGKILL it at a random moment after its first checkpoint, `kills` times; then finish."""
+def run_with_kills(cmd, out, kills, rng, finish=True):
+    """Start `cmd`, SIGKILL it at a random moment after its first checkpoint, `kills` times; then
+    finish (unless not `finish`)."""
     killed, during_write = 0, 0
     while True:
+        if killed >= kills and not finish:
+            return killed, during_write
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if killed < kills:
             deadline = time.monotonic() + 120
@@ -218,3 +221,37 @@ def test_processes_started_together_on_one_folder_never_mix(tmp_path, short_refe
         outcomes.append(sum(code == 1 for *_, code in results))
     assert sum(outcomes) >= 1
     print(f"processes refused per start of three together: {outcomes}")
+
+
+def test_logs_cut_after_a_kill_are_refused_then_restored_nothing_is_lost(tmp_path, short_reference):
+    """After a kill at a random point, each log is cut at a random byte offset below the
+    length the checkpoint committed: the run refuses to resume (exit 2, one line naming
+    the log; the file is not padded); with the bytes restored it resumes to the result of
+    an uninterrupted run."""
+    import torch
+
+    rng = random.Random(151515)
+    out = tmp_path / "run"
+    out.mkdir()
+    refused = 0
+    for _ in range(2):
+        killed, _ = run_with_kills(short_command(out), out, 1, rng, finish=False)
+        assert killed == 1
+        checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+        for log, key in (("lr.csv", "lr_log_offset"), ("metrics.jsonl", "metrics_offset")):
+            if checkpoint[key] == 0:
+                continue
+            data = (out / log).read_bytes()
+            cut = rng.randrange(checkpoint[key])
+            (out / log).write_bytes(data[:cut])
+            result = subprocess.run(short_command(out), capture_output=True, text=True,
+                                    timeout=300)  # fmt: skip
+            assert result.returncode == 2
+            (line,) = result.stderr.strip().splitlines()
+            assert line.startswith(f"mlrsnet: error: {out / log}: {cut} bytes, shorter than")
+            assert (out / log).read_bytes() == data[:cut]
+            (out / log).write_bytes(data)
+            refused += 1
+    subprocess.run(short_command(out), check=True, timeout=300)
+    assert comparable(out) == short_reference
+    print(f"cut logs refused: {refused}")

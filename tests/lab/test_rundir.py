@@ -95,3 +95,58 @@ def test_the_lock_is_exclusive_and_names_the_holder(tmp_path):
     with pytest.raises(ValueError, match="is a file, not a run directory"):
         with RunDir(tmp_path / "file").lock():
             pass
+
+
+# -- issue 15, finding 3: logs are validated on resume, never padded ----------------------
+
+
+def _committed(tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.prepare()
+    run_dir.open_logs(None)
+    for step in range(1, 6):
+        run_dir.log_step(step, 0.1 / step, 2.5 - step / 10)
+    run_dir.log_epoch({"epoch": 1, "step": 5, "train_loss": 2.0, "test_metric": 50.0})
+    run_dir.save_checkpoint({"state": {"epoch": 1}})
+    return run_dir, run_dir.load_checkpoint()
+
+
+@pytest.mark.parametrize("log,key", [(rundir.LR_FILE, "lr_log_offset"),
+                                     (rundir.METRICS_FILE, "metrics_offset")])  # fmt: skip
+def test_a_log_cut_below_its_committed_length_is_refused_never_padded(tmp_path, log, key):
+    run_dir, checkpoint = _committed(tmp_path)
+    path = run_dir.path / log
+    for cut in range(checkpoint[key]):  # every byte offset below the committed length
+        data = path.read_bytes()
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match=f"{log}: {cut} bytes, shorter than the "
+                                             f"{checkpoint[key]} bytes.*start the run afresh"):  # fmt: skip
+            RunDir(run_dir.path).open_logs(checkpoint)
+        assert path.read_bytes() == data[:cut]  # not padded, not changed
+        path.write_bytes(data)
+    RunDir(run_dir.path).open_logs(checkpoint)  # whole again: resumes
+
+
+@pytest.mark.parametrize("log", [rundir.LR_FILE, rundir.METRICS_FILE])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_log_changed_within_its_committed_part_is_refused(tmp_path, log, legacy):
+    run_dir, checkpoint = _committed(tmp_path)
+    if legacy:  # a checkpoint of the previous version: no digests, the lines are checked
+        checkpoint = {k: v for k, v in checkpoint.items() if not k.endswith("sha256")}
+    path = run_dir.path / log
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] = 0  # a NUL, as the padding of a file cut and grown again
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{log}: .*(differ|damaged).*start the run afresh"):
+        RunDir(run_dir.path).open_logs(checkpoint)
+
+
+def test_a_missing_log_or_schedule_file_is_refused(tmp_path):
+    run_dir, checkpoint = _committed(tmp_path)
+    (run_dir.path / rundir.LR_FILE).unlink()
+    with pytest.raises(ValueError, match="lr.csv: missing"):
+        RunDir(run_dir.path).open_logs(checkpoint)
+    checkpoint = {**checkpoint, "method": {"snapshots": {"epoch_1": {}}}}
+    with pytest.raises(ValueError, match="schedule.safetensors: missing, but the checkpoint "
+                                         "holds 1 snapshot"):  # fmt: skip
+        RunDir(run_dir.path).open_logs(checkpoint)

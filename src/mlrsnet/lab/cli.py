@@ -508,11 +508,10 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
         raise
     finally:
         progress.close()
-    if not summary["completed"]:
+    if not summary.get("completed"):
         if not args.quiet:
-            print(
-                f"stopped after {args.stop_after_steps} steps; run the same command again to continue ({config.out})"
-            )
+            done = f"after {args.stop_after_steps} steps" if args.stop_after_steps else "early"
+            print(f"stopped {done}; run the same command again to continue ({config.out})")
         return 0
     if not args.quiet:
         metric = summary.get("final_test_metric")

@@ -9,7 +9,8 @@ A run directory holds:
 - ``summary.json``: task, schedule, seed, final and best test metric, wall time, versions,
   the command line; ``completed`` once the run has finished;
 - ``checkpoint.pt``: everything needed to continue (written atomically, read with
-  ``torch.load(weights_only=True)``), including how many bytes of each log it had seen;
+  ``torch.load(weights_only=True)``), including how many bytes of each log it had seen and
+  their SHA-256, so that a resumed run refuses a log that was cut short or changed;
 - for meta-training, ``schedule.safetensors`` + ``schedule.json``: the network's snapshots
   (see :mod:`mlrsnet.hub`);
 - ``.lock`` while a process runs there: it holds an exclusive ``flock`` on it for the run's
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
 import math
 import os
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,30 +98,123 @@ class RunInUseError(OSError):
     """Another process is running in this run directory (it holds the folder's lock)."""
 
 
-class _AppendLog:
-    """A text file written in append mode whose committed length lives in the checkpoint."""
+def _check_lr_text(text: str) -> str | None:
+    """What is wrong with a committed ``lr.csv``, or ``None``: header, three numbers a row."""
+    lines = text.split("\n")[:-1]
+    if not lines or lines[0] != "step,lr,loss":
+        return "line 1 is not the header 'step,lr,loss'"
+    for lineno, line in enumerate(lines[1:], start=2):
+        cells = line.split(",")
+        try:
+            ok = len(cells) == 3 and float(cells[0]).is_integer() and [float(c) for c in cells]
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"line {lineno} is not 'step,lr,loss': {line[:60]!r}"
+    return None
 
-    def __init__(self, path: Path, header: str | None, committed: int | None) -> None:
+
+def _check_metrics_text(text: str) -> str | None:
+    """What is wrong with a committed ``metrics.jsonl``, or ``None``: one object a line."""
+    for lineno, line in enumerate(text.split("\n")[:-1], start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            return f"line {lineno}: {err.msg}"
+        if not isinstance(record, dict) or "epoch" not in record:
+            return f"line {lineno} is not an epoch record"
+    return None
+
+
+class _AppendLog:
+    """A text file written in append mode whose committed length and SHA-256 live in the checkpoint.
+
+    Resuming, the file must still hold the committed bytes unchanged: a file cut below the
+    committed length, or whose committed part changed, is refused (never padded); what was
+    written after the commit (by a killed process) is cut off.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        header: str,
+        committed: int | None,
+        digest: str | None = None,
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.path = path
-        if committed is None:
-            with open(path, "w") as f:
-                if header:
-                    f.write(header)
-        else:
-            with open(path, "r+") as f:
-                f.truncate(committed)
         self.pending: list[str] = []
+        if committed is None:
+            data = header.encode()
+            with open(path, "wb") as f:
+                f.write(data)
+            self._hash = hashlib.sha256(data)
+            self.size = len(data)
+            return
+        self._hash = hashlib.sha256(self._committed_bytes(committed, digest, check))
+        self.size = committed
+        with open(path, "r+b") as f:
+            f.truncate(committed)  # only ever shorter: the bytes of a write after the commit
+
+    def _committed_bytes(
+        self, committed: int, digest: str | None, check: Callable[[str], str | None] | None
+    ) -> bytes:
+        afresh = (
+            f"restore it, or start the run afresh (remove {self.path.parent / CHECKPOINT_FILE}, "
+            "or use another --out)"
+        )
+        if not isinstance(committed, int) or isinstance(committed, bool) or committed < 0:
+            raise ValueError(f"{self.path}: the checkpoint's committed length {committed!r} is "
+                             "not a byte count")  # fmt: skip
+        if not self.path.is_file():
+            raise ValueError(f"{self.path}: missing, but the checkpoint committed {committed} "
+                             f"bytes of it; {afresh}")  # fmt: skip
+        size = self.path.stat().st_size
+        if size < committed:
+            raise ValueError(
+                f"{self.path}: {size} bytes, shorter than the {committed} bytes the checkpoint "
+                f"committed (the file was cut or replaced); {afresh}"
+            )
+        with open(self.path, "rb") as f:
+            data = f.read(committed)
+        if digest is not None:
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ValueError(f"{self.path}: its first {committed} bytes differ from what the "
+                                 f"checkpoint committed (the file was changed); {afresh}")  # fmt: skip
+            return data
+        # a checkpoint of an older version records no digest: check the form of the lines
+        try:
+            text = data.decode("utf-8")
+            problem = None if not text or text.endswith("\n") else "it ends inside a line"
+        except UnicodeDecodeError:
+            text, problem = "", "it is not UTF-8 text"
+        if problem is None and "\x00" in text:
+            problem = "it holds NUL bytes"
+        if problem is None and check is not None:
+            problem = check(text)
+        if problem is not None:
+            raise ValueError(f"{self.path}: the {committed} bytes the checkpoint committed are "
+                             f"damaged ({problem}); {afresh}")  # fmt: skip
+        return data
 
     def add(self, line: str) -> None:
         self.pending.append(line)
 
     def commit(self) -> int:
-        with open(self.path, "a") as f:
-            f.writelines(self.pending)
+        data = "".join(self.pending).encode()
+        with open(self.path, "ab") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         self.pending.clear()
-        return self.path.stat().st_size
+        self._hash.update(data)
+        self.size += len(data)
+        return self.size
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the committed bytes."""
+        return self._hash.hexdigest()
 
 
 class RunDir:
@@ -228,6 +323,11 @@ class RunDir:
                 f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_FORMAT} "
                 "(made by another version); use another --out or remove the folder"
             )
+        for key in ("lr_log_offset", "metrics_offset"):
+            value = checkpoint.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{path}: {key} must be a byte count, got {value!r}; remove the "
+                                 "checkpoint to start the run afresh")  # fmt: skip
         return checkpoint
 
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
@@ -240,11 +340,45 @@ class RunDir:
     # -- logs ------------------------------------------------------------------------
 
     def open_logs(self, checkpoint: Mapping[str, Any] | None) -> None:
-        """Start the logs afresh, or cut them back to what ``checkpoint`` had seen."""
-        lr_offset = None if checkpoint is None else checkpoint["lr_log_offset"]
-        metrics_offset = None if checkpoint is None else checkpoint["metrics_offset"]
-        self._lr_log = _AppendLog(self.path / LR_FILE, "step,lr,loss\n", lr_offset)
-        self._metrics_log = _AppendLog(self.path / METRICS_FILE, None, metrics_offset)
+        """Start the logs afresh, or check the folder against ``checkpoint`` and cut the logs
+        back to what it had seen.
+
+        Raises:
+            ValueError: If a log is shorter than the checkpoint committed, or its committed
+                part changed, or the schedule file of the checkpoint's snapshots is missing
+                or holds others (the message says what to do).
+        """
+        if checkpoint is None:
+            lr_log = _AppendLog(self.path / LR_FILE, "step,lr,loss\n", None)
+            metrics_log = _AppendLog(self.path / METRICS_FILE, "", None)
+        else:
+            self._check_schedule(checkpoint)
+            lr_log = _AppendLog(self.path / LR_FILE, "step,lr,loss\n",
+                                checkpoint["lr_log_offset"], checkpoint.get("lr_log_sha256"),
+                                _check_lr_text)  # fmt: skip
+            metrics_log = _AppendLog(self.path / METRICS_FILE, "", checkpoint["metrics_offset"],
+                                     checkpoint.get("metrics_sha256"), _check_metrics_text)  # fmt: skip
+        self._lr_log, self._metrics_log = lr_log, metrics_log
+
+    def _check_schedule(self, checkpoint: Mapping[str, Any]) -> None:
+        """A meta-training checkpoint with snapshots needs the schedule file that holds them."""
+        method = checkpoint.get("method")
+        snapshots = method.get("snapshots") if isinstance(method, Mapping) else None
+        if not snapshots:
+            return
+        path = self.path / SCHEDULE_FILE
+        afresh = (f"restore it, or start the run afresh (remove {self.path / CHECKPOINT_FILE}, "
+                  "or use another --out)")  # fmt: skip
+        if not path.is_file():
+            raise ValueError(f"{path}: missing, but the checkpoint holds {len(snapshots)} "
+                             f"snapshot(s) written to it; {afresh}")  # fmt: skip
+        try:
+            saved = hub.load_schedule(path).snapshots
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{path}: unreadable ({err}); {afresh}") from err
+        if saved[: len(snapshots)] != list(snapshots):
+            raise ValueError(f"{path}: holds snapshots {saved}, the checkpoint "
+                             f"{list(snapshots)}; {afresh}")  # fmt: skip
 
     def log_step(self, step: int, lr: float, loss: float) -> None:
         """Add one optimizer step to ``lr.csv`` (written at the next commit)."""
@@ -257,12 +391,15 @@ class RunDir:
         assert self._metrics_log is not None, "open_logs first"
         self._metrics_log.add(jsonio.dumps(record) + "\n")
 
-    def commit_logs(self) -> dict[str, int]:
-        """Write what the logs hold, synced; their committed lengths, for the checkpoint."""
+    def commit_logs(self) -> dict[str, Any]:
+        """Write what the logs hold, synced; their committed lengths and SHA-256, for the
+        checkpoint."""
         assert self._lr_log is not None and self._metrics_log is not None, "open_logs first"
         return {
             "lr_log_offset": self._lr_log.commit(),
             "metrics_offset": self._metrics_log.commit(),
+            "lr_log_sha256": self._lr_log.digest,
+            "metrics_sha256": self._metrics_log.digest,
         }
 
     # -- summary and schedule --------------------------------------------------------

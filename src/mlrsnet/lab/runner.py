@@ -459,8 +459,14 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
                 "use another --out or the same settings to resume"
             )
         if checkpoint.get("completed"):
-            logger.info("%s: run already completed", run_dir.path)
-            return run_dir.read_summary()
+            summary = _completed_summary(run_dir)
+            if summary is not None:
+                logger.info("%s: run already completed", run_dir.path)
+                return summary
+            # killed between the last checkpoint and its summary: the loop below has nothing
+            # left to train and writes the summary from the checkpoint
+            logger.warning("%s: the run is complete but its summary is not; rewriting it",
+                           run_dir.path)  # fmt: skip
 
     torch.manual_seed(config.seed)
     model = task.build_model(seed=config.seed, device=device)
@@ -587,3 +593,12 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
         ):
             return write_summary(completed=False)
     return write_summary(completed=True)
+
+
+def _completed_summary(run_dir: RunDir) -> dict[str, Any] | None:
+    """The summary of a completed run, or ``None`` if it is missing, damaged or not complete."""
+    try:
+        summary = run_dir.read_summary()
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("completed") is True else None
