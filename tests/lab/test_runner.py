@@ -251,3 +251,54 @@ def _lr_columns(out):
     from mlrsnet.lab.rundir import read_lr
 
     return read_lr(out / "lr.csv")
+
+
+# -- issue 15, finding 5: the resume check covers every setting that changes the run -------
+
+
+@pytest.mark.parametrize(
+    "first,second,named",
+    [
+        ({"num_meta": 100}, {"num_meta": 300}, "num_meta"),
+        ({}, {"num_meta": 300}, "num_meta"),
+        ({"data_dir": "a"}, {"data_dir": "b"}, "data_dir"),
+        ({"train_fraction": 0.5}, {"train_fraction": 1.0}, "train_fraction"),
+        ({"gamma_batches": 5}, {"gamma_batches": 6}, "gamma_batches"),
+        ({}, {"noise": "uniform", "noise_rate": 0.2}, "noise"),
+    ],
+)
+def test_a_resume_with_other_settings_is_refused(tmp_path, first, second, named):
+    run(config(tmp_path, "a", schedule="fixed", **first), stop_after_steps=2)
+    with pytest.raises(ValueError, match=f"other settings.*{named}"):
+        run(config(tmp_path, "a", schedule="fixed", **second))
+
+
+def test_meta_settings_are_checked_too(tmp_path):
+    run(config(tmp_path, "m", meta_interval=2), kind="meta-train", stop_after_steps=2)
+    with pytest.raises(ValueError, match="other settings.*meta_weight_decay"):
+        run(config(tmp_path, "m", meta_interval=2, meta_weight_decay=0.1), kind="meta-train")
+    with pytest.raises(ValueError, match="other settings.*num_meta"):
+        run(config(tmp_path, "m", meta_interval=2, num_meta=50), kind="meta-train")
+
+
+def test_a_checkpoint_of_the_previous_format_resumes_when_nothing_changed(tmp_path):
+    """Checkpoints written before the fingerprint grew lack its new keys: they are taken at
+    their defaults, so an unchanged run resumes (and a changed one is still refused)."""
+    from mlrsnet.lab.rundir import CHECKPOINT_FILE, RunDir
+
+    full = config(tmp_path, "full", schedule="cosine")
+    run(full)
+    part = config(tmp_path, "part", schedule="cosine")
+    run(part, stop_after_steps=5)
+    path = Path(part.out) / CHECKPOINT_FILE
+    checkpoint = torch.load(path, weights_only=True)
+    for key in ("num_meta", "data_dir", "meta_weight_decay", "gamma_batches", "steps_per_epoch"):
+        del checkpoint["fingerprint"][key]
+    for key in ("lr_log_sha256", "metrics_sha256"):  # nor did it record the logs' digests
+        del checkpoint[key]
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="num_meta"):
+        run(config(tmp_path, "part", schedule="cosine", num_meta=100))
+    assert RunDir(part.out).load_checkpoint() is not None
+    run(part)
+    assert_same_run(full.out, part.out)

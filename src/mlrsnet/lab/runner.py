@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,7 +243,37 @@ def _fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
         "meta_interval": config.meta_interval,
         "meta_lr": config.meta_lr,
         "save_epochs": config.save_epochs,
+        **_more_fingerprint(config, s),
     }
+
+
+#: Settings the fingerprint gained after checkpoints were first written, with the value an
+#: older checkpoint (which does not record them) had: it resumes when they are unchanged.
+_FINGERPRINT_DEFAULTS = {"num_meta": None, "data_dir": None, "meta_weight_decay": 1e-4,
+                         "gamma_batches": 20}  # fmt: skip
+
+
+def _more_fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
+    """The rest of what changes a run: the meta set, the data, the network's weight decay,
+    the scale rule's batches, and the steps an epoch has (which the data decides)."""
+    return {
+        "num_meta": config.num_meta,
+        "data_dir": None if config.data_dir is None else os.path.abspath(config.data_dir),
+        "meta_weight_decay": config.meta_weight_decay,
+        "gamma_batches": config.gamma_batches,
+        "steps_per_epoch": s.steps_per_epoch,
+    }
+
+
+def _differs(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
+    """The settings in which a checkpoint's fingerprint differs from this run's."""
+    missing = object()
+    differs = []
+    for key, value in fingerprint.items():
+        old = saved.get(key, _FINGERPRINT_DEFAULTS.get(key, missing))
+        if old is not missing and old != value:
+            differs.append(key)
+    return sorted(differs)
 
 
 class MetaBatches:
@@ -450,9 +481,7 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     fingerprint = _fingerprint(config, s)
     checkpoint = run_dir.load_checkpoint()
     if checkpoint is not None:
-        differs = sorted(
-            k for k in fingerprint if checkpoint["fingerprint"].get(k) != fingerprint[k]
-        )
+        differs = _differs(checkpoint["fingerprint"], fingerprint)
         if differs:
             raise ValueError(
                 f"{run_dir.path} holds a run with other settings ({', '.join(differs)}); "
