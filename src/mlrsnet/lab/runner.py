@@ -33,7 +33,7 @@ from mlrsnet.lab import baselines, metrics
 from mlrsnet.lab import tasks as task_registry
 from mlrsnet.lab.meta_training import MetaTraining
 from mlrsnet.lab.protocol import StepResult, TrainingMethod
-from mlrsnet.lab.rundir import RunDir, versions
+from mlrsnet.lab.rundir import CHECKPOINT_FILE, RunDir, versions
 from mlrsnet.lab.tasks.types import Task, call_model
 from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: The paper meta-updates every 300 of 383 iterations per epoch: about 0.78 epochs.
 PAPER_META_INTERVAL_EPOCHS = 300 / 383
+#: The largest learning rate or weight decay a run takes: the largest float32.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 @dataclasses.dataclass
@@ -113,6 +115,8 @@ class RunConfig:
                 f"unknown task {self.task!r}; known: {', '.join(task_registry.names())}"
             )
         if kind == "train":
+            if not isinstance(self.schedule, str):
+                raise ValueError(f"schedule must be a name, got {self.schedule!r}")
             base = self.schedule.split(":", 1)[0]
             if base not in baselines.names():
                 raise ValueError(
@@ -127,18 +131,18 @@ class RunConfig:
         checks.positive_int("gamma_batches", self.gamma_batches)
         checks.non_negative_int("seed", self.seed)
         checks.non_negative_int("checkpoint_every", self.checkpoint_every)
-        optional_numbers = {
-            "lr": dict(low=0.0, low_open=True),
+        optional_numbers = {  # the model and optimizers compute in float32: no larger value fits
+            "lr": dict(low=0.0, low_open=True, high=FLOAT32_MAX),
             "momentum": dict(low=0.0, high=0.999999),
-            "weight_decay": dict(low=0.0),
+            "weight_decay": dict(low=0.0, high=FLOAT32_MAX),
         }
         for name, interval in optional_numbers.items():
             if getattr(self, name) is not None:
                 checks.number(name, getattr(self, name), **interval)
         checks.number("train_fraction", self.train_fraction, 0.0, 1.0, low_open=True)
         checks.number("noise_rate", self.noise_rate, 0.0, 1.0)
-        checks.number("meta_lr", self.meta_lr, 0.0, low_open=True)
-        checks.number("meta_weight_decay", self.meta_weight_decay, 0.0)
+        checks.number("meta_lr", self.meta_lr, 0.0, FLOAT32_MAX, low_open=True)
+        checks.number("meta_weight_decay", self.meta_weight_decay, 0.0, FLOAT32_MAX)
         if self.noise not in (None, "uniform", "symmetric", "pairflip"):
             raise ValueError(f"noise must be 'uniform' or 'pairflip', got {self.noise!r}")
         if self.save_epochs is not None:
@@ -274,6 +278,17 @@ def _differs(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
         if old is not missing and old != value:
             differs.append(key)
     return sorted(differs)
+
+
+def _checked_checkpoint(checkpoint: dict[str, Any], path: Any) -> dict[str, Any]:
+    """A run checkpoint whose parts have the types the runner reads (else a ValueError)."""
+    kinds = {"fingerprint": dict, "state": dict, "model": dict, "method": dict}
+    for key, kind in kinds.items():
+        if not isinstance(checkpoint.get(key), kind):
+            found = type(checkpoint.get(key)).__name__
+            raise ValueError(f"{path}: '{key}' is a {found}, not a {kind.__name__}: not a run "
+                             "checkpoint; remove it to start the run afresh")  # fmt: skip
+    return checkpoint
 
 
 class MetaBatches:
@@ -481,6 +496,7 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     fingerprint = _fingerprint(config, s)
     checkpoint = run_dir.load_checkpoint()
     if checkpoint is not None:
+        _checked_checkpoint(checkpoint, run_dir.path / CHECKPOINT_FILE)
         differs = _differs(checkpoint["fingerprint"], fingerprint)
         if differs:
             raise ValueError(
@@ -504,7 +520,7 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     if checkpoint is None:
         state.gamma = _gamma(config, s, task, model, device)
     else:
-        state = RunState.from_state_dict(checkpoint["state"], device)
+        state = _restore(lambda: RunState.from_state_dict(checkpoint["state"], device), run_dir)
     summary_base = {
         "task": config.task, "schedule": fingerprint["schedule"],
         "label": config.label or fingerprint["schedule"], "kind": kind, "seed": config.seed,
@@ -527,11 +543,15 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
 
     method = _build_method(config, s, task, model, state.gamma, device, save_snapshots)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        method.load_state_dict(checkpoint["method"])
-        torch.set_rng_state(checkpoint["rng_cpu"])
-        if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+
+        def restore() -> None:
+            model.load_state_dict(checkpoint["model"])
+            method.load_state_dict(checkpoint["method"])
+            torch.set_rng_state(checkpoint["rng_cpu"])
+            if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+
+        _restore(restore, run_dir)
         logger.info("%s: resuming at epoch %d, batch %d (step %d)", run_dir.path,
                     state.epoch + 1, state.batch_index, state.global_step)  # fmt: skip
     run_dir.open_logs(checkpoint)
@@ -631,3 +651,15 @@ def _completed_summary(run_dir: RunDir) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return summary if summary.get("completed") is True else None
+
+
+def _restore(restore: Callable[[], Any], run_dir: RunDir) -> Any:
+    """Run ``restore`` (loading a checkpoint's parts); what fails there is the checkpoint's."""
+    try:
+        return restore()
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"{run_dir.path / CHECKPOINT_FILE}: cannot be resumed ({type(err).__name__}: "
+            f"{message}); remove it to start the run afresh"
+        ) from err
