@@ -30,7 +30,6 @@ variant); meta-trained sources live in ``OUT/sources``; everything resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -42,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transfer  # noqa: E402  (the sibling script: targets, execute, summaries)
 
-from mlrsnet import hub  # noqa: E402
+from mlrsnet import hub, jsonio  # noqa: E402
 from mlrsnet.lab.runner import RunConfig, run  # noqa: E402
 from mlrsnet.net import MLRSNet  # noqa: E402
 
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 record = transfer.execute(spec, out, None, {variant: network})
                 record["variant"] = variant
                 with open(results_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(jsonio.dumps(record) + "\n")
                 done[spec.run_id] = record
                 print(f"{spec.run_id}: {record['final_test_metric']:.2f} "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from mlrsnet import hub
+from mlrsnet import hub, jsonio
 from mlrsnet.lab import baselines
 from mlrsnet.lab import tasks as task_registry
 from mlrsnet.lab.metrics import higher_is_better
@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 record = execute(spec, out, data_dir, networks)
                 with open(results_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(jsonio.dumps(record) + "\n")
             finally:
                 release(out, spec.run_id)
             new += 1
