@@ -125,6 +125,7 @@ def test_a_log_cut_below_its_committed_length_is_refused_never_padded(tmp_path, 
         assert path.read_bytes() == data[:cut]  # not padded, not changed
         path.write_bytes(data)
     RunDir(run_dir.path).open_logs(checkpoint)  # whole again: resumes
+    print(f"{log}: all {checkpoint[key]} cuts below the committed length refused")
 
 
 @pytest.mark.parametrize("log", [rundir.LR_FILE, rundir.METRICS_FILE])

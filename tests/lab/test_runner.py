@@ -225,12 +225,16 @@ def test_non_finite_steps_are_skipped_and_counted_by_every_method(tmp_path, sche
     assert summary["nonfinite_steps_skipped"] >= sum(not math.isfinite(v) for v in losses)
     _no_bare_nan(Path(cfg.out) / "summary.json")
     _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
+    print(f"{schedule} lr {lr:g}: {summary['nonfinite_steps_skipped']} of {summary['steps']} "
+          "steps skipped")  # fmt: skip
 
 
 def test_meta_training_skips_and_counts_non_finite_steps_the_same_way(tmp_path):
     cfg = config(tmp_path, "meta", lr=1e6, batch_size=64, meta_interval=3)
     summary = run(cfg, kind="meta-train")
     assert summary["nonfinite_steps_skipped"] > 0 and _finite_weights(cfg.out)
+    print(f"meta-train lr 1e6: {summary['nonfinite_steps_skipped']} of {summary['steps']} "
+          "steps skipped")  # fmt: skip
     _no_bare_nan(Path(cfg.out) / "summary.json")
     _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
 
