@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
@@ -35,6 +34,7 @@ from torch import nn
 from torch.func import functional_call
 
 import mlrsnet
+from mlrsnet import jsonio
 from mlrsnet.lab.tasks.models import resnet, resnet18
 from mlrsnet.plus import MLRSNetPlusLR, PlusNet
 
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
             )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            f.write(jsonio.dumps(results, indent=2))
     return 0
 
 

@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlrsnet import jsonio
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "transfer" / "results.jsonl"
 SHARED_DATA = Path(os.environ.get("MLRSNET_SHARED", ROOT.parent / "shared")) / "data"
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sum(r['exact_expected'] for r in compared)} of {len(compared)} runs gave exactly "
               f"the metrics of {args.expect}")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(jsonio.dumps(rows, indent=2) + "\n")
     ok = all(r["exact_expected"] for r in compared) if compared else same == len(rows)
     return 0 if ok else 1
 

@@ -95,3 +95,115 @@ def test_shipped_networks_load_by_name():
     for name in hub.pretrained_names():
         bundle = mlrsnet.pretrained(name)
         assert bundle.nets and bundle.manifest["command"].startswith("mlrsnet meta-train")
+
+
+# -- issue 15, finding 6: hostile headers, dtypes, the write order of the pair
+
+
+def _write(path, tensors, config=None, snapshots='["epoch_1"]', fractions="[0.0]", **extra):
+    metadata = {"format": hub.FORMAT, "format_version": hub.FORMAT_VERSION,
+                "config": json.dumps(config if config is not None else mlrsnet.MLRSNet().config()),
+                "snapshots": snapshots, "fractions": fractions, **extra}  # fmt: skip
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def _weights(dtype=torch.float32, **kw):
+    return {f"epoch_1.{k}": v.to(dtype) for k, v in mlrsnet.MLRSNet(**kw).state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"hidden_size": 4000, "num_layers": 1, "projection_size": 25},  # 790 MB on main
+        {"hidden_size": 2**20, "num_layers": 2**20, "projection_size": 2**20},  # petabytes
+        {"hidden_size": 50, "num_layers": 1, "projection_size": 2**40},
+    ],
+)
+def test_the_header_decides_no_allocation_beyond_the_bound(tmp_path, config, monkeypatch):
+    built = []
+
+    class Recorded(mlrsnet.MLRSNet):
+        def __init__(self, **kw):
+            built.append(kw)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(hub, "MLRSNet", Recorded)
+    path = _write(tmp_path / "big.safetensors", _weights(), config=config)
+    assert path.stat().st_size < 64_000
+    with pytest.raises(ValueError, match="at most|does not fit"):
+        hub.load_schedule(path)
+    assert built == []  # refused from the header: no network was built, no tensor read
+
+
+@pytest.mark.parametrize(
+    "config,match",
+    [
+        ({"hidden_size": 0}, "positive integer"),
+        ({"hidden_size": "50"}, "positive integer"),
+        ({"hidden_size": 50, "width": 3}, "must hold only"),
+        ([50, 1, 25], "must hold only"),
+    ],
+)
+def test_a_bad_config_is_named(tmp_path, config, match):
+    with pytest.raises(ValueError, match=match):
+        hub.load_schedule(_write(tmp_path / "c.safetensors", _weights(), config=config))
+
+
+def test_integer_and_non_finite_weights_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="dtype I64"):
+        hub.load_schedule(_write(tmp_path / "i.safetensors", _weights(torch.int64)))
+    weights = _weights()
+    weights["epoch_1.head.bias"] = torch.tensor([float("nan")])
+    with pytest.raises(ValueError, match="non-finite"):
+        hub.load_schedule(_write(tmp_path / "n.safetensors", weights))
+    assert hub.load_schedule(_write(tmp_path / "d.safetensors", _weights(torch.float64))).nets
+
+
+def test_a_header_naming_missing_snapshots_or_bad_fractions_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="missing epoch_2"):
+        hub.load_schedule(_write(tmp_path / "a.safetensors", _weights(),
+                                 snapshots='["epoch_1", "epoch_2"]', fractions="[0, 0.5]"))  # fmt: skip
+    with pytest.raises(ValueError, match="fractions"):
+        hub.load_schedule(_write(tmp_path / "b.safetensors", _weights(), fractions="[NaN]"))
+    with pytest.raises(ValueError, match="snapshots"):
+        hub.load_schedule(_write(tmp_path / "c.safetensors", _weights(), snapshots="{}"))
+    with pytest.raises(ValueError, match="not JSON"):
+        hub.load_schedule(_write(tmp_path / "d.safetensors", _weights(), snapshots="[epoch"))
+
+
+def test_weights_are_written_before_the_manifest(tmp_path, monkeypatch):
+    written = []
+    real = hub.atomic_write
+
+    def failing_write(path, data):
+        written.append(path.suffix)
+        if path.suffix == ".safetensors":
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(hub, "atomic_write", failing_write)
+    with pytest.raises(OSError):
+        hub.save_schedule(tmp_path / "s.safetensors", nets(1), {"task": "x"})
+    assert written == [".safetensors"]
+    assert not (tmp_path / "s.json").exists()  # no orphan manifest
+
+
+def test_a_manifest_of_other_weights_is_not_used(tmp_path, caplog):
+    path = hub.save_schedule(tmp_path / "s.safetensors", nets(1), {"task": "old"})
+    old_manifest = (tmp_path / "s.json").read_bytes()
+    hub.save_schedule(path, nets(2), {"task": "new"})
+    assert hub.load_schedule(path).manifest["task"] == "new"
+    (tmp_path / "s.json").write_bytes(old_manifest)  # a crash between the two renames
+    with caplog.at_level("WARNING"):
+        bundle = hub.load_schedule(path)
+    assert bundle.manifest == {} and bundle.snapshots == ["epoch_1", "epoch_2"]
+    assert "other weights" in caplog.text
+
+
+def test_the_manifest_is_strict_json(tmp_path):
+    hub.save_schedule(tmp_path / "s.safetensors", nets(1), {"metrics": {"loss": float("nan")}})
+    text = (tmp_path / "s.json").read_text()
+    assert "NaN" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert hub.load_schedule(tmp_path / "s.safetensors").manifest["metrics"]["loss"] is None

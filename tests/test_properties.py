@@ -251,3 +251,152 @@ def test_both_kinds_of_command_line_cases_were_tried():
     for kind, (valid, invalid) in TRIED.items():
         assert valid >= 3 and invalid >= 3, (kind, valid, invalid)
     print(f"command-line cases tried [valid, invalid]: {TRIED}")
+
+
+# -- issue 15: hostile schedule-file headers, logs cut at any byte ------------------------
+
+HEADER_CASES = 200
+TRUNCATION_CASES = 60
+SMALL = {"hidden_size": 4, "num_layers": 1, "projection_size": 3}
+
+huge = st.integers(2**20, 2**62)
+configs = tagged(
+    st.just(SMALL),
+    st.one_of(
+        st.fixed_dictionaries(
+            {
+                "hidden_size": huge,
+                "num_layers": st.integers(1, 4),
+                "projection_size": st.integers(1, 8),
+            }
+        ),  # fmt: skip
+        st.fixed_dictionaries(
+            {
+                "hidden_size": st.integers(1, 8),
+                "num_layers": huge,
+                "projection_size": st.integers(1, 8),
+            }
+        ),  # fmt: skip
+        st.fixed_dictionaries(
+            {
+                "hidden_size": st.integers(-3, 0),
+                "num_layers": st.just(1),
+                "projection_size": st.just(3),
+            }
+        ),  # fmt: skip
+        st.fixed_dictionaries({"hidden_size": st.sampled_from(["4", 4.0, None, True, [4]])}),
+        st.sampled_from([[4, 1, 3], "small", None, 7, {"width": 4}]),
+        st.fixed_dictionaries(
+            {
+                "hidden_size": st.integers(5, 4000),
+                "num_layers": st.just(1),
+                "projection_size": st.just(3),
+            }
+        ),  # fmt: skip
+    ),
+    p_valid=0.3,
+)
+snapshot_lists = tagged(
+    st.just(["a"]),
+    st.sampled_from([[], ["a.b"], [1], "a", ["a", "a"], ["a", "b"], None, [""]]),
+    p_valid=0.7,
+)
+fraction_lists = tagged(
+    st.just([0.0]),
+    st.sampled_from([[], [float("nan")], [0.0, 0.5], ["0"], None, [True], [float("inf")]]),
+    p_valid=0.7,
+)
+dtypes = tagged(
+    st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+    st.sampled_from([torch.int64, torch.int32, torch.uint8, torch.bool]),
+    p_valid=0.7,
+)
+HOSTILE = {"headers": [0, 0], "truncation": {"lr.csv": 0, "metrics.jsonl": 0}}
+
+
+@settings(max_examples=HEADER_CASES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(config=configs, snapshots=snapshot_lists, fractions=fraction_lists, dtype=dtypes,
+       bad_value=st.booleans())  # fmt: skip
+def test_hostile_schedule_headers(tmp_path_factory, monkeypatch, config, snapshots, fractions,
+                                  dtype, bad_value):  # fmt: skip
+    """A schedule file whose header lies about the network (size, shapes, names, dtypes) is
+    refused with a ValueError from its header alone: no network beyond
+    ``hub.MAX_PARAMETERS`` is ever built; a truthful one loads."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from mlrsnet import hub
+
+    built = []
+
+    class Recorded(mlrsnet.MLRSNet):
+        def __init__(self, **kw):
+            assert mlrsnet.MLRSNet.parameter_count(**kw) <= hub.MAX_PARAMETERS
+            built.append(kw)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(hub, "MLRSNet", Recorded)
+    torch.manual_seed(0)
+    weights = {f"a.{k}": v.to(dtype[0]) for k, v in mlrsnet.MLRSNet(**SMALL).state_dict().items()}
+    if bad_value and dtype[1]:
+        weights["a.head.bias"] = torch.tensor([float("nan")], dtype=dtype[0])
+    path = tmp_path_factory.mktemp("header") / "s.safetensors"
+    metadata = {"format": hub.FORMAT, "format_version": hub.FORMAT_VERSION,
+                "config": json.dumps(config[0]), "snapshots": json.dumps(snapshots[0]),
+                "fractions": json.dumps(fractions[0])}  # fmt: skip
+    save_file(weights, str(path), metadata=metadata)
+    ok = config[1] and snapshots[1] and fractions[1] and dtype[1] and not bad_value
+    if ok:
+        assert hub.load_schedule(path).snapshots == ["a"]
+    else:
+        with pytest.raises(ValueError) as err:
+            hub.load_schedule(path)
+        assert str(path) in str(err.value) or "saved" in str(err.value)
+        assert not built or (config[1] and snapshots[1] and fractions[1] and dtype[1])
+    HOSTILE["headers"][0 if ok else 1] += 1
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A train run stopped in its second epoch: both logs have committed bytes."""
+    from mlrsnet.lab.runner import RunConfig, run
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    run(RunConfig(task="digits-mlp", out=str(out), schedule="cosine", epochs=3,
+                  batch_size=128), stop_after_steps=14)  # fmt: skip
+    return out
+
+
+@settings(max_examples=TRUNCATION_CASES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(data=st.data())
+def test_a_log_cut_at_any_byte_offset_is_refused_never_padded(stopped_run, tmp_path_factory,
+                                                              data):  # fmt: skip
+    import shutil
+
+    from mlrsnet.lab.runner import RunConfig, run
+
+    log, key = data.draw(st.sampled_from([("lr.csv", "lr_log_offset"),
+                                          ("metrics.jsonl", "metrics_offset")]), label="log")  # fmt: skip
+    committed = torch.load(stopped_run / "checkpoint.pt", weights_only=True)[key]
+    cut = data.draw(st.integers(0, committed - 1), label="cut")
+    out = tmp_path_factory.mktemp("cut") / "run"
+    shutil.copytree(stopped_run, out)
+    whole = (out / log).read_bytes()
+    (out / log).write_bytes(whole[:cut])
+    config = RunConfig(task="digits-mlp", out=str(out), schedule="cosine", epochs=3,
+                       batch_size=128)  # fmt: skip
+    with pytest.raises(ValueError, match=f"{log}: {cut} bytes, shorter than the {committed}"):
+        run(config)
+    assert (out / log).read_bytes() == whole[:cut]  # never padded
+    HOSTILE["truncation"][log] += 1
+
+
+def test_hostile_headers_and_cut_logs_of_both_kinds_were_tried():
+    """Runs after the two tests above (pytest keeps file order)."""
+    assert min(HOSTILE["headers"]) >= 10, HOSTILE["headers"]
+    assert min(HOSTILE["truncation"].values()) >= 5, HOSTILE["truncation"]
+    print(f"schedule headers tried [valid, hostile]: {HOSTILE['headers']}; "
+          f"log cuts refused: {HOSTILE['truncation']}")  # fmt: skip

@@ -517,3 +517,77 @@ def test_torch_order_resumes_exactly_with_observed_losses_pending(fast, pending,
     got += run(second, values[stop + 1 :], stop + 1)
     assert got == expected
     assert len(got) == 30
+
+
+# -- issue 15, finding 4: no non-finite learning rate through a loaded state or the numpy path
+
+
+def _hostile(state, key, value):
+    state = dict(state)
+    state[key] = value
+    return state
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("factor", torch.tensor(float("nan")), "factor"),
+        ("factor", torch.tensor(1.5), "factor"),
+        ("base_lrs", [float("inf"), 0.05], "base_lrs"),
+        ("base_lrs", [0.5, -0.1], "base_lrs"),
+        ("base_lrs", [0.5, True], "base_lrs"),
+        ("h", torch.full((1, 50), float("nan")), "LSTM state h"),
+        ("c", torch.full((1, 50), float("inf")), "LSTM state c"),
+        ("c", torch.zeros(1, 50, dtype=torch.int64), "LSTM state c"),
+        ("loss_scale", float("nan"), "loss_scale"),
+        ("loss_average", torch.tensor([float("nan"), 1.0]), "loss_average"),
+        ("num_steps", -3, "num_steps"),
+        ("num_nonfinite", 2.5, "num_nonfinite"),
+        ("stage_index", 4, "stage_index"),
+        ("nets.0.head.bias", torch.tensor([float("nan")]), "non-finite"),
+        ("nets.0.head.bias", torch.tensor([0], dtype=torch.int64), "dtype"),
+    ],
+)
+def test_load_state_dict_refuses_every_bad_number_and_changes_nothing(fast, key, value, match):
+    _, _, source = make(fast=fast)
+    for v in losses(5):
+        source.step(v)
+    _, optimizer, target = make(fast=fast)
+    target.step(1.0)
+    before = (_save_load(target.state_dict()), [g["lr"] for g in optimizer.param_groups])
+    with pytest.raises(ValueError, match=match):
+        target.load_state_dict(_hostile(source.state_dict(), key, value))
+    after = (_save_load(target.state_dict()), [g["lr"] for g in optimizer.param_groups])
+    assert after[1] == before[1]
+    for k in before[0]:
+        assert torch.equal(torch.as_tensor(after[0][k]), torch.as_tensor(before[0][k])), k
+
+
+def test_the_numpy_path_checks_its_output_like_the_torch_path():
+    # a state that went non-finite (on main a loaded NaN state did this): the factor is not
+    # used, the step is counted, the learning rate stays the last finite one
+    _, optimizer, scheduler = make(fast=True)
+    scheduler.step(1.0)
+    kept = optimizer.param_groups[0]["lr"]
+    scheduler._c_np[:] = float("nan")
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        scheduler.step(1.0)
+    assert optimizer.param_groups[0]["lr"] == kept
+    assert scheduler.num_nonfinite == 1
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e300])
+def test_a_non_finite_first_loss_gives_learning_rate_zero_until_a_finite_one(fast, bad):
+    _, optimizer, scheduler = make(fast=fast)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        scheduler.step(bad)
+        scheduler.step(bad)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.0, 0.0]
+    assert scheduler.num_nonfinite == 2
+    scheduler.step(2.0)  # the first finite loss: the network's factor from the initial state
+    expected = reference_factors(scheduler.net, [2.0])[0]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * expected, rel=1e-5)
+    scheduler.step(bad)  # from now on the last finite rate is kept
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * expected, rel=1e-5)

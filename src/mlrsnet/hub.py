@@ -19,7 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from typing import Any
 
 import torch
 
+from mlrsnet import jsonio
 from mlrsnet.atomic import atomic_write
 from mlrsnet.net import MLRSNet
 
@@ -36,6 +40,7 @@ __all__ = [
     "AUTHORS_CHECKPOINTS",
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_PARAMETERS",
     "ScheduleBundle",
     "save_schedule",
     "load_schedule",
@@ -43,6 +48,8 @@ __all__ = [
     "pretrained_names",
     "resolve",
 ]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "mlrsnet-schedule"
 FORMAT_VERSION = "1"
@@ -80,7 +87,11 @@ def save_schedule(
 ) -> Path:
     """Write ``nets`` to ``path`` (safetensors) and the manifest to ``path`` with ``.json``.
 
-    Both files are written atomically (a temporary file, then a rename).
+    Each file is replaced atomically (a temporary file, fsync, a rename), the weights
+    first. The manifest records the SHA-256 of the weights it describes
+    (``weights_sha256``), so a manifest that outlived a crash between the two renames is
+    recognised by :func:`load_schedule` and not used: the pair is never mixed. The manifest
+    is strict JSON (non-finite numbers are written as ``null``).
 
     Args:
         path: Target ``.safetensors`` file.
@@ -120,13 +131,16 @@ def save_schedule(
         "snapshots": json.dumps(names),
         "fractions": json.dumps([float(f) for f in fractions]),
     }
+    weights = save(tensors, metadata=metadata)
     full_manifest = {
         **dict(manifest),
         "snapshots": names,
         "fractions": [float(f) for f in fractions],
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
-    atomic_write(path.with_suffix(".json"), (json.dumps(full_manifest, indent=2) + "\n").encode())
-    atomic_write(path, save(tensors, metadata=metadata))
+    manifest_bytes = (jsonio.dumps(full_manifest, indent=2) + "\n").encode()
+    atomic_write(path, weights)
+    atomic_write(path.with_suffix(".json"), manifest_bytes)
     return path
 
 
@@ -134,11 +148,74 @@ def save_schedule(
 AUTHORS_CHECKPOINTS = ("mlr_snet_1.pth", "mlr_snet_100.pth", "mlr_snet_200.pth")
 
 
+#: The largest schedule network a file may describe (parameters per snapshot): the paper's
+#: has 11,776; this bound keeps what a file can make the loader allocate at 64 MiB per
+#: snapshot, whatever its header says.
+MAX_PARAMETERS = 2**24
+#: The tensor dtypes a schedule file may hold (safetensors names): floating point only.
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _metadata_json(path: Path, metadata: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except KeyError:
+        raise ValueError(f"{path}: the header has no {key!r}") from None
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: the header's {key!r} is not JSON ({err})") from None
+
+
+def _checked_header(path: Path, metadata: Mapping[str, str]) -> tuple[dict, list, list]:
+    """``(config, names, fractions)`` of a header, checked before anything is allocated."""
+    config = _metadata_json(path, metadata, "config")
+    keys = ("hidden_size", "num_layers", "projection_size")
+    if not isinstance(config, dict) or set(config) - set(keys):
+        raise ValueError(f"{path}: config {config!r} must hold only {', '.join(keys)}")
+    for key, value in config.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{path}: config {key} must be a positive integer, got {value!r}")
+    size = MLRSNet.parameter_count(**config)
+    if size > MAX_PARAMETERS:
+        raise ValueError(
+            f"{path}: config {config} describes a network of {size} parameters; "
+            f"a schedule network may have at most {MAX_PARAMETERS}"
+        )
+    names = _metadata_json(path, metadata, "snapshots")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n and "." not in n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError(f"{path}: snapshots must be a list of distinct names, got {names!r}")
+    fractions = _metadata_json(path, metadata, "fractions")
+    if (
+        not isinstance(fractions, list)
+        or len(fractions) != len(names)
+        or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f)
+            for f in fractions
+        )
+    ):
+        raise ValueError(
+            f"{path}: fractions must be {len(names)} finite numbers, one per snapshot, "
+            f"got {fractions!r}"
+        )
+    return config, names, [float(f) for f in fractions]
+
+
 def load_schedule(path: str | os.PathLike[str]) -> ScheduleBundle:
     """Load a schedule saved by :func:`save_schedule` (or an authors' ``.pth`` checkpoint).
 
     A folder holding the authors' three released checkpoints (:data:`AUTHORS_CHECKPOINTS`)
     loads as the paper's transfer protocol: the three as stages switching at 1/3 and 2/3.
+
+    The header is checked before any tensor is read or network built: the format and
+    version, a network of at most :data:`MAX_PARAMETERS` parameters, and every tensor's
+    name, shape and dtype (floating point only: :data:`FLOAT_DTYPES`) against that network.
+    The weights must be finite. A manifest beside the file whose ``weights_sha256`` names
+    other weights (left by a crash between the two writes of :func:`save_schedule`) is not
+    used: a warning says so, and the bundle's manifest is empty.
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -158,21 +235,39 @@ def load_schedule(path: str | os.PathLike[str]) -> ScheduleBundle:
         net = MLRSNet.from_original(path)
         return ScheduleBundle([net], [path.stem], [0.0], {}, str(path))
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+        handle = safe_open(str(path), framework="pt")
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an mlrsnet schedule (format {metadata.get('format')!r})")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: schedule format version {metadata.get('format_version')!r}; "
-            f"this mlrsnet reads version {FORMAT_VERSION!r}"
-        )
-    config = json.loads(metadata["config"])
-    names = json.loads(metadata["snapshots"])
-    fractions = [float(x) for x in json.loads(metadata["fractions"])]
+    with handle as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an mlrsnet schedule (format {metadata.get('format')!r})")
+        if metadata.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: schedule format version {metadata.get('format_version')!r}; "
+                f"this mlrsnet reads version {FORMAT_VERSION!r}"
+            )
+        config, names, fractions = _checked_header(path, metadata)
+        shapes = MLRSNet.parameter_shapes(**config)
+        expected = {f"{n}.{k}": shape for n in names for k, shape in shapes.items()}
+        problems = [f"missing {k}" for k in expected if k not in f.keys()]  # noqa: SIM118
+        for key in f.keys():  # noqa: SIM118 - safe_open API
+            if key not in expected:
+                problems.append(f"unexpected {key}")
+                continue
+            header = f.get_slice(key)
+            shape, dtype = tuple(header.get_shape()), header.get_dtype()
+            if shape != expected[key]:
+                problems.append(f"{key}: shape {shape} in the file, {expected[key]} in the network")
+            elif dtype not in FLOAT_DTYPES:
+                problems.append(f"{key}: dtype {dtype}; floating point expected")
+        if problems:
+            raise ValueError(
+                f"{path} does not fit MLRSNet({config}): "
+                + "; ".join(problems[:10])
+                + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+            )
+        tensors = {k: f.get_tensor(k) for k in expected}
     nets = []
     for name in names:
         net = MLRSNet(**config)
@@ -182,9 +277,28 @@ def load_schedule(path: str | os.PathLike[str]) -> ScheduleBundle:
             source=f"{path} snapshot {name!r}",
         )
         nets.append(net)
+    return ScheduleBundle(nets, names, fractions, _read_manifest(path), str(path))
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest beside ``path``: ``{}`` if absent or if it describes other weights."""
     manifest_path = path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    return ScheduleBundle(nets, names, fractions, manifest, str(path))
+    if not manifest_path.is_file():
+        return {}
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{manifest_path}: the manifest is not JSON ({err})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_path}: the manifest must be a JSON object")
+    recorded = manifest.get("weights_sha256")
+    if recorded is not None and recorded != hashlib.sha256(path.read_bytes()).hexdigest():
+        logger.warning(
+            "%s describes other weights than %s (a write interrupted between the two files?); "
+            "not used", manifest_path, path.name,
+        )  # fmt: skip
+        return {}
+    return manifest
 
 
 def _pretrained_dir() -> Path:

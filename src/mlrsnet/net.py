@@ -147,6 +147,52 @@ class MLRSNet(nn.Module):
             "projection_size": self.projection_size,
         }
 
+    @staticmethod
+    def parameter_count(
+        hidden_size: int = 50, num_layers: int = 1, projection_size: int = 25
+    ) -> int:
+        """How many parameters a network of this config has, computed, not built.
+
+        Example:
+            >>> MLRSNet.parameter_count(), MLRSNet.parameter_count(20, 3, 10)
+            (11776, 6371)
+        """
+        H, P = hidden_size, projection_size
+        gates = P + 4 * H * P + 4 * H  # the biases of both linear maps and the second weight
+        first = (P * 1 + gates) + (P * H + gates)
+        above = 2 * (P * H + gates)
+        return first + (num_layers - 1) * above + H + 1
+
+    @staticmethod
+    def parameter_shapes(
+        hidden_size: int = 50, num_layers: int = 1, projection_size: int = 25
+    ) -> dict[str, tuple[int, ...]]:
+        """The shape of every tensor of :meth:`state_dict` for a config, without building it.
+
+        Lets a loader check a file's header against the network it describes before
+        allocating anything.
+
+        Example:
+            >>> import math
+            >>> shapes = MLRSNet.parameter_shapes()
+            >>> shapes == {k: tuple(v.shape) for k, v in MLRSNet().state_dict().items()}
+            True
+            >>> sum(math.prod(s) for s in shapes.values())
+            11776
+        """
+        H, P = hidden_size, projection_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(num_layers):
+            for block, n_in in (("fc_i2h", 1 if layer == 0 else H), ("fc_h2h", H)):
+                prefix = f"cells.{layer}.{block}"
+                shapes[f"{prefix}.0.weight"] = (P, n_in)
+                shapes[f"{prefix}.0.bias"] = (P,)
+                shapes[f"{prefix}.2.weight"] = (4 * H, P)
+                shapes[f"{prefix}.2.bias"] = (4 * H,)
+        shapes["head.weight"] = (1, H)
+        shapes["head.bias"] = (1,)
+        return shapes
+
     @classmethod
     def from_original(cls, path_or_state: str | os.PathLike[str] | Mapping[str, Tensor]) -> MLRSNet:
         """Load one of the authors' released checkpoints (``mlr_snet_{1,100,200}.pth``).
@@ -209,20 +255,49 @@ class MLRSNet(nn.Module):
         net.load_checked(mapped, source=source)
         return net
 
-    def load_checked(self, state: Mapping[str, Tensor], *, source: str = "state dict") -> None:
-        """``load_state_dict`` with a message that names every key and shape that differs."""
+    def check_state(self, state: Mapping[str, Tensor], *, source: str = "state dict") -> None:
+        """Check that ``state`` fits this network, changing nothing.
+
+        Every value must be a floating-point tensor of the network's shape holding finite
+        numbers: integer tensors (which would load as whole numbers, typically a factor of 0)
+        and NaN or infinite weights (which would give a NaN learning rate) are refused.
+
+        Raises:
+            ValueError: Naming every key that is missing, unexpected, of another shape or
+                dtype, or not finite.
+        """
         own = self.state_dict()
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{source}: expected a dict of tensors, got {type(state).__name__}")
         problems = [f"missing {k}" for k in own if k not in state]
         problems += [f"unexpected {k}" for k in state if k not in own]
-        problems += [
-            f"{k}: shape {tuple(state[k].shape)} in {source}, {tuple(v.shape)} in the network"
-            for k, v in own.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        ]
+        for k, v in own.items():
+            if k not in state:
+                continue
+            value = state[k]
+            if not isinstance(value, Tensor):
+                problems.append(f"{k}: a {type(value).__name__} in {source}, not a tensor")
+            elif tuple(value.shape) != tuple(v.shape):
+                problems.append(
+                    f"{k}: shape {tuple(value.shape)} in {source}, {tuple(v.shape)} in the network"
+                )
+            elif not value.is_floating_point():
+                problems.append(f"{k}: dtype {value.dtype} in {source}; floating point expected")
+            elif not bool(torch.isfinite(value).all()):
+                problems.append(f"{k}: non-finite values (NaN or infinity) in {source}")
         if problems:
             raise ValueError(
                 f"{source} does not fit MLRSNet({self.config()}): " + "; ".join(problems)
             )
+
+    def load_checked(self, state: Mapping[str, Tensor], *, source: str = "state dict") -> None:
+        """``load_state_dict`` after :meth:`check_state`: nothing is copied unless all fits.
+
+        Raises:
+            ValueError: Naming every key that is missing, unexpected, of another shape or
+                dtype, or not finite.
+        """
+        self.check_state(state, source=source)
         with torch.no_grad():
-            for k, v in own.items():
+            for k, v in self.state_dict().items():
                 v.copy_(state[k])

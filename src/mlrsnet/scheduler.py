@@ -6,7 +6,7 @@ import logging
 import math
 import operator
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,11 @@ _version = operator.attrgetter("_version")
 #: The numpy path treats a loss beyond this magnitude like a non-finite one, which
 #: keeps every float64 intermediate finite without a check per element.
 MAX_FAST_LOSS = 1e200
+#: The factor (so the learning rate is 0) when the loss of the very first step, or of every
+#: step so far, is not finite: there is no finite rate to keep yet, and 0 is the one rate that
+#: is safe whatever the loss surface (``γ`` itself, the factor before any step, can be far
+#: too large where the loss is already diverging).
+NONFINITE_FIRST_FACTOR = 0.0
 #: Decay of the training-loss average that ``stage_scale`` reads: about the last 50 steps.
 LOSS_AVERAGE_DECAY = 0.98
 
@@ -154,7 +159,11 @@ class MLRSNetLR(LRScheduler):
     never reaches the optimizer: the last finite factor is kept, the state is
     not advanced, the event is counted in :attr:`num_nonfinite` and a warning is
     issued once. In torch's order the same holds for a non-finite observed loss
-    (or a non-finite mean of several), when ``step()`` reads it.
+    (or a non-finite mean of several), when ``step()`` reads it. Before any finite step
+    there is no factor to keep: the factor is then :data:`NONFINITE_FIRST_FACTOR` (0, a
+    learning rate of 0) until a finite loss arrives. Both paths (numpy and torch) check
+    the loss and the output. :meth:`load_state_dict` refuses a state holding a
+    non-finite or out-of-range number, so none can enter that way either.
 
     **Cost.** On CPU each step runs a numpy copy of the network (refreshed
     whenever the network's weights change in place) in about 20 µs. On other
@@ -485,10 +494,17 @@ class MLRSNetLR(LRScheduler):
         if numpy_net is None or numpy_net.stale():
             numpy_net = self._numpy_net = _NumpyNet(self.net, self._rows, self._c_np)
         if abs(x) <= MAX_FAST_LOSS:  # False for NaN and inf
-            self._factor_np[()] = numpy_net(x)
-        else:
-            self._nonfinite_np[()] += 1
-            self._warn_nonfinite()
+            factor = numpy_net(x)
+            if math.isfinite(factor):
+                self._factor_np[()] = factor
+                return
+            # With finite weights and |x| <= MAX_FAST_LOSS every intermediate is finite, so a
+            # non-finite factor means the state it started from was not finite already: what
+            # it left behind is no worse. Counted and kept like a non-finite loss.
+        if self.num_steps == int(self._nonfinite_np):  # no finite step yet: nothing to keep
+            self._factor_np[()] = NONFINITE_FIRST_FACTOR
+        self._nonfinite_np[()] += 1
+        self._warn_nonfinite()
 
     def _step_torch(self, loss: Tensor | float) -> None:
         net = self.net
@@ -500,7 +516,10 @@ class MLRSNetLR(LRScheduler):
                 x.reshape(()), (self._h, self._c), net.cell_params(), net.head.weight, net.head.bias
             )
             ok = torch.isfinite(x.reshape(())) & torch.isfinite(factor)
-            self._factor.copy_(torch.where(ok, factor, self._factor))
+            # no finite step yet (every step so far was counted non-finite): nothing to keep
+            kept = torch.where(self._nonfinite < self.num_steps, self._factor,
+                               torch.full_like(self._factor, NONFINITE_FIRST_FACTOR))  # fmt: skip
+            self._factor.copy_(torch.where(ok, factor, kept))
             self._h.copy_(torch.where(ok, h, self._h))
             self._c.copy_(torch.where(ok, c, self._c))
             self._nonfinite.add_((~ok).to(self._nonfinite.dtype))
@@ -637,57 +656,112 @@ class MLRSNetLR(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; the next step continues bit-identically.
 
+        Every number is checked before anything changes: counters are non-negative
+        integers, the scales positive and finite, the factor finite in ``[0, 1]``, the LSTM
+        state finite and of the network's shape, the loss average finite, the networks'
+        weights finite floating-point tensors of their shapes. A state that fails leaves the
+        scheduler as it was.
+
         Raises:
             ValueError: If the state was saved with other stages or networks of
-                another shape (the message names what differs).
+                another shape, or holds a value out of range (the message names it).
         """
+        where = "MLRSNetLR.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"{where}: expected a dict, got {type(state_dict).__name__}")
         required = {"num_steps", "stage_index", "base_lrs", "factor", "h", "c", "boundaries"}
         missing = sorted(required - state_dict.keys())
         if missing:
-            raise ValueError(f"MLRSNetLR.load_state_dict: missing keys {missing}")
-        if list(state_dict["boundaries"]) != list(self._boundaries):
+            raise ValueError(f"{where}: missing keys {missing}")
+        boundaries = state_dict["boundaries"]
+        if not isinstance(boundaries, (list, tuple)) or list(boundaries) != list(self._boundaries):
             raise ValueError(
-                "MLRSNetLR.load_state_dict: saved stage boundaries "
-                f"{list(state_dict['boundaries'])} differ from this scheduler's {self._boundaries}"
+                f"{where}: saved stage boundaries {boundaries!r} differ from this scheduler's "
+                f"{self._boundaries}"
             )
-        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
+        base_lrs = state_dict["base_lrs"]
+        if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(
+            self.optimizer.param_groups
+        ):
+            count = len(base_lrs) if isinstance(base_lrs, (list, tuple)) else base_lrs
             raise ValueError(
-                f"MLRSNetLR.load_state_dict: saved {len(state_dict['base_lrs'])} scales for "
-                f"{len(self.optimizer.param_groups)} param groups"
+                f"{where}: saved {count!r} scales for {len(self.optimizer.param_groups)} "
+                "param groups"
             )
+        for base in base_lrs:
+            value = _one_number(base)
+            if value is None or not value > 0:
+                raise ValueError(f"{where}: each scale (base_lrs) must be a positive finite "
+                                 f"number, got {base!r}")  # fmt: skip
+        num_steps = _count(state_dict, "num_steps", where)
+        stage_index = _count(state_dict, "stage_index", where)
+        if stage_index >= len(self._nets):
+            raise ValueError(
+                f"{where}: stage_index {stage_index} for a scheduler of {len(self._nets)} stages"
+            )
+        last_epoch = _count(state_dict, "last_epoch", where, default=num_steps, low=-1)
+        step_count = _count(state_dict, "step_count", where, default=num_steps + 1)
+        num_nonfinite = _count(state_dict, "num_nonfinite", where, default=0)
+        factor = _one_number(state_dict["factor"])
+        if factor is None or not 0.0 <= factor <= 1.0:
+            raise ValueError(f"{where}: factor must be a finite number in [0, 1], "
+                             f"got {state_dict['factor']!r}")  # fmt: skip
+        loss_scale = _one_number(state_dict.get("loss_scale", self.loss_scale))
+        if loss_scale is None or not loss_scale > 0:
+            raise ValueError(f"{where}: loss_scale must be a positive finite number, "
+                             f"got {state_dict.get('loss_scale')!r}")  # fmt: skip
+        loss_average = None
+        if "loss_average" in state_dict:
+            saved = state_dict["loss_average"]
+            values = (
+                [_one_number(v) for v in saved] if isinstance(saved, (Tensor, list, tuple)) else []
+            )
+            if len(values) != 2 or None in values or values[1] < 0:
+                raise ValueError(f"{where}: loss_average must be two finite numbers "
+                                 f"(sum, weight >= 0), got {saved!r}")  # fmt: skip
+            loss_average = values
+        for name in ("h", "c"):
+            own, saved = getattr(self, "_" + name), state_dict[name]
+            if not isinstance(saved, Tensor) or tuple(saved.shape) != tuple(own.shape):
+                shape = tuple(saved.shape) if isinstance(saved, Tensor) else type(saved).__name__
+                raise ValueError(
+                    f"{where}: LSTM state {name} has shape {shape}, the network needs "
+                    f"{tuple(own.shape)}"
+                )
+            if not saved.is_floating_point() or not bool(torch.isfinite(saved).all()):
+                raise ValueError(f"{where}: LSTM state {name} holds non-finite or non-float values")
+        weights = []
         for i, stage_net in enumerate(self._nets):
             prefix = f"nets.{i}."
-            weights = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            stage_net.load_checked(weights, source=f"saved stage {i} network")
-        for name in ("h", "c"):
-            own = getattr(self, "_" + name)
-            saved = state_dict[name]
-            if tuple(saved.shape) != tuple(own.shape):
-                raise ValueError(
-                    f"MLRSNetLR.load_state_dict: LSTM state {name} has shape {tuple(saved.shape)}, "
-                    f"the network needs {tuple(own.shape)}"
-                )
-            own.copy_(saved)
-        self.loss_scale = float(state_dict.get("loss_scale", self.loss_scale))
-        self._factor.copy_(state_dict["factor"])
-        if "loss_average" in state_dict:
-            loss_sum, loss_weight = (float(v) for v in state_dict["loss_average"])
-            self._loss_sum, self._loss_weight = loss_sum, loss_weight
-        self._nonfinite.copy_(torch.as_tensor(state_dict.get("num_nonfinite", 0)))
-        count = int(state_dict.get("observed_count", 0))
+            stage = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            stage_net.check_state(stage, source=f"saved stage {i} network")
+            weights.append(stage)
+        observed_count = _count(state_dict, "observed_count", where, default=0)
         observed = state_dict.get("observed_loss")
-        if count and (observed is None or observed.numel() != 1):
-            raise ValueError("MLRSNetLR.load_state_dict: observed_count without observed_loss")
-        self._observed_count = count
+        if observed_count and not (
+            isinstance(observed, Tensor) and observed.numel() == 1 and observed.is_floating_point()
+        ):  # a pending loss may be non-finite: step() skips it as it would have
+            raise ValueError(f"{where}: observed_count without one observed_loss")
+        # -- everything checked: restore -----------------------------------------------
+        for stage_net, stage in zip(self._nets, weights, strict=True):
+            stage_net.load_checked(stage)
+        self._h.copy_(state_dict["h"])
+        self._c.copy_(state_dict["c"])
+        self.loss_scale = loss_scale
+        self._factor.copy_(torch.as_tensor(factor, dtype=self._factor.dtype))
+        if loss_average is not None:
+            self._loss_sum, self._loss_weight = loss_average
+        self._nonfinite.copy_(torch.as_tensor(num_nonfinite))
+        self.num_steps = num_steps
+        self.last_epoch = last_epoch
+        self._step_count = step_count
+        self.stage_index = stage_index
+        self._observed_count = observed_count
         self._observed = None
-        if count:
-            observed = observed.detach().reshape(()).clone()
-            self._observed = observed.item() if self._fast else observed.to(self.device)
+        if observed_count:
+            saved_loss = observed.detach().reshape(()).clone()
+            self._observed = saved_loss.item() if self._fast else saved_loss.to(self.device)
         self._observes = bool(state_dict.get("observes", False))
-        self.num_steps = int(state_dict["num_steps"])
-        self.last_epoch = int(state_dict.get("last_epoch", self.num_steps))
-        self._step_count = int(state_dict.get("step_count", self.num_steps + 1))
-        self.stage_index = int(state_dict["stage_index"])
         self.base_lrs = [
             b.clone() if isinstance(b, Tensor) else float(b) for b in state_dict["base_lrs"]
         ]
@@ -724,6 +798,32 @@ def _saved_observed(observed: Tensor | float | None) -> Tensor:
     if isinstance(observed, Tensor):
         return observed.detach().reshape(1).clone()
     return torch.tensor([observed], dtype=torch.float64)
+
+
+def _one_number(value: Any) -> float | None:
+    """A finite real number (or a one-element real tensor) as a float, else ``None``."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            return None
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _count(
+    state: Mapping[str, Any], key: str, where: str, default: int | None = None, low: int = 0
+) -> int:
+    """An integer ``>= low`` of a saved state (an int or a one-element integer tensor)."""
+    if key not in state and default is not None:
+        return default
+    value = state[key]
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{where}: {key} must be an integer >= {low}, got {value!r}")
+    return value
 
 
 def _check_stage_scale(

@@ -336,3 +336,155 @@ def test_tasks_says_where_it_looked_for_missing_data(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "  ptb (ptb-lstm, ptb-lstm3): looked in /nonexistent" in lines
     assert lines[-1].startswith("look elsewhere with --data-dir DIR or MLRSNET_DATA=DIR;")
+
+
+# -- issue 15: one-line errors, never "stopped after None steps" --------------------------
+
+
+def one_line_error(capsys, code, expected_code=2):
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == expected_code, err
+    assert len(lines) == 1 and lines[0].startswith("mlrsnet: error: "), err
+    return lines[0]
+
+
+TRAIN = ["train", "--task", "digits-mlp", "--schedule", "fixed", "--epochs", "1",
+         "--batch-size", "256", "--quiet"]  # fmt: skip
+
+
+def test_a_damaged_log_is_refused_in_one_line_and_never_stopped_after_none(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-1], "--epochs", "3", "--out", str(out)]
+    assert main([*argv, "--stop-after-steps", "9"]) == 0  # past the first epoch
+    capsys.readouterr()
+    metrics = out / "metrics.jsonl"
+    good = metrics.read_bytes()
+    metrics.write_bytes(good[:10] + b"\x01" + good[11:])  # the issue's "Invalid control character"
+    for _ in range(2):  # refused every time, the same way
+        line = one_line_error(capsys, main(argv))
+        assert "metrics.jsonl" in line and "start the run afresh" in line
+    metrics.write_bytes(good[:-5])  # cut below its committed length: refused, not padded
+    assert "shorter than" in one_line_error(capsys, main(argv))
+    assert b"\x00" not in metrics.read_bytes()
+    metrics.write_bytes(good)
+    assert main(argv) == 0
+    out_lines = capsys.readouterr().out
+    assert "None" not in out_lines and "done:" in out_lines
+
+
+def test_a_complete_run_whose_summary_is_not_says_complete(tmp_path, capsys):
+    """Killed between the last checkpoint and the summary: the run is complete, the summary
+    (of the epoch before) is not. The next call rewrites it; on main it printed 'stopped after
+    None steps' every time."""
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-1], "--epochs", "2", "--out", str(out)]
+    assert main([*argv, "--stop-after-steps", "6"]) == 0
+    earlier = (out / "summary.json").read_text()
+    assert main(argv) == 0
+    complete = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(earlier)
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "None" not in printed and "stopped" not in printed
+    rewritten = json.loads((out / "summary.json").read_text())
+    assert rewritten["completed"] is True
+    for key in ("final_test_metric", "best_test_metric", "final_test_loss", "steps"):
+        assert rewritten[key] == complete[key]
+
+
+def test_an_existing_file_as_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    line = one_line_error(capsys, main([*TRAIN, "--out", str(tmp_path / "file")]))
+    assert "is a file, not a run directory" in line
+    assert (tmp_path / "file").read_text() == "mine"
+    line = one_line_error(capsys, main([*TRAIN, "--out", str(tmp_path / "file" / "run")]), 1)
+    assert "Not a directory" in line
+
+
+def test_a_300_character_out_is_one_line(tmp_path, capsys):
+    line = one_line_error(capsys, main([*TRAIN, "--out", str(tmp_path / ("x" * 300))]), 1)
+    assert line.endswith("File name too long")
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--weight-decay"])
+def test_a_number_beyond_float32_is_one_line(tmp_path, capsys, flag):
+    line = one_line_error(capsys, main([*TRAIN, flag, "1e308", "--out", str(tmp_path / "r")]))
+    assert flag[2:].replace("-", "_") in line and "1e+308" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "errno_,text,patched",
+    [
+        (28, "No space left on device", "os.fsync"),
+        (30, "Read-only file system", "pathlib.Path.mkdir"),
+        (13, "Permission denied", "mlrsnet.lab.rundir.atomic_write"),
+    ],
+)
+def test_a_full_or_read_only_disk_is_one_line(tmp_path, capsys, monkeypatch, errno_, text, patched):
+    def refuse(*args, **kwargs):
+        raise OSError(errno_, text, str(tmp_path / "r"))
+
+    monkeypatch.setattr(patched, refuse)
+    line = one_line_error(capsys, main([*TRAIN, "--out", str(tmp_path / "r")]), 1)
+    assert line.endswith(text)
+
+
+@pytest.mark.parametrize("part,value", [("fingerprint", [1, 2]), ("fingerprint", "tensor"),
+                                        ("model", [1]), ("state", "tensor"),
+                                        ("method", None), (None, "tensor"), (None, [1])])  # fmt: skip
+def test_a_checkpoint_holding_a_tensor_or_list_is_one_line(tmp_path, capsys, part, value):
+    import torch
+
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "2", "--stop-after-steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    value = torch.ones(3) if value == "tensor" else value
+    if part is None:
+        checkpoint = value
+    else:
+        checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+        checkpoint[part] = value
+    torch.save(checkpoint, out / "checkpoint.pt")
+    line = one_line_error(capsys, main([*TRAIN, "--epochs", "2", "--out", str(out)]))
+    assert "checkpoint.pt" in line
+
+
+def test_a_checkpoint_whose_parts_do_not_fit_is_one_line(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "2", "--stop-after-steps", "2", "--out", str(out)]) == 0
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    checkpoint["model"] = {"weight": torch.ones(2)}
+    torch.save(checkpoint, out / "checkpoint.pt")
+    capsys.readouterr()
+    line = one_line_error(capsys, main([*TRAIN, "--epochs", "2", "--out", str(out)]))
+    assert "checkpoint.pt: cannot be resumed" in line
+
+
+def test_toml_schedule_seven_is_one_line(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f'task = "digits-mlp"\nschedule = 7\nout = "{tmp_path / "r"}"\n')
+    assert "schedule: expected a string" in one_line_error(
+        capsys, main(["train", "--config", str(config)])
+    )
+    from mlrsnet.lab.runner import RunConfig, run
+
+    with pytest.raises(ValueError, match="schedule must be a name"):
+        run(RunConfig(task="digits-mlp", out=str(tmp_path / "r"), schedule=7))
+
+
+def test_a_summary_without_metric_is_rewritten_or_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    damaged = {k: v for k, v in summary.items() if k != "metric"}
+    (out / "summary.json").write_text(json.dumps(damaged))
+    line = one_line_error(capsys, main(["compare", str(out), "--out", str(tmp_path / "cmp")]))
+    assert "'metric'" in line
+    # the run itself repairs it from its checkpoint: the run is complete
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["metric"] == "accuracy"

@@ -1,6 +1,7 @@
 """mlrsnet.lab.rundir: the one owner of the run-directory format, writer and readers."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -60,3 +61,93 @@ def test_readers_name_the_file_and_line_of_a_damaged_record(tmp_path):
     summary.write_text(json.dumps({"task": "t", "schedule": "s", "metric": "bleu"}))
     with pytest.raises(ValueError, match="'metric' must be one of"):
         rundir.read_summary(summary)
+
+
+def test_writes_are_strict_json_and_the_readers_read_them(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.prepare()
+    run_dir.open_logs(None)
+    nan = float("nan")
+    run_dir.log_epoch({"epoch": 1, "step": 3, "train_loss": nan, "test_loss": float("inf"),
+                       "test_metric": 10.0, "lr": 0.1})  # fmt: skip
+    run_dir.commit_logs()
+    run_dir.write_summary({"task": "digits-mlp", "schedule": "cosine", "metric": "accuracy",
+                           "final_test_loss": nan, "best_test_metric": 10.0})  # fmt: skip
+    for name in (rundir.METRICS_FILE, rundir.SUMMARY_FILE):
+        text = (tmp_path / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text
+    assert read_metrics(tmp_path / rundir.METRICS_FILE)[0]["train_loss"] is None
+    assert run_dir.read_summary()["final_test_loss"] is None
+
+
+def test_the_lock_is_exclusive_and_names_the_holder(tmp_path):
+    first = RunDir(tmp_path / "run")
+    with first.lock():
+        assert (tmp_path / "run" / rundir.LOCK_FILE).read_text().strip() == str(os.getpid())
+        with pytest.raises(rundir.RunInUseError, match=f"run is in use by another run "
+                                                       f"\\(pid {os.getpid()}\\)"):  # fmt: skip
+            with RunDir(tmp_path / "run").lock():
+                pass
+    assert not (tmp_path / "run" / rundir.LOCK_FILE).exists()  # released and removed
+    with RunDir(tmp_path / "run").lock():
+        pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a run directory"):
+        with RunDir(tmp_path / "file").lock():
+            pass
+
+
+# -- issue 15, finding 3: logs are validated on resume, never padded ----------------------
+
+
+def _committed(tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.prepare()
+    run_dir.open_logs(None)
+    for step in range(1, 6):
+        run_dir.log_step(step, 0.1 / step, 2.5 - step / 10)
+    run_dir.log_epoch({"epoch": 1, "step": 5, "train_loss": 2.0, "test_metric": 50.0})
+    run_dir.save_checkpoint({"state": {"epoch": 1}})
+    return run_dir, run_dir.load_checkpoint()
+
+
+@pytest.mark.parametrize("log,key", [(rundir.LR_FILE, "lr_log_offset"),
+                                     (rundir.METRICS_FILE, "metrics_offset")])  # fmt: skip
+def test_a_log_cut_below_its_committed_length_is_refused_never_padded(tmp_path, log, key):
+    run_dir, checkpoint = _committed(tmp_path)
+    path = run_dir.path / log
+    for cut in range(checkpoint[key]):  # every byte offset below the committed length
+        data = path.read_bytes()
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match=f"{log}: {cut} bytes, shorter than the "
+                                             f"{checkpoint[key]} bytes.*start the run afresh"):  # fmt: skip
+            RunDir(run_dir.path).open_logs(checkpoint)
+        assert path.read_bytes() == data[:cut]  # not padded, not changed
+        path.write_bytes(data)
+    RunDir(run_dir.path).open_logs(checkpoint)  # whole again: resumes
+    print(f"{log}: all {checkpoint[key]} cuts below the committed length refused")
+
+
+@pytest.mark.parametrize("log", [rundir.LR_FILE, rundir.METRICS_FILE])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_log_changed_within_its_committed_part_is_refused(tmp_path, log, legacy):
+    run_dir, checkpoint = _committed(tmp_path)
+    if legacy:  # a checkpoint of the previous version: no digests, the lines are checked
+        checkpoint = {k: v for k, v in checkpoint.items() if not k.endswith("sha256")}
+    path = run_dir.path / log
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] = 0  # a NUL, as the padding of a file cut and grown again
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{log}: .*(differ|damaged).*start the run afresh"):
+        RunDir(run_dir.path).open_logs(checkpoint)
+
+
+def test_a_missing_log_or_schedule_file_is_refused(tmp_path):
+    run_dir, checkpoint = _committed(tmp_path)
+    (run_dir.path / rundir.LR_FILE).unlink()
+    with pytest.raises(ValueError, match="lr.csv: missing"):
+        RunDir(run_dir.path).open_logs(checkpoint)
+    checkpoint = {**checkpoint, "method": {"snapshots": {"epoch_1": {}}}}
+    with pytest.raises(ValueError, match="schedule.safetensors: missing, but the checkpoint "
+                                         "holds 1 snapshot"):  # fmt: skip
+        RunDir(run_dir.path).open_logs(checkpoint)

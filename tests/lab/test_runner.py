@@ -1,6 +1,7 @@
 """Runs: files, determinism, and exact resume after a stop at any step."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,132 @@ def test_a_named_stage_scale_policy_reaches_the_scheduler(tmp_path):
     lrs, steps = _lrs(tmp_path / "paper"), paper["steps"]
     assert lrs[: steps // 3] == _lrs(tmp_path / "fixed")[: steps // 3]  # the first stage: γ
     assert lrs[steps // 3 :] != _lrs(tmp_path / "fixed")[steps // 3 :]  # then the rule's γ
+
+
+# -- issue 15, finding 1: every run path skips and counts non-finite steps -----------------
+
+
+def _no_bare_nan(path):
+    """Strict JSON: every line of ``path`` parses without NaN or Infinity."""
+    text = Path(path).read_text()
+
+    def refuse(name):
+        raise AssertionError(f"{path}: bare {name}")
+
+    lines = text.splitlines() if Path(path).suffix == ".jsonl" else [text]
+    return [json.loads(line, parse_constant=refuse) for line in lines]
+
+
+def _finite_weights(out):
+    checkpoint = torch.load(Path(out) / "checkpoint.pt", weights_only=True)
+    return all(
+        bool(torch.isfinite(v).all()) for v in checkpoint["model"].values() if v.is_floating_point()
+    )
+
+
+#: One schedule of each family, with a learning rate that makes its losses non-finite.
+FAMILIES = [
+    ("cosine", 1e6),  # a torch scheduler
+    ("adam", 1e30),  # an adaptive optimizer (it normalises the step: a larger lr)
+    ("hd", 1e6),  # hypergradient
+    ("rtho", 1e6),  # hypergradient with a held-out loss
+    ("l4", 1e6),  # loss-based
+    ("schedulefree-sgd", 1e6),  # schedule-free
+    ("prodigy", 1e30),  # parameter-free
+    ("mlrsnet:fmnist-resnet", 1e6),  # a transferred MLR-SNet
+]
+
+
+@pytest.mark.parametrize("schedule,lr", FAMILIES)
+def test_non_finite_steps_are_skipped_and_counted_by_every_method(tmp_path, schedule, lr):
+    cfg = config(tmp_path, "run", schedule=schedule, lr=lr, batch_size=64)
+    summary = run(cfg)
+    assert summary["nonfinite_steps_skipped"] > 0
+    assert _finite_weights(cfg.out)
+    steps, lrs, losses = _lr_columns(Path(cfg.out))
+    assert all(math.isfinite(v) for v in lrs)
+    # a step with a non-finite loss is skipped; so is one whose gradient alone is not finite
+    assert summary["nonfinite_steps_skipped"] >= sum(not math.isfinite(v) for v in losses)
+    _no_bare_nan(Path(cfg.out) / "summary.json")
+    _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
+    print(f"{schedule} lr {lr:g}: {summary['nonfinite_steps_skipped']} of {summary['steps']} "
+          "steps skipped")  # fmt: skip
+
+
+def test_meta_training_skips_and_counts_non_finite_steps_the_same_way(tmp_path):
+    cfg = config(tmp_path, "meta", lr=1e6, batch_size=64, meta_interval=3)
+    summary = run(cfg, kind="meta-train")
+    assert summary["nonfinite_steps_skipped"] > 0 and _finite_weights(cfg.out)
+    print(f"meta-train lr 1e6: {summary['nonfinite_steps_skipped']} of {summary['steps']} "
+          "steps skipped")  # fmt: skip
+    _no_bare_nan(Path(cfg.out) / "summary.json")
+    _no_bare_nan(Path(cfg.out) / "metrics.jsonl")
+
+
+def test_a_run_with_skipped_steps_resumes_exactly(tmp_path):
+    kw = dict(schedule="cosine", lr=1e6, batch_size=64)
+    full = config(tmp_path, "full", **kw)
+    run(full)
+    part = config(tmp_path, "part", **kw)
+    summary = run(part, stop_after_steps=7)
+    while not summary["completed"]:
+        summary = run(part, stop_after_steps=9)
+    assert_same_run(full.out, part.out)
+    assert summary["nonfinite_steps_skipped"] == run(full)["nonfinite_steps_skipped"] > 0
+
+
+def _lr_columns(out):
+    from mlrsnet.lab.rundir import read_lr
+
+    return read_lr(out / "lr.csv")
+
+
+# -- issue 15, finding 5: the resume check covers every setting that changes the run -------
+
+
+@pytest.mark.parametrize(
+    "first,second,named",
+    [
+        ({"num_meta": 100}, {"num_meta": 300}, "num_meta"),
+        ({}, {"num_meta": 300}, "num_meta"),
+        ({"data_dir": "a"}, {"data_dir": "b"}, "data_dir"),
+        ({"train_fraction": 0.5}, {"train_fraction": 1.0}, "train_fraction"),
+        ({"gamma_batches": 5}, {"gamma_batches": 6}, "gamma_batches"),
+        ({}, {"noise": "uniform", "noise_rate": 0.2}, "noise"),
+    ],
+)
+def test_a_resume_with_other_settings_is_refused(tmp_path, first, second, named):
+    run(config(tmp_path, "a", schedule="fixed", **first), stop_after_steps=2)
+    with pytest.raises(ValueError, match=f"other settings.*{named}"):
+        run(config(tmp_path, "a", schedule="fixed", **second))
+
+
+def test_meta_settings_are_checked_too(tmp_path):
+    run(config(tmp_path, "m", meta_interval=2), kind="meta-train", stop_after_steps=2)
+    with pytest.raises(ValueError, match="other settings.*meta_weight_decay"):
+        run(config(tmp_path, "m", meta_interval=2, meta_weight_decay=0.1), kind="meta-train")
+    with pytest.raises(ValueError, match="other settings.*num_meta"):
+        run(config(tmp_path, "m", meta_interval=2, num_meta=50), kind="meta-train")
+
+
+def test_a_checkpoint_of_the_previous_format_resumes_when_nothing_changed(tmp_path):
+    """Checkpoints written before the fingerprint grew lack its new keys: they are taken at
+    their defaults, so an unchanged run resumes (and a changed one is still refused)."""
+    from mlrsnet.lab.rundir import CHECKPOINT_FILE, RunDir
+
+    full = config(tmp_path, "full", schedule="cosine")
+    run(full)
+    part = config(tmp_path, "part", schedule="cosine")
+    run(part, stop_after_steps=5)
+    path = Path(part.out) / CHECKPOINT_FILE
+    checkpoint = torch.load(path, weights_only=True)
+    for key in ("num_meta", "data_dir", "meta_weight_decay", "gamma_batches", "steps_per_epoch"):
+        del checkpoint["fingerprint"][key]
+    for key in ("lr_log_sha256", "metrics_sha256"):  # nor did it record the logs' digests
+        del checkpoint[key]
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="num_meta"):
+        run(config(tmp_path, "part", schedule="cosine", num_meta=100))
+    assert RunDir(part.out).load_checkpoint() is not None
+    run(part)
+    assert_same_run(full.out, part.out)

@@ -42,6 +42,7 @@ from torch.optim import lr_scheduler as lrs
 from mlrsnet import shapes
 from mlrsnet.checks import boolean, is_int, is_real, require
 from mlrsnet.gradients import compute_gradients
+from mlrsnet.lab import protocol
 from mlrsnet.lab.hypergradient import L4, RTHOSGD, SGDHD
 from mlrsnet.lab.protocol import MetaBatch, MetaLoss, StepResult, TrainingMethod
 
@@ -69,6 +70,7 @@ class Schedule(TrainingMethod):
         grad_clip: Max global gradient norm, or ``None``.
         requires_meta_loss: Whether :meth:`step` needs ``meta_loss``.
         step_count: Optimizer steps taken so far.
+        skipped_steps: Steps skipped for a non-finite loss or gradient (not in ``step_count``).
         epoch_count: Calls to :meth:`epoch_end` so far.
 
     Example:
@@ -106,6 +108,7 @@ class Schedule(TrainingMethod):
         self.steps_per_epoch = steps_per_epoch
         self.grad_clip = grad_clip
         self.step_count = 0
+        self.skipped_steps = 0
         self.epoch_count = 0
         self._last_lr: float | None = None
         self._warned_overrun = False
@@ -135,7 +138,9 @@ class Schedule(TrainingMethod):
             The learning rate the step used.
         """
         _check_loss(loss)
-        compute_gradients(loss, self.optimizer, grad_clip=self.grad_clip)
+        norm = compute_gradients(loss, self.optimizer, grad_clip=self.grad_clip, total_norm=True)
+        if not protocol.finite_step(loss, norm):
+            return self._skip()
         self._last_lr = self._optimizer_step(loss)
         self.step_count += 1
         if self.interval == "step":
@@ -193,6 +198,7 @@ class Schedule(TrainingMethod):
                 "epoch_count": self.epoch_count,
                 "last_lr": self._last_lr,
                 "warned_overrun": self._warned_overrun,
+                "skipped_steps": self.skipped_steps,
             },
         }
 
@@ -214,6 +220,14 @@ class Schedule(TrainingMethod):
         self.epoch_count = int(counters["epoch_count"])
         self._last_lr = counters["last_lr"]
         self._warned_overrun = bool(counters["warned_overrun"])
+        self.skipped_steps = int(counters.get("skipped_steps", 0))
+
+    def _skip(self) -> StepResult:
+        """A non-finite loss or gradient: nothing changes but the count (see the protocol)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        protocol.log_skip(self.name, self.step_count + self.skipped_steps, self.skipped_steps)
+        return StepResult(lr=self.lr, skipped=True)
 
     # ------------------------------------------------------------------ hooks
     @property
@@ -334,6 +348,9 @@ class _RTHOSchedule(Schedule):
             )
         opt.zero_grad(set_to_none=True)
         hvps = opt.gradients_and_hvps(loss, clip_norm=self.grad_clip)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not protocol.finite_step(loss, torch.nn.utils.get_total_norm(grads) if grads else None):
+            return self._skip()
         self._last_lr = self._current_lr()
         opt.step(hvps=hvps)
         self.step_count += 1

@@ -3,7 +3,9 @@
 Every subcommand has ``--help``. Settings can come from a TOML file
 (``--config FILE``; keys are the long option names, with ``-`` or ``_``), and
 flags given on the command line override it. Bad arguments end in a one-line
-error and exit status 2, without a traceback.
+error and exit status 2, without a traceback; so do damaged run folders. What the
+machine refuses (a full or read-only disk, a run directory another process is
+running in) ends in a one-line error and exit status 1.
 """
 
 from __future__ import annotations
@@ -506,11 +508,10 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
         raise
     finally:
         progress.close()
-    if not summary["completed"]:
+    if not summary.get("completed"):
         if not args.quiet:
-            print(
-                f"stopped after {args.stop_after_steps} steps; run the same command again to continue ({config.out})"
-            )
+            done = f"after {args.stop_after_steps} steps" if args.stop_after_steps else "early"
+            print(f"stopped {done}; run the same command again to continue ({config.out})")
         return 0
     if not args.quiet:
         metric = summary.get("final_test_metric")
@@ -639,6 +640,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"mlrsnet: error: {message}", file=sys.stderr)
         return 2
+    except OSError as err:  # the disk, the file system, a run directory in use
+        if err.strerror:  # "path: No space left on device"
+            where = f"{err.filename}: " if err.filename else ""
+            message = f"{where}{err.strerror}"
+        else:
+            message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"mlrsnet: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mlrsnet: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,7 @@ from mlrsnet.lab import baselines, metrics
 from mlrsnet.lab import tasks as task_registry
 from mlrsnet.lab.meta_training import MetaTraining
 from mlrsnet.lab.protocol import StepResult, TrainingMethod
-from mlrsnet.lab.rundir import RunDir, versions
+from mlrsnet.lab.rundir import CHECKPOINT_FILE, RunDir, versions
 from mlrsnet.lab.tasks.types import Task, call_model
 from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: The paper meta-updates every 300 of 383 iterations per epoch: about 0.78 epochs.
 PAPER_META_INTERVAL_EPOCHS = 300 / 383
+#: The largest learning rate or weight decay a run takes: the largest float32.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 @dataclasses.dataclass
@@ -117,6 +120,8 @@ class RunConfig:
                 f"unknown task {self.task!r}; known: {', '.join(task_registry.names())}"
             )
         if kind == "train":
+            if not isinstance(self.schedule, str):
+                raise ValueError(f"schedule must be a name, got {self.schedule!r}")
             base = self.schedule.split(":", 1)[0]
             if base not in baselines.names():
                 raise ValueError(
@@ -132,18 +137,18 @@ class RunConfig:
         checks.boolean("validation", self.validation)
         checks.non_negative_int("seed", self.seed)
         checks.non_negative_int("checkpoint_every", self.checkpoint_every)
-        optional_numbers = {
-            "lr": dict(low=0.0, low_open=True),
+        optional_numbers = {  # the model and optimizers compute in float32: no larger value fits
+            "lr": dict(low=0.0, low_open=True, high=FLOAT32_MAX),
             "momentum": dict(low=0.0, high=0.999999),
-            "weight_decay": dict(low=0.0),
+            "weight_decay": dict(low=0.0, high=FLOAT32_MAX),
         }
         for name, interval in optional_numbers.items():
             if getattr(self, name) is not None:
                 checks.number(name, getattr(self, name), **interval)
         checks.number("train_fraction", self.train_fraction, 0.0, 1.0, low_open=True)
         checks.number("noise_rate", self.noise_rate, 0.0, 1.0)
-        checks.number("meta_lr", self.meta_lr, 0.0, low_open=True)
-        checks.number("meta_weight_decay", self.meta_weight_decay, 0.0)
+        checks.number("meta_lr", self.meta_lr, 0.0, FLOAT32_MAX, low_open=True)
+        checks.number("meta_weight_decay", self.meta_weight_decay, 0.0, FLOAT32_MAX)
         if self.noise not in (None, "uniform", "symmetric", "pairflip"):
             raise ValueError(f"noise must be 'uniform' or 'pairflip', got {self.noise!r}")
         if self.save_epochs is not None:
@@ -249,7 +254,48 @@ def _fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
         "meta_lr": config.meta_lr,
         "save_epochs": config.save_epochs,
         **({"validation": True} if config.validation else {}),  # absent in older checkpoints
+        **_more_fingerprint(config, s),
     }
+
+
+#: Settings the fingerprint gained after checkpoints were first written, with the value an
+#: older checkpoint (which does not record them) had: it resumes when they are unchanged.
+_FINGERPRINT_DEFAULTS = {"num_meta": None, "data_dir": None, "meta_weight_decay": 1e-4,
+                         "gamma_batches": 20}  # fmt: skip
+
+
+def _more_fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
+    """The rest of what changes a run: the meta set, the data, the network's weight decay,
+    the scale rule's batches, and the steps an epoch has (which the data decides)."""
+    return {
+        "num_meta": config.num_meta,
+        "data_dir": None if config.data_dir is None else os.path.abspath(config.data_dir),
+        "meta_weight_decay": config.meta_weight_decay,
+        "gamma_batches": config.gamma_batches,
+        "steps_per_epoch": s.steps_per_epoch,
+    }
+
+
+def _differs(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
+    """The settings in which a checkpoint's fingerprint differs from this run's."""
+    missing = object()
+    differs = []
+    for key, value in fingerprint.items():
+        old = saved.get(key, _FINGERPRINT_DEFAULTS.get(key, missing))
+        if old is not missing and old != value:
+            differs.append(key)
+    return sorted(differs)
+
+
+def _checked_checkpoint(checkpoint: dict[str, Any], path: Any) -> dict[str, Any]:
+    """A run checkpoint whose parts have the types the runner reads (else a ValueError)."""
+    kinds = {"fingerprint": dict, "state": dict, "model": dict, "method": dict}
+    for key, kind in kinds.items():
+        if not isinstance(checkpoint.get(key), kind):
+            found = type(checkpoint.get(key)).__name__
+            raise ValueError(f"{path}: '{key}' is a {found}, not a {kind.__name__}: not a run "
+                             "checkpoint; remove it to start the run afresh")  # fmt: skip
+    return checkpoint
 
 
 class MetaBatches:
@@ -303,8 +349,9 @@ class RunState:
     def add_step(self, loss: float, result: StepResult) -> None:
         self.global_step += 1
         self.batch_index += 1
-        self.loss_sum += loss
-        self.loss_count += 1
+        if not result.skipped:  # the epoch's training loss is that of the steps taken
+            self.loss_sum += loss
+            self.loss_count += 1
         self.nonfinite_steps += result.skipped
 
     def end_epoch(self) -> None:
@@ -450,6 +497,13 @@ def run(
     """
     config.validate(kind)
     run_dir = RunDir(config.out)
+    with run_dir.lock():  # one process per run directory
+        return _run(config, run_dir, kind, on_step, on_epoch, stop_after_steps)
+
+
+def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | None,
+         on_epoch: StepCallback | None, stop_after_steps: int | None) -> dict[str, Any]:  # fmt: skip
+    """:func:`run`, holding the run directory's lock."""
     run_dir.prepare()
     device = resolve_device(config.device)
     task = task_registry.get(config.task, data_dir=config.data_dir, seed=config.seed,
@@ -461,17 +515,23 @@ def run(
     fingerprint = _fingerprint(config, s)
     checkpoint = run_dir.load_checkpoint()
     if checkpoint is not None:
-        differs = sorted(
-            k for k in fingerprint if checkpoint["fingerprint"].get(k) != fingerprint[k]
-        )
+        _checked_checkpoint(checkpoint, run_dir.path / CHECKPOINT_FILE)
+        differs = _differs(checkpoint["fingerprint"], fingerprint)
         if differs:
             raise ValueError(
                 f"{run_dir.path} holds a run with other settings ({', '.join(differs)}); "
                 "use another --out or the same settings to resume"
             )
         if checkpoint.get("completed"):
-            logger.info("%s: run already completed", run_dir.path)
-            return run_dir.read_summary()
+            run_dir.check_logs(checkpoint)  # a cut or changed log is refused here too
+            summary = _completed_summary(run_dir)
+            if summary is not None:
+                logger.info("%s: run already completed", run_dir.path)
+                return summary
+            # killed between the last checkpoint and its summary: the loop below has nothing
+            # left to train and writes the summary from the checkpoint
+            logger.warning("%s: the run is complete but its summary is not; rewriting it",
+                           run_dir.path)  # fmt: skip
 
     torch.manual_seed(config.seed)
     model = task.build_model(seed=config.seed, device=device)
@@ -480,7 +540,7 @@ def run(
     if checkpoint is None:
         state.gamma = _gamma(config, s, task, model, device)
     else:
-        state = RunState.from_state_dict(checkpoint["state"], device)
+        state = _restore(lambda: RunState.from_state_dict(checkpoint["state"], device), run_dir)
     summary_base = {
         "task": config.task, "schedule": fingerprint["schedule"],
         "label": config.label or fingerprint["schedule"], "kind": kind, "seed": config.seed,
@@ -503,11 +563,15 @@ def run(
 
     method = _build_method(config, s, task, model, state.gamma, device, save_snapshots)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        method.load_state_dict(checkpoint["method"])
-        torch.set_rng_state(checkpoint["rng_cpu"])
-        if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+
+        def restore() -> None:
+            model.load_state_dict(checkpoint["model"])
+            method.load_state_dict(checkpoint["method"])
+            torch.set_rng_state(checkpoint["rng_cpu"])
+            if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+
+        _restore(restore, run_dir)
         logger.info("%s: resuming at epoch %d, batch %d (step %d)", run_dir.path,
                     state.epoch + 1, state.batch_index, state.global_step)  # fmt: skip
     run_dir.open_logs(checkpoint)
@@ -590,7 +654,8 @@ def run(
                 state.val_selected_test_metric = state.test_metric
         record = {
             "epoch": state.epoch + 1, "step": state.global_step,
-            "train_loss": state.loss_sum / max(state.loss_count, 1), "test_loss": result["loss"],
+            "train_loss": state.loss_sum / state.loss_count if state.loss_count else math.nan,
+            "test_loss": result["loss"],
             "test_metric": state.test_metric, **validation, "lr": method.lr,
             "wall_seconds": round(state.elapsed + (time.perf_counter() - started), 3),
             **method.epoch_end(val_loss=None if val is None else val["loss"]),
@@ -608,3 +673,24 @@ def run(
         ):
             return write_summary(completed=False)
     return write_summary(completed=True)
+
+
+def _completed_summary(run_dir: RunDir) -> dict[str, Any] | None:
+    """The summary of a completed run, or ``None`` if it is missing, damaged or not complete."""
+    try:
+        summary = run_dir.read_summary()
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("completed") is True else None
+
+
+def _restore(restore: Callable[[], Any], run_dir: RunDir) -> Any:
+    """Run ``restore`` (loading a checkpoint's parts); what fails there is the checkpoint's."""
+    try:
+        return restore()
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"{run_dir.path / CHECKPOINT_FILE}: cannot be resumed ({type(err).__name__}: "
+            f"{message}); remove it to start the run afresh"
+        ) from err
