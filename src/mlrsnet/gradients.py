@@ -6,6 +6,7 @@ norm mean the same thing everywhere.
 
 Example:
     >>> import torch
+    >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(3, 1)
     >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     >>> loss = model(torch.ones(4, 3)).pow(2).mean() + 100.0
