@@ -18,7 +18,14 @@ from typing import Any
 
 from mlrsnet.lab.benchmark import stats
 from mlrsnet.lab.benchmark.execute import Records, tuned_factor
-from mlrsnet.lab.benchmark.plan import EVAL_SEEDS, TUNED, tuned_run
+from mlrsnet.lab.benchmark.plan import (
+    EVAL_SEEDS,
+    LEARNED,
+    SHAPES,
+    TUNED,
+    defaults_methods,
+    tuned_run,
+)  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
 from mlrsnet.lab.metrics import higher_is_better
 
@@ -70,9 +77,10 @@ def _number(value: Any) -> float:
 
 def tables(records: Records, targets: list[Target] | tuple[Target, ...],
            seeds: tuple[int, ...] = EVAL_SEEDS) -> dict[str, list[Row]]:  # fmt: skip
-    """``{target: rows}`` for every target whose cells are complete on ``seeds``.
+    """``{target: rows}`` for every target whose cells are all complete on ``seeds``.
 
-    A cell (method, tier) is kept only when all its seeds have records.
+    A target is left out until every planned cell (method, tier) has all its seeds, so
+    no table or rank is drawn from a partly run target.
     """
     by_id = {r["id"]: r for r in records.rows}
     runs = [r for r in records.rows if r.get("kind") == "run"]
@@ -100,7 +108,10 @@ def tables(records: Records, targets: list[Target] | tuple[Target, ...],
             if target.noisy and method == "cosine" and tier in ("defaults", "tuned"):
                 rows.append(Row(target.name, method, f"{tier} + early stop", recs,
                                 key="val_selected_test_metric"))  # fmt: skip
-        if rows:
+        expected = {(m, "defaults") for m, _ in defaults_methods(target)}
+        expected |= {(m, "probe") for m in SHAPES} | {(m, "learned") for m in LEARNED}
+        expected |= {(m, "tuned") for m in TUNED}
+        if expected <= {(r.method, r.tier) for r in rows}:  # every cell on every seed
             result[target.name] = sorted(rows, key=_order)
     return result
 
@@ -173,7 +184,7 @@ def markdown(
         f"time); complete targets: {len(complete)} of {len(targets)}.")  # fmt: skip
     missing = [t.name for t in targets if t.name not in result]
     if missing:
-        out(f"Not yet complete (no row shown until all {len(EVAL_SEEDS)} seeds of a cell ran): "
+        out("Not yet complete (a target is shown once every cell has all its seeds): "
             + ", ".join(f"`{m}`" for m in missing) + ".")  # fmt: skip
     out("")
     if not quick:
