@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--pairs", type=int, default=None)
     parser.add_argument("--sigma", type=float, default=0.05)
+    parser.add_argument("--hidden", type=int, default=16, help="hidden units of the network")
     parser.add_argument("--meta-lr", type=float, default=0.01)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs=args.pairs or quick.get("pairs", 8),
         sigma=args.sigma,
         meta_lr=args.meta_lr,
+        hidden=args.hidden,
         max_steps=args.max_steps or quick.get("max_steps", 600),
         seed=args.seed,
         quick=args.quick,
