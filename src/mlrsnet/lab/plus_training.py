@@ -57,7 +57,8 @@ class ESConfig:
         meta_lr: Adam's step on ``θ``.
         hidden: Hidden units of the network.
         seed: Seed of everything.
-        max_steps: The longest run drawn (the lengths are log-uniform up to it).
+        max_steps: The longest run drawn (lengths are log-uniform in each family's
+            :attr:`~mlrsnet.lab.benchmark.tasksets.MetaTask.steps`, capped by this).
         quick: Digits tasks only and short runs (the ``--quick`` test).
         monitor_every: Every this many iterations (and after the first), the network is
             scored on fixed monitor instances against warmup-stable-decay at the same probe
@@ -133,7 +134,8 @@ def sample_instance(rng: np.random.Generator, config: ESConfig) -> dict[str, Any
     families = [m for m in META_TRAINING if not config.quick or m.task.startswith("digits")]
     family = families[int(rng.integers(len(families)))]
     noise = float(family.noise_rates[int(rng.integers(len(family.noise_rates)))])
-    steps = int(math.exp(rng.uniform(math.log(30), math.log(config.max_steps))))
+    low, high = family.steps[0], max(family.steps[0], min(family.steps[1], config.max_steps))
+    steps = int(math.exp(rng.uniform(math.log(low), math.log(high))))
     return {
         "task": family.task,
         "train_fraction": float(family.train_fractions[int(rng.integers(len(family.train_fractions)))]),

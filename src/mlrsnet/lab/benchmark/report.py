@@ -196,8 +196,8 @@ def markdown(
         for m in META_TRAINING:
             noise = ", ".join(f"{r:.0%}" for r in m.noise_rates)
             out(f"- `{m.task}` on {', '.join(f'{f:.0%}' for f in m.train_fractions)} of its "
-                f"training split, {' and '.join(m.optimizers)}, {m.epochs[0]}–{m.epochs[1]} "
-                f"epochs, uniform label noise {noise}")  # fmt: skip
+                f"training split, {' and '.join(m.optimizers)}, {m.steps[0]}–{m.steps[1]} steps, "
+                f"uniform label noise {noise}")  # fmt: skip
         out("")
         out("*Held-out targets* — the only runs reported (`HELD_OUT`); every test set is whole:")
         out("")

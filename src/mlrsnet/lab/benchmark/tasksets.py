@@ -30,14 +30,15 @@ class MetaTask:
         train_fractions: The training-set fractions it is drawn at.
         optimizers: ``"sgd"`` (momentum 0.9 unless the task says otherwise) and/or ``"adamw"``.
         noise_rates: Uniform label-noise rates it is drawn with (0 to 0.6; image tasks).
-        epochs: The range of epochs (a learned schedule draws lengths log-uniformly in it).
+        steps: The range of run lengths in optimizer steps (MLR-SNet+ meta-training draws
+            lengths log-uniformly in it, capped by its ``max_steps``).
     """
 
     task: str
     train_fractions: tuple[float, ...]
     optimizers: tuple[str, ...] = ("sgd", "adamw")
     noise_rates: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
-    epochs: tuple[int, int] = (2, 30)
+    steps: tuple[int, int] = (30, 600)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ META_TRAINING: tuple[MetaTask, ...] = (
     MetaTask("digits-mlp", (0.5, 1.0)),
     MetaTask("digits-cnn", (0.5, 1.0)),
     MetaTask("fmnist-mlp", (0.02, 0.05)),
-    MetaTask("shakespeare-lstm-tiny", (0.02, 0.05), noise_rates=(0.0,), epochs=(1, 4)),
+    MetaTask("shakespeare-lstm-tiny", (0.02, 0.05), noise_rates=(0.0,)),
 )
 
 _SGD_EXTRAS = ("fixed", "multistep", "exponential", "sgdr", "adam", "hd", "rtho", "l4")
