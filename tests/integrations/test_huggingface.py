@@ -167,3 +167,23 @@ def test_the_callback_needs_attach_and_an_mlrsnet_scheduler(tmp_path):
         MLRSNetCallback.attach(model)
     assert MLRSNetCallback.attach(wrong) is MLRSNetCallback.attach(wrong)
     assert copy.copy(MLRSNetCallback()).trainer is None
+
+
+def test_the_trainer_feeds_mlrsnet_plus_like_a_hand_written_loop(tmp_path, monkeypatch):
+    from mlrsnet.plus import MLRSNetPlusLR, PlusNet
+
+    def plus_optimizer_and_scheduler(model, net_seed=2):
+        torch.manual_seed(net_seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        net = PlusNet(hidden=6)
+        with torch.no_grad():
+            net.layer1.weight.mul_(3.0)  # let the loss features move the rate
+        return optimizer, MLRSNetPlusLR(optimizer, net, total_steps=3 * SEQUENCES // BATCH_SIZE)
+
+    monkeypatch.setitem(globals(), "optimizer_and_scheduler", plus_optimizer_and_scheduler)
+    record = RecordLR()
+    hf, scheduler = trainer(tmp_path, 1, record)
+    hf.train()
+    expected, reference = hand_written(1)
+    assert record.lrs == expected and len(set(expected)) > 1
+    assert scheduler.get_last_lr() == reference.get_last_lr()
