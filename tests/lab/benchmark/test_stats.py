@@ -41,7 +41,7 @@ def test_interval_contains_the_mean_difference_and_is_reproducible():
 
 
 def test_bootstrap_coverage_is_near_nominal_on_normal_differences():
-    """With 5 seeds the percentile bootstrap under-covers (about 85-90 %): measured, not assumed."""
+    """With 5 seeds the percentile bootstrap under-covers (83 % of these 300 draws): measured."""
     rng = np.random.default_rng(0)
     covered = 0
     trials = 300
