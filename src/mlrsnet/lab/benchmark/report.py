@@ -323,13 +323,18 @@ def _significance(result: dict[str, list[Row]], metric_of: dict[str, str]) -> st
 
 
 def figures(result: dict[str, list[Row]], out: Path) -> list[Path]:
-    """The summary figure (mean ranks) and one figure of curves per complete target."""
+    """The summary figure (mean ranks) and one figure of curves per complete target.
+
+    ``out`` is the report's own folder: figures from an earlier report are removed first.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.png"):  # the folder is the report's own: only current figures
+        stale.unlink()
     written = []
     metric_of = {t: rows[0].records[0]["metric"] for t, rows in result.items()}
     ranks = rank_table(result, metric_of)
