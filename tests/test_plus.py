@@ -948,3 +948,29 @@ def test_every_rate_is_finite_and_within_zero_and_twice_the_base(losses, total, 
     finite = [v for v in losses if math.isfinite(v)]
     assert scheduler.loss_state.count == len(finite)
     assert scheduler.num_nonfinite == len(losses) - len(finite)
+
+
+def test_progress_only_holds_the_loss_inputs_at_zero():
+    """The ablation switch: the rate then depends on t/T alone, whatever the losses."""
+    torch.manual_seed(4)
+    net = PlusNet(hidden=5)
+    with torch.no_grad():
+        net.layer1.weight.mul_(3.0)
+    total = 30
+    params = net.numpy_params()
+    rates = {}
+    for name, losses in (("a", [2.0 - 0.05 * t for t in range(total)]), ("b", [0.3] * total)):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = MLRSNetPlusLR(optimizer, net, total, progress_only=True)
+        rates[name] = []
+        for loss in losses:
+            scheduler.step(loss)
+            rates[name].append(scheduler.factor)
+    assert rates["a"] == rates["b"]
+    expected = [multiplier(params, np.r_[features(init_state(), t, total)[:9], np.zeros(4)])
+                for t in range(total)]  # fmt: skip
+    assert rates["a"] == pytest.approx(expected, abs=1e-12)
+    live = MLRSNetPlusLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), net, total)
+    live.step(2.0)
+    live.step(1.0)
+    assert live.factor != rates["a"][1]  # the live network does read the loss

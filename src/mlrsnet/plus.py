@@ -377,18 +377,29 @@ class MLRSNetPlusLR(LRScheduler):
         net: A :class:`PlusNet` (frozen: the scheduler reads a copy of its weights).
         total_steps: Optimizer steps in the run (``T``).
         last_epoch: As every ``LRScheduler``.
+        progress_only: Hold every loss input at 0 (no information), so the rate depends on
+            ``t/T`` alone: the ablation that says whether the network uses the loss.
 
     Raises:
         ValueError: For a non-positive ``total_steps`` or non-finite network weights.
     """
 
     def __init__(
-        self, optimizer: Optimizer, net: PlusNet, total_steps: int, last_epoch: int = -1
+        self,
+        optimizer: Optimizer,
+        net: PlusNet,
+        total_steps: int,
+        last_epoch: int = -1,
+        *,
+        progress_only: bool = False,
     ) -> None:
         if not isinstance(net, PlusNet):
             raise TypeError(f"net must be a PlusNet, got {type(net).__name__}")
+        if not isinstance(progress_only, bool):
+            raise TypeError(f"progress_only must be a bool, got {progress_only!r}")
         self.total_steps = positive_int("total_steps", total_steps)
         self.net = net
+        self.progress_only = progress_only
         self._params = net.numpy_params()
         w1 = self._params[0]
         self._w1_progress = w1[:, :_NUM_PROGRESS].copy()
@@ -484,7 +495,8 @@ class MLRSNetPlusLR(LRScheduler):
         embed = np.tanh(10.0 * (progress - _CENTRES))
         pre = self._w1_progress @ embed + self._params[1]
         corrected = [a / (1.0 - d**count) for a, d in zip(averages, self._decays, strict=True)]
-        pre += self._w1_loss @ np.asarray(_loss_inputs(corrected, minimum, self._initial))
+        if not self.progress_only:
+            pre += self._w1_loss @ np.asarray(_loss_inputs(corrected, minimum, self._initial))
         o = float(self._params[2] @ np.tanh(pre) + self._params[3][0])
         self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
 
@@ -514,6 +526,11 @@ class MLRSNetPlusLR(LRScheduler):
         if count and not (_is_finite(minimum) and _is_finite(initial)):
             raise ValueError(f"MLRSNetPlusLR state: bad loss extremes {initial!r}, {minimum!r}")
         number("_multiplier", state.get("_multiplier"), 0.0, 2.0)
+        if state.get("progress_only", False) != self.progress_only:
+            raise ValueError(
+                f"state is for progress_only={state.get('progress_only', False)}, this "
+                f"scheduler has {self.progress_only}"
+            )
         if state.get("total_steps") != self.total_steps:
             raise ValueError(
                 f"state is for total_steps={state.get('total_steps')}, this scheduler has "
