@@ -1079,13 +1079,16 @@ def _build_mlrsnet(
 
 
 # ------------------------------------------------------------------- MLR-SNet+
-@_register("mlrsnet-plus", 0.1, network=None, optimizer="sgd", nesterov=False)
-def _build_plus(ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool) -> Schedule:
+@_register("mlrsnet-plus", 0.1, network=None, optimizer="sgd", nesterov=False, progress_only=False)
+def _build_plus(
+    ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool, progress_only: bool
+) -> Schedule:
     r"""MLR-SNet+ (:mod:`mlrsnet.plus`): :math:`\eta_t = \eta_0 \, m_\theta(t/T, \text{loss shape})`.
 
     ``lr`` is the base (peak) rate: the task's, or the probe's; ``network`` a
     :class:`~mlrsnet.plus.PlusNet` or the path of a saved one. Any optimizer of
     :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
+    ``progress_only`` holds the loss inputs at 0 (the ablation).
     """
     from mlrsnet import plus
 
@@ -1094,5 +1097,6 @@ def _build_plus(ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool) -> S
     if not isinstance(network, plus.PlusNet):
         raise ValueError(f"mlrsnet-plus needs network=<PlusNet or path>, got {network!r}")
     opt = _shape_optimizer(ctx, optimizer, nesterov)
-    scheduler = plus.MLRSNetPlusLR(opt, network, total_steps=ctx.total_steps)
+    boolean("progress_only", progress_only)
+    scheduler = plus.MLRSNetPlusLR(opt, network, ctx.total_steps, progress_only=progress_only)
     return _MLRSNetSchedule(ctx.name, opt, scheduler, interval="loss", **ctx.common())
