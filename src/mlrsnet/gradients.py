@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["compute_gradients", "parameters_with_grad"]
+__all__ = ["compute_gradients", "finite_step", "parameters_with_grad"]
 
 
 def parameters_with_grad(optimizer: torch.optim.Optimizer) -> list[Tensor]:
@@ -55,3 +55,25 @@ def compute_gradients(
     if total_norm:
         return torch.nn.utils.get_total_norm([p.grad for p in parameters_with_grad(optimizer)])
     return None
+
+
+def finite_step(loss: Tensor, grad_norm: Tensor | float | None = None) -> bool:
+    """Whether a step may be applied: its loss and gradient norm are finite (one host sync).
+
+    The rule :class:`~mlrsnet.MetaTrainer` and every method of the lab's training-step
+    protocol apply before they change anything.
+
+    Args:
+        loss: The step's scalar loss.
+        grad_norm: The global norm of its gradient (before clipping), or ``None``.
+
+    Example:
+        >>> finite_step(torch.tensor(2.0), torch.tensor(float("inf")))
+        False
+        >>> finite_step(torch.tensor(2.0))
+        True
+    """
+    finite = torch.isfinite(loss.detach())
+    if grad_norm is not None:
+        finite = finite & torch.isfinite(torch.as_tensor(grad_norm, device=finite.device))
+    return bool(finite)

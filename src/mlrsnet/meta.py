@@ -27,7 +27,7 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
 from mlrsnet.functional import lr_meta_gradient, mlrsnet_forward, sgd_direction
-from mlrsnet.gradients import compute_gradients
+from mlrsnet.gradients import compute_gradients, finite_step
 from mlrsnet.scheduler import MLRSNetLR
 
 __all__ = ["MetaTrainer"]
@@ -208,9 +208,7 @@ class MetaTrainer:
         _check_scalar_loss(loss)
         grad_norm = compute_gradients(loss, self.optimizer, grad_clip=self.grad_clip,
                                       total_norm=self.skip_nonfinite)  # fmt: skip
-        if self.skip_nonfinite and not bool(
-            torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
-        ):
+        if self.skip_nonfinite and not finite_step(loss, grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             return self._skip(loss)
         stats: dict[str, Any] = {}

@@ -16,11 +16,14 @@ asks which kind of method it drives::
 backward, clipping (:func:`mlrsnet.gradients.compute_gradients`), the optimizer step and
 per-step scheduling.
 
-**Non-finite steps.** Every method applies one rule (:func:`finite_step`): a step whose loss
-or gradient norm is NaN or infinite is skipped — no weight, optimizer state, schedule or
-meta-network changes — and reported with ``StepResult(skipped=True)``; the run loop counts
-these in the summary (``nonfinite_steps_skipped``). The schedule's clock counts the steps
-taken, so a skipped step does not advance a torch scheduler either. Held-out data comes as two lazy callables, drawn only by the methods
+**Non-finite steps.** Every method applies one rule (:func:`mlrsnet.gradients.finite_step`,
+re-exported here, as :class:`~mlrsnet.MetaTrainer` does): a step whose loss or gradient norm
+is NaN or infinite is skipped — no weight, optimizer state, schedule or meta-network changes —
+and reported with ``StepResult(skipped=True)``; the run loop counts these in the summary
+(``nonfinite_steps_skipped``). The schedule's clock counts the steps taken, so a skipped step
+does not advance a torch scheduler either.
+
+Held-out data comes as two lazy callables, drawn only by the methods
 that use them: ``meta_loss()`` (the model's loss on the next held-out batch at its current
 weights: RTHO) and ``meta_batch()`` (the next held-out batch itself: meta-training's
 lookahead).
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
+
+from mlrsnet.gradients import finite_step
 
 __all__ = ["MetaBatch", "MetaLoss", "StepResult", "TrainingMethod", "finite_step", "log_skip"]
 
@@ -124,26 +129,6 @@ class TrainingMethod:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output into a method built the same way."""
         raise NotImplementedError
-
-
-def finite_step(loss: Tensor, grad_norm: Tensor | float | None = None) -> bool:
-    """Whether a step may be applied: its loss and gradient norm are finite (host syncs).
-
-    The rule every method of the protocol (and :class:`~mlrsnet.MetaTrainer`) applies before
-    it changes anything.
-
-    Args:
-        loss: The step's scalar loss.
-        grad_norm: The global norm of its gradient (before clipping), or ``None``.
-
-    Example:
-        >>> import torch
-        >>> finite_step(torch.tensor(2.0), torch.tensor(float("inf")))
-        False
-    """
-    if not math.isfinite(float(loss.detach())):
-        return False
-    return grad_norm is None or math.isfinite(float(grad_norm))
 
 
 def log_skip(name: str, step: int, count: int) -> None:
