@@ -36,6 +36,7 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
+from mlrsnet.lab.benchmark.execute import probe_task, start_ray, training_batches
 
 __all__ = [
     "WSD_START", "ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance",
@@ -157,15 +158,6 @@ def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
                      noise_rate=instance["noise_rate"] if noise else 0.0)  # fmt: skip
 
 
-def _batches(task: Any, seed: int) -> Any:
-    """Endless training batches, epoch after epoch (the carry restarts every epoch)."""
-    epoch = 0
-    while True:
-        for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, seed=seed):
-            yield epoch, inputs, targets
-        epoch += 1
-
-
 def evaluate(
     instance: dict[str, Any],
     theta: np.ndarray | None,
@@ -192,7 +184,6 @@ def evaluate(
     """
     from mlrsnet.lab import baselines
     from mlrsnet.lab.tasks.types import call_model
-    from mlrsnet.probe import lr_range_test
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -202,18 +193,7 @@ def evaluate(
     model.train()
     probe_steps = 0
     if base_lr is None:
-        opt = _probe_optimizer(model, task, instance["optimizer"])
-        stream = _batches(task, seed + 1)
-        carry = {"value": None}
-
-        def next_loss() -> torch.Tensor:
-            _, inputs, targets = next(stream)
-            outputs = call_model(model, task.model_inputs(inputs, carry["value"]))
-            carry["value"] = task.next_carry(outputs)
-            return task.loss_fn(outputs, targets)
-
-        settings = {"lr_min": 1e-6, "lr_max": 1.0} if instance["optimizer"] == "adamw" else {}
-        result = lr_range_test(model, opt, next_loss, grad_clip=task.grad_clip, **settings)
+        result = probe_task(task, model, instance["optimizer"], seed + 1)
         base_lr, probe_steps = result.lr, result.steps
     options: dict[str, Any] = {"optimizer": instance["optimizer"]}
     lr = base_lr
@@ -230,7 +210,7 @@ def evaluate(
     torch.manual_seed(seed)
     carry: Any = None
     last_epoch = 0
-    stream = _batches(task, seed)
+    stream = training_batches(task, seed)
     for _ in range(instance["steps"]):
         epoch, inputs, targets = next(stream)
         if epoch != last_epoch:
@@ -243,13 +223,6 @@ def evaluate(
     objective = math.log(val_loss) if math.isfinite(val_loss) and val_loss > 0 else 10.0
     return {"val_loss": val_loss, "objective": objective, "base_lr": base_lr,
             "probe_steps": probe_steps, "seconds": time.perf_counter() - started}  # fmt: skip
-
-
-def _probe_optimizer(model: torch.nn.Module, task: Any, name: str) -> torch.optim.Optimizer:
-    if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=task.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
-                           weight_decay=task.weight_decay)  # fmt: skip
 
 
 def es_gradient(plus_values: np.ndarray, minus_values: np.ndarray, noise: np.ndarray,
@@ -330,11 +303,7 @@ def meta_train(
         adam = _Adam(theta.size, config.meta_lr)
         rng = np.random.default_rng(config.seed)
         iteration = 0
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    start_ray(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
     monitor = _Monitor(config, remote, data_dir, out / "monitor.json", schedule)
     if iteration == 0:

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,15 @@ from mlrsnet.lab.benchmark.plan import (
     RunSpec,
     estimated_seconds,
     plan,
-    probe_settings,
+    probe_range,
     tuned_run,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import Target
 
-__all__ = ["CURVE_POINTS", "Records", "execute", "run_probe", "run_training", "tuned_factor"]
+__all__ = [
+    "CURVE_POINTS", "Records", "execute", "probe_task", "run_probe", "run_training",
+    "start_ray", "training_batches", "tuned_factor",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,49 @@ def _task(target: Target, seed: int, data_dir: str | None) -> Any:
                      noise_rate=target.noise_rate)  # fmt: skip
 
 
+def training_batches(task: Any, seed: int) -> Iterator[tuple[int, Any, Any]]:
+    """Endless ``(epoch, inputs, targets)`` of a task's training loader, epoch after epoch."""
+    epoch = 0
+    while True:
+        for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, seed=seed):
+            yield epoch, inputs, targets
+        epoch += 1
+
+
+def probe_task(task: Any, model: torch.nn.Module, optimizer: str, seed: int) -> Any:
+    """The library's probe (:func:`mlrsnet.probe.lr_range_test`) on a task's model.
+
+    The benchmark's *probe* tier and MLR-SNet+ meta-training share it: the task's optimizer
+    (SGD with the task's momentum and weight decay, or AdamW with its weight decay), the range
+    of :func:`~mlrsnet.lab.benchmark.plan.probe_range`, the first training batches of
+    ``seed`` (a language model's state carried within an epoch) and the task's clipping.
+    The model is left as it was.
+    """
+    from mlrsnet.lab.tasks.types import call_model
+    from mlrsnet.probe import lr_range_test
+
+    if optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(
+            model.parameters(), lr=1.0, weight_decay=task.weight_decay
+        )
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
+                              weight_decay=task.weight_decay)  # fmt: skip
+    batches = training_batches(task, seed)
+    state: dict[str, Any] = {"epoch": 0, "carry": None}
+
+    def next_loss() -> torch.Tensor:
+        epoch, inputs, targets = next(batches)
+        if epoch != state["epoch"]:
+            state["epoch"], state["carry"] = epoch, None
+        outputs = call_model(model, task.model_inputs(inputs, state["carry"]))
+        state["carry"] = task.next_carry(outputs)
+        return task.loss_fn(outputs, targets)
+
+    return lr_range_test(model, opt, next_loss, grad_clip=task.grad_clip,
+                         **probe_range(optimizer))  # fmt: skip
+
+
 def run_probe(target: Target, spec: ProbeSpec, *, data_dir: str | None = None) -> dict[str, Any]:
     """The learning-rate range test of ``target`` at ``spec.seed``, as a record.
 
@@ -118,48 +164,31 @@ def run_probe(target: Target, spec: ProbeSpec, *, data_dir: str | None = None) -
     optimizer on the first training batches, with the task's gradient clipping, and leaves
     nothing behind but its cost (``steps``, ``seconds``).
     """
-    from mlrsnet.lab.tasks.types import call_model
-    from mlrsnet.probe import lr_range_test
-
     torch.set_num_threads(1)
     started = time.perf_counter()
     task = _task(target, spec.seed, data_dir)
     torch.manual_seed(spec.seed)
     model = task.build_model(seed=spec.seed)
     model.train()
-    if target.optimizer == "adamw":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=1.0, weight_decay=task.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
-                                    weight_decay=task.weight_decay)  # fmt: skip
-    state: dict[str, Any] = {"epoch": 0, "carry": None, "batches": None}
-
-    def next_loss() -> torch.Tensor:
-        while True:
-            if state["batches"] is None:
-                state["batches"] = iter(task.train_loader(task.batch_size, epoch=state["epoch"],
-                                                          seed=spec.seed))  # fmt: skip
-                state["carry"] = None
-            try:
-                inputs, targets = next(state["batches"])
-                break
-            except StopIteration:
-                state["epoch"] += 1
-                state["batches"] = None
-        outputs = call_model(model, task.model_inputs(inputs, state["carry"]))
-        state["carry"] = task.next_carry(outputs)
-        return task.loss_fn(outputs, targets)
-
-    result = lr_range_test(model, optimizer, next_loss, grad_clip=task.grad_clip,
-                           **probe_settings(target))  # fmt: skip
+    result = probe_task(task, model, target.optimizer, spec.seed)
     return {
         "id": spec.probe_id, "kind": "probe", "target": spec.target, "seed": spec.seed,
         "lr": result.lr, "steps": result.steps, "stopped_early": result.stopped_early,
         "seconds": time.perf_counter() - started,
         "curve": {"lr": _sig(result.lrs), "loss": _sig(result.smoothed)},
     }  # fmt: skip
+
+
+def start_ray(workers: int, address: str | None) -> None:
+    """Join the Ray cluster at ``address``, or start a local one of ``workers`` CPUs (once)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 
 def _sig(values: Iterable[float], digits: int = 5) -> list[float | None]:
@@ -336,11 +365,7 @@ def execute(
     runs, probes = plan(targets) if seeds is None else plan(targets, seeds)
     done = records.ids()
     eval_seeds = sorted({r.seed for r in runs if r.tier != "tuning"})
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    start_ray(workers, address)
     probe_job = ray.remote(num_cpus=1, max_retries=1)(run_probe)
     run_job = ray.remote(num_cpus=1, max_retries=1)(run_training)
     common = {"data_dir": data_dir}

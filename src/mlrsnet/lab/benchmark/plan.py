@@ -33,7 +33,7 @@ from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
     "EVAL_SEEDS", "GRID", "LEARNED", "SHAPES", "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec",
-    "defaults_methods", "plan", "probe_settings", "tuned_run",
+    "defaults_methods", "plan", "probe_range", "tuned_run",
 ]  # fmt: skip
 
 #: The seeds every reported cell runs on (paired across methods: same data order and init).
@@ -123,9 +123,14 @@ def _grid_lr(target: Target, factor: float) -> float:
     return float(f"{target.lr * factor:.4g}")
 
 
-def probe_settings(target: Target) -> dict[str, float]:
-    """The range the probe sweeps for ``target``'s optimizer (7 decades for SGD, 6 for AdamW)."""
-    if target.optimizer == "adamw":
+def probe_range(optimizer: str) -> dict[str, float]:
+    """The range the probe sweeps for an optimizer (7 decades for SGD, 6 for AdamW).
+
+    Example:
+        >>> probe_range("adamw")
+        {'lr_min': 1e-06, 'lr_max': 1.0}
+    """
+    if optimizer == "adamw":
         return {"lr_min": 1e-6, "lr_max": 1.0}
     return {"lr_min": 1e-5, "lr_max": 100.0}
 
