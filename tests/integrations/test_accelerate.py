@@ -15,13 +15,19 @@ accelerate = pytest.importorskip("accelerate")
 BATCHES, BATCH_SIZE = 12, 8
 
 
+def _reset():
+    """Accelerate's singletons, which a Hugging Face Trainer run before leaves configured."""
+    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+    accelerate.state.GradientState._reset_state()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+    _reset()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"accelerate\..*")
         yield
-    accelerate.state.AcceleratorState._reset_state(reset_partial_state=True)
+    _reset()
 
 
 def batches():

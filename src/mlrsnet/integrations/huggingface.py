@@ -45,11 +45,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mlrsnet.plus import MLRSNetPlusLR
-from mlrsnet.scheduler import MLRSNetLR
-
-#: The loss-driven schedulers the callback feeds (MLR-SNet and MLR-SNet+).
-LOSS_DRIVEN = (MLRSNetLR, MLRSNetPlusLR)
+from mlrsnet.integrations._common import LOSS_DRIVEN
 
 __all__ = ["MLRSNetCallback"]
 

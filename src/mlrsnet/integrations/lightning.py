@@ -52,11 +52,9 @@ from typing import Any
 
 from torch import Tensor
 
+from mlrsnet.integrations._common import LOSS_DRIVEN
 from mlrsnet.plus import MLRSNetPlusLR
 from mlrsnet.scheduler import MLRSNetLR
-
-#: The loss-driven schedulers the callback feeds (MLR-SNet and MLR-SNet+).
-LOSS_DRIVEN = (MLRSNetLR, MLRSNetPlusLR)
 
 __all__ = ["MLRSNetCallback"]
 
