@@ -54,7 +54,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from mlrsnet import shapes
 from mlrsnet.atomic import atomic_write
 from mlrsnet.checks import number, positive_int
-from mlrsnet.scheduler import _in_distributed_run, _mean_over_ranks
+from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
     "LOSS_HALF_LIVES", "NUM_FEATURES", "PROGRESS_CENTRES", "LossState", "MLRSNetPlusLR",
@@ -550,10 +550,5 @@ def _is_finite(value: Any) -> bool:
 
 
 def _as_float(loss: Tensor | float, where: str) -> float:
-    if isinstance(loss, Tensor):
-        if loss.numel() != 1:
-            raise ValueError(f"{where}: the loss must have one element, got {tuple(loss.shape)}")
-        return float(loss.detach())
-    if isinstance(loss, bool) or not isinstance(loss, int | float):
-        raise TypeError(f"{where}: the loss must be a number or a tensor, got {loss!r}")
-    return float(loss)
+    _check_loss(loss, where, "MLRSNetPlusLR")
+    return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)

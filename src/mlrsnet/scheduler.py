@@ -771,15 +771,16 @@ class MLRSNetLR(LRScheduler):
         self._apply_lrs()
 
 
-def _check_loss(loss: Any, method: str) -> None:
+def _check_loss(loss: Any, method: str, owner: str = "MLRSNetLR") -> None:
+    """A loss a loss-driven scheduler can read: a number or a one-element tensor."""
     if isinstance(loss, Tensor):
         if loss.numel() != 1:
             raise ValueError(
-                f"MLRSNetLR.{method}(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
+                f"{owner}.{method}(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
             )
     elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
         raise TypeError(
-            f"MLRSNetLR.{method}(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
+            f"{owner}.{method}(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
         )
 
 
