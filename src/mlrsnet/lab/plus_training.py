@@ -36,7 +36,7 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
-from mlrsnet.lab.benchmark.execute import probe_task, start_ray, training_batches
+from mlrsnet.lab.benchmark.execute import _data_dir, probe_task, start_ray, training_batches
 
 __all__ = [
     "WSD_START", "ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance",
@@ -152,7 +152,7 @@ def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
 
     text = tasks.spec(instance["task"]).modality == "text"
     noise = instance["noise_rate"] > 0 and not text
-    return tasks.get(instance["task"], data_dir=data_dir if text else None,
+    return tasks.get(instance["task"], data_dir=_data_dir(instance["task"], data_dir),
                      seed=instance["seed"], train_fraction=instance["train_fraction"],
                      noise="uniform" if noise else None,
                      noise_rate=instance["noise_rate"] if noise else 0.0)  # fmt: skip

@@ -9,6 +9,7 @@ final *validation* metric, and the tuned tier's point was chosen on validation t
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import defaultdict
@@ -131,10 +132,17 @@ def best_of_tier(rows: list[Row], tier: str, metric: str) -> Row | None:
     return max(candidates, key=lambda r: sign * r.mean("final_val_metric"))
 
 
+@functools.cache
+def _interval(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float]:
+    """The paired interval, computed once per pair of samples (tables, counts and the
+    significance lines all ask for the same comparisons)."""
+    return stats.paired_interval(a, b)
+
+
 def compare(row: Row, reference: Row, metric: str) -> tuple[float, float, float, str]:
     """Mean difference, its paired 95 % interval and win/tie/loss of ``row`` vs ``reference``."""
     a, b = row.values(), reference.values()
-    low, high = stats.paired_interval(a, b)
+    low, high = _interval(tuple(a), tuple(b))
     outcome = stats.win_tie_loss(low, high, higher_is_better=higher_is_better(metric))
     return statistics.fmean(a) - statistics.fmean(b), low, high, outcome
 
