@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--family", choices=("plus", "wsd"), default="plus",
                         help="the network, or the parametric WSD family (the bar it must clear)")  # fmt: skip
+    parser.add_argument(
+        "--no-shaping",
+        action="store_true",
+        help="use the raw antithetic differences (no median scaling, no clip)",
+    )
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         monitor_every=args.monitor_every,
         monitor_instances=quick.get("monitor_instances", 6),
         family=args.family,
+        shaping=not args.no_shaping,
     )
 
     def report(record: dict) -> None:
@@ -65,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         if "monitor_log_ratio" in record:
             monitor = (f", vs WSD on the monitor tasks: log ratio {record['monitor_log_ratio']:+.4f}"
                        f" ({record['monitor_wins']} better)")  # fmt: skip
-        print(f"iteration {record['iteration']}: log val loss {record['objective_centre']:.4f} "
-              f"(pairs {record['objective_pairs']:.4f}), |g| {record['grad_norm']:.3g}, "
+        print(f"iteration {record['iteration']}: log val loss {record['objective_pairs']:.4f}, "
+              f"mean |f+ - f-| {record['mean_abs_difference']:.3g}, |g| {record['grad_norm']:.3g}, "
               f"{record['seconds']:.1f} s{monitor}", flush=True)  # fmt: skip
 
     path = meta_train(config, workers=args.workers, address=args.address,

@@ -33,14 +33,22 @@ def test_es_gradient_is_unbiased_on_a_quadratic():
         return float(a @ x + 0.5 * x @ x)
 
     eps = rng.standard_normal((20000, 3))
-    grad = plus_training.es_gradient(
-        np.array([f(theta + 0.1 * e) for e in eps]),
-        np.array([f(theta - 0.1 * e) for e in eps]),
-        eps,
-        0.1,
-    )
+    differences = np.array([f(theta + 0.1 * e) - f(theta - 0.1 * e) for e in eps])
+    grad = plus_training.es_gradient(differences, eps, 0.1)
     # the standard error of each component is about |∇f| / sqrt(20000) ≈ 0.016
     assert np.allclose(grad, a + theta, atol=0.06)
+
+
+def test_shaped_differences_keep_signs_and_order_and_bound_outliers():
+    rng = np.random.default_rng(2)
+    diff = rng.standard_normal(9) * 0.01
+    diff[3] = 7.0  # a run that diverged on one side
+    shaped = plus_training.shape_differences(diff)
+    assert np.array_equal(np.sign(shaped), np.sign(diff))
+    assert np.array_equal(np.argsort(shaped[diff != 7.0]), np.argsort(diff[diff != 7.0]))
+    assert shaped[3] == 3.0 and np.median(np.abs(shaped)) == pytest.approx(1.0)
+    assert np.array_equal(plus_training.shape_differences(np.array([0.0, 0.0, 2.0])),
+                          np.array([0.0, 0.0, 1.0]))  # fmt: skip
 
 
 def test_flat_params_round_trip():
@@ -76,6 +84,8 @@ def test_evaluate_trains_a_whole_run_and_counts_the_probe():
     again = plus_training.evaluate(instance, theta, base_lr=first["base_lr"])
     assert again["probe_steps"] == 0
     assert again["val_loss"] == first["val_loss"]  # the probe leaves no trace on the run
+    alone = plus_training.probe(instance)
+    assert (alone["base_lr"], alone["probe_steps"]) == (first["base_lr"], first["probe_steps"])
     assert first["objective"] == pytest.approx(np.log(first["val_loss"]))
     wsd = plus_training.evaluate(instance, None, base_lr=first["base_lr"], schedule="wsd")
     assert np.isfinite(wsd["val_loss"])

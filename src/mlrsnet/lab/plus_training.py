@@ -8,10 +8,14 @@ weights ``θ + σε`` and ``θ − σε`` (the same seed, so the same initialisa
 The objective is the log of the final loss on the instance's *clean* validation split — the
 whole run's outcome, not a one-step lookahead, so no short-horizon bias — and the ES estimate
 
-    g = Σ_k [f(θ + σ ε_k) − f(θ − σ ε_k)] ε_k / (2 σ K)
+    g = Σ_k d_k ε_k / (2 σ K),   d_k = f(θ + σ ε_k) − f(θ − σ ε_k)
 
 (Salimans et al. 2017; unbiased for the Gaussian-smoothed objective over whole runs, the
 "ES-Single" estimator of Vicol et al. 2023 with one perturbation per run) drives Adam on ``θ``.
+With ``shaping`` (the default) each difference is divided by the median ``|d_k|`` of its
+iteration and clipped to ±3 (:func:`shape_differences`): one diverged run, whose objective
+jumps by several units, then moves ``θ`` no more than a few ordinary pairs do. Adam divides
+by the gradient's scale anyway, so only the outliers' weight changes.
 ``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape`: hold, then a 1 − √ cooldown.
 
 The runs are Ray tasks (a local cluster by default, ``address`` for a running one); the
@@ -39,8 +43,8 @@ from mlrsnet.atomic import atomic_write
 from mlrsnet.lab.benchmark.execute import _data_dir, probe_task, start_ray, training_batches
 
 __all__ = [
-    "WSD_START", "ESConfig", "evaluate", "flat_params", "meta_train", "sample_instance",
-    "set_params", "wsd_options",
+    "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
+    "sample_instance", "set_params", "shape_differences", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -69,6 +73,8 @@ class ESConfig:
         family: ``"plus"`` (the network) or ``"wsd"``: the parametric warmup-stable-decay
             family (:func:`wsd_options`) fitted by the same ES on the same tasks: the bar
             the network must clear (issue 11's ablation b).
+        shaping: Divide each iteration's antithetic differences by their median magnitude
+            and clip them to ±3 (:func:`shape_differences`).
     """
 
     out: str
@@ -83,6 +89,7 @@ class ESConfig:
     monitor_every: int = 10
     monitor_instances: int = 6
     family: str = "plus"
+    shaping: bool = True
 
 
 #: The WSD family's parameters at the start: peak 1x, about 0.4 % warmup, 20 % cooldown, 1 − √.
@@ -158,6 +165,22 @@ def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
                      noise_rate=instance["noise_rate"] if noise else 0.0)  # fmt: skip
 
 
+def probe(instance: dict[str, Any], data_dir: str | None = None) -> dict[str, Any]:
+    """The library's probe on a task instance: its base rate, as :func:`evaluate` finds it.
+
+    Returns:
+        ``{"base_lr", "probe_steps", "seconds"}``.
+    """
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    task = _task(instance, data_dir)
+    model = task.build_model(seed=instance["seed"])
+    model.train()
+    result = probe_task(task, model, instance["optimizer"], instance["seed"] + 1)
+    return {"base_lr": result.lr, "probe_steps": result.steps,
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
 def evaluate(
     instance: dict[str, Any],
     theta: np.ndarray | None,
@@ -225,17 +248,33 @@ def evaluate(
             "probe_steps": probe_steps, "seconds": time.perf_counter() - started}  # fmt: skip
 
 
-def es_gradient(plus_values: np.ndarray, minus_values: np.ndarray, noise: np.ndarray,
-                sigma: float) -> np.ndarray:  # fmt: skip
-    """The antithetic ES estimate ``Σ_k (f⁺_k − f⁻_k) ε_k / (2 σ K)``.
+def es_gradient(differences: np.ndarray, noise: np.ndarray, sigma: float) -> np.ndarray:
+    """The antithetic ES estimate ``Σ_k d_k ε_k / (2 σ K)`` from ``d_k = f(θ + σε_k) − f(θ − σε_k)``.
 
     Example:
         >>> eps = np.array([[1.0, 0.0], [0.0, 1.0]])
-        >>> es_gradient(np.array([1.1, 0.9]), np.array([0.9, 1.1]), eps, 0.1)
+        >>> es_gradient(np.array([0.2, -0.2]), eps, 0.1)
         array([ 0.5, -0.5])
     """
-    diff = (np.asarray(plus_values) - np.asarray(minus_values))[:, None]
+    diff = np.asarray(differences, dtype=np.float64)[:, None]
     return (diff * noise).sum(axis=0) / (2.0 * sigma * len(noise))
+
+
+def shape_differences(differences: np.ndarray, clip: float = 3.0) -> np.ndarray:
+    """Antithetic differences over their median magnitude, clipped to ``±clip``.
+
+    The signs and the order of the differences are kept; a difference many times the typical
+    one (a run that diverged on one side) counts ``clip`` typical ones, not hundreds.
+
+    Example:
+        >>> shape_differences(np.array([0.01, -0.02, 0.03, 5.0]))
+        array([ 0.4, -0.8,  1.2,  3. ])
+    """
+    diff = np.asarray(differences, dtype=np.float64)
+    scale = float(np.median(np.abs(diff)))
+    if not scale > 0:
+        return np.sign(diff)
+    return np.clip(diff / scale, -clip, clip)
 
 
 class _Adam:
@@ -305,6 +344,7 @@ def meta_train(
         iteration = 0
     start_ray(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
+    probe_remote = ray.remote(num_cpus=1, max_retries=1)(probe)
     monitor = _Monitor(config, remote, data_dir, out / "monitor.json", schedule)
     if iteration == 0:
         _append(out / "history.jsonl", {"iteration": 0, **monitor.score(theta)})
@@ -312,30 +352,26 @@ def meta_train(
         started = time.perf_counter()
         instances = [sample_instance(rng, config) for _ in range(config.pairs)]
         noise = rng.standard_normal((config.pairs, theta.size))
-        probes = ray.get(
-            [
-                remote.remote(
-                    inst, theta, hidden=config.hidden, data_dir=data_dir, schedule=schedule
-                )
-                for inst in instances
-            ]
-        )  # fmt: skip  (the centre, with its probe)
+        probes = ray.get([probe_remote.remote(inst, data_dir) for inst in instances])
         runs = []
-        for inst, eps, probe in zip(instances, noise, probes, strict=True):
+        for inst, eps, found in zip(instances, noise, probes, strict=True):
             for sign in (1.0, -1.0):
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
-                                          hidden=config.hidden, base_lr=probe["base_lr"],
+                                          hidden=config.hidden, base_lr=found["base_lr"],
                                           data_dir=data_dir, schedule=schedule))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
-        grad = es_gradient(f_plus, f_minus, noise, config.sigma)
+        differences = f_plus - f_minus
+        if config.shaping:
+            differences = shape_differences(differences)
+        grad = es_gradient(differences, noise, config.sigma)
         theta = adam.step(theta, grad)
         iteration += 1
         record = {
             "iteration": iteration,
-            "objective_centre": float(np.mean([p["objective"] for p in probes])),
             "objective_pairs": float(np.mean(np.r_[f_plus, f_minus])),
+            "mean_abs_difference": float(np.mean(np.abs(f_plus - f_minus))),
             "grad_norm": float(np.linalg.norm(grad)),
             "seconds": time.perf_counter() - started,
             "instances": instances,
