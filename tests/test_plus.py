@@ -784,6 +784,35 @@ def test_load_of_a_missing_file(tmp_path):
         plus.load(tmp_path / "absent.safetensors")
 
 
+def test_shipped_networks_load_by_name_and_unknown_names_list_them(tmp_path, monkeypatch):
+    folder = tmp_path / "plus"
+    folder.mkdir()
+    monkeypatch.setattr(plus, "_pretrained_dir", lambda: folder)
+    assert plus.pretrained_names() == []
+    with pytest.raises(ValueError, match="shipped: none"):
+        plus.pretrained("v1")
+    plus.save(folder / "v1.safetensors", make_net(29, hidden=3), {"command": "python x"})
+    assert plus.pretrained_names() == ["v1"]
+    net, manifest = plus.pretrained("v1")
+    assert manifest["command"] == "python x"
+    assert torch.equal(net.layer1.weight, make_net(29, hidden=3).layer1.weight)
+    assert torch.equal(plus.resolve("v1")[0].layer1.weight, net.layer1.weight)
+    assert torch.equal(plus.resolve(folder / "v1.safetensors")[0].layer1.weight, net.layer1.weight)
+    for bad in ("v2", "../plus/v1"):
+        with pytest.raises(ValueError, match="shipped: v1"):
+            plus.pretrained(bad)
+    with pytest.raises(ValueError, match=r"neither a shipped MLR-SNet\+ network \(v1\)"):
+        plus.resolve("v2")
+    with pytest.raises(FileNotFoundError):
+        plus.resolve(tmp_path / "absent.safetensors")
+
+
+def test_the_installed_package_ships_loadable_networks():
+    for name in plus.pretrained_names():
+        net, manifest = plus.pretrained(name)
+        assert manifest["command"] and manifest["sha256"], name
+
+
 def good_tensors(hidden: int = 4) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in make_net(28, hidden=hidden).state_dict().items()}
 

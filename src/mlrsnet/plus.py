@@ -58,7 +58,8 @@ from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
     "LOSS_HALF_LIVES", "NUM_FEATURES", "PROGRESS_CENTRES", "LossState", "MLRSNetPlusLR",
-    "PlusNet", "features", "init_state", "load", "multiplier", "observe", "save",
+    "PlusNet", "features", "init_state", "load", "multiplier", "observe", "pretrained",
+    "pretrained_names", "resolve", "save",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -356,6 +357,51 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
             logger.warning("%s: the manifest describes other weights; ignored", manifest_path)
             manifest = {}
     return net, manifest
+
+
+def _pretrained_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("mlrsnet") / "pretrained" / "plus"))
+
+
+def pretrained_names() -> list[str]:
+    """Names of the MLR-SNet+ networks shipped inside the package.
+
+    Example:
+        >>> isinstance(pretrained_names(), list)
+        True
+    """
+    folder = _pretrained_dir()
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def pretrained(name: str) -> tuple[PlusNet, dict[str, Any]]:
+    """A shipped MLR-SNet+ network and its manifest, by name (see :func:`pretrained_names`).
+
+    Raises:
+        ValueError: If no shipped network has that name (the message lists them).
+    """
+    path = _pretrained_dir() / f"{name}.safetensors"
+    if "/" in name or "\\" in name or not path.is_file():
+        known = ", ".join(pretrained_names()) or "none"
+        raise ValueError(f"no shipped MLR-SNet+ network named {name!r}; shipped: {known}")
+    return load(path)
+
+
+def resolve(spec: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
+    """A shipped network's name, or the path of a network file.
+
+    Raises:
+        ValueError: If ``spec`` is neither (the message lists the shipped names).
+    """
+    if str(spec) in pretrained_names():
+        return pretrained(str(spec))
+    path = Path(spec).expanduser()
+    if path.suffix == ".safetensors" or path.exists():
+        return load(path)
+    known = ", ".join(pretrained_names()) or "none"
+    raise ValueError(f"{str(spec)!r} is neither a shipped MLR-SNet+ network ({known}) nor a file")
 
 
 # ------------------------------------------------------------------------------ the scheduler

@@ -703,3 +703,20 @@ def test_beta1_comes_from_the_momentum_unless_it_is_zero(name, momentum, beta1):
     assert (group["betas"][0] if "betas" in group else group["momentum"]) == beta1
     sched.step(_quad(th))
     assert torch.isfinite(th).all()
+
+
+def test_mlrsnet_plus_takes_a_shipped_name_or_a_path(tmp_path, monkeypatch):
+    from mlrsnet import plus
+
+    folder = tmp_path / "plus"
+    folder.mkdir()
+    path = plus.save(folder / "v1.safetensors", _PLUS_NET, {"command": "test"})
+    monkeypatch.setattr(plus, "_pretrained_dir", lambda: folder)
+    runs = []
+    for network in ("v1", str(path), path, _PLUS_NET):
+        model = _model()
+        sched = _build("mlrsnet-plus", model.parameters(), network=network, lr=0.1)
+        runs.append(_run(model, sched, 20))
+    assert runs[0] == runs[1] == runs[2] == runs[3]
+    with pytest.raises(ValueError, match=r"shipped MLR-SNet\+ network \(v1\)"):
+        _build("mlrsnet-plus", _model().parameters(), network="v2", lr=0.1)

@@ -31,6 +31,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -1086,16 +1087,17 @@ def _build_plus(
     r"""MLR-SNet+ (:mod:`mlrsnet.plus`): :math:`\eta_t = \eta_0 \, m_\theta(t/T, \text{loss shape})`.
 
     ``lr`` is the base (peak) rate: the task's, or the probe's; ``network`` a
-    :class:`~mlrsnet.plus.PlusNet` or the path of a saved one. Any optimizer of
+    :class:`~mlrsnet.plus.PlusNet`, a shipped network's name or the path of a saved one
+    (:func:`mlrsnet.plus.resolve`). Any optimizer of
     :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
     ``progress_only`` holds the loss inputs at 0 (the ablation).
     """
     from mlrsnet import plus
 
-    if isinstance(network, str):
-        network = plus.load(network)[0]
+    if isinstance(network, (str, os.PathLike)):
+        network = plus.resolve(network)[0]
     if not isinstance(network, plus.PlusNet):
-        raise ValueError(f"mlrsnet-plus needs network=<PlusNet or path>, got {network!r}")
+        raise ValueError(f"mlrsnet-plus needs network=<PlusNet, name or path>, got {network!r}")
     opt = _shape_optimizer(ctx, optimizer, nesterov)
     boolean("progress_only", progress_only)
     scheduler = plus.MLRSNetPlusLR(opt, network, ctx.total_steps, progress_only=progress_only)

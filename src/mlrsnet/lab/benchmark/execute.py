@@ -27,14 +27,18 @@ import torch
 
 from mlrsnet.lab import metrics
 from mlrsnet.lab.benchmark.plan import (
+    FITTED_WSD_FILE,
     GRID,
     TUNED,
     ProbeSpec,
     RunSpec,
     estimated_seconds,
+    fitted_wsd,
     plan,
     probe_range,
+    split_variant,
     tuned_run,
+    uses_probe,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import Target
 
@@ -207,19 +211,30 @@ def _schedule(spec: RunSpec, reference: str | None) -> str:
         if reference is None:
             raise ValueError("mlrsnet:authors needs the reference folder (--reference)")
         return f"mlrsnet:{Path(reference) / 'official-checkpoints'}"
-    return spec.method
+    return split_variant(spec.method)[0]
 
 
 def _options(target: Target, method: str) -> dict[str, Any]:
+    """The baseline options of ``method`` on ``target``: its optimizer and warmup, and what a
+    variant (``~progress-only``, ``~fitted``) changes."""
     from mlrsnet.lab import baselines
 
-    name = method.split(":", 1)[0]
-    accepted = baselines.default_options(name)
+    schedule, variant = split_variant(method)
+    accepted = baselines.default_options(schedule.split(":", 1)[0])
     options: dict[str, Any] = {}
     if "optimizer" in accepted:
         options["optimizer"] = target.optimizer
     if "warmup" in accepted and target.warmup:
         options["warmup"] = target.warmup
+    if variant == "progress-only":
+        options["progress_only"] = True
+    elif variant == "fitted":
+        fitted = fitted_wsd()
+        if fitted is None:
+            raise ValueError(f"{method} needs the fitted family ({FITTED_WSD_FILE})")
+        options.update({k: v for k, v in fitted.items() if k != "peak"})
+    elif variant not in ("", "user-lr"):
+        raise ValueError(f"unknown variant {variant!r} of {method!r}")
     return options
 
 
@@ -248,15 +263,18 @@ def run_training(
     from mlrsnet.lab.runner import RunConfig, run
 
     torch.set_num_threads(1)
+    options = _options(target, spec.method)
     if probe is not None:
         lr = probe["lr"]
+        if split_variant(spec.method)[1] == "fitted":  # the family's peak scales the probe's
+            lr *= fitted_wsd()["peak"]  # type: ignore[index]  # _options checked it is there
     lr = spec.lr if lr is None else lr
     folder = Path(out) / "runs" / spec.run_id
     config = RunConfig(
         task=target.task, out=str(folder), schedule=_schedule(spec, reference),
         epochs=target.epochs, lr=lr, seed=spec.seed, device="cpu",
         data_dir=_data_dir(target.task, data_dir), train_fraction=target.train_fraction,
-        noise=target.noise, noise_rate=target.noise_rate, options=_options(target, spec.method),
+        noise=target.noise, noise_rate=target.noise_rate, options=options,
         validation=True, label=spec.method,
         command=f"benchmarks/heldout.py --only {target.name} (run {spec.run_id})",
     )  # fmt: skip
@@ -394,9 +412,7 @@ def execute(
     # grids and probes first (others wait on them), then the long runs first
     order = sorted(runs, key=lambda r: (r.tier != "tuning", -by_name[r.target].seconds))
     for spec in order:
-        ref = (
-            probe_refs[ProbeSpec(spec.target, spec.seed).probe_id] if spec.tier == "probe" else None
-        )
+        ref = probe_refs[ProbeSpec(spec.target, spec.seed).probe_id] if uses_probe(spec) else None
         submit_run(spec, ref)
     submitted_tuned: set[tuple[str, str]] = set()
 

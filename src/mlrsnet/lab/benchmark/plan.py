@@ -12,7 +12,11 @@ Three learning-rate tiers for the baselines:
   set) on a tuning seed of its own, then run on the evaluation seeds.
 
 The learned schedules (the shipped MLR-SNet networks and the authors' released ones) run with
-zero tuning: the paper's scale rule for SGD, the target's default rate for AdamW.
+zero tuning: the paper's scale rule for SGD, the target's default rate for AdamW. Each shipped
+MLR-SNet+ network (:data:`PLUS`) runs at the probe's rate, and as issue 11's ablations: with
+every input but ``t/T`` held constant (``~progress-only``), and at the target's default rate
+instead of the probe's (``~user-lr``); beside them the parametric warmup-stable-decay family
+fitted by the same meta-training (``wsd~fitted``, :func:`fitted_wsd`), at the probe's rate.
 
 A run is identified by what it computes (target, method, learning rate, seed), so a tuned
 point that equals the default is the same run and is never computed twice.
@@ -26,14 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "EVAL_SEEDS", "GRID", "LEARNED", "SHAPES", "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec",
-    "defaults_methods", "plan", "probe_range", "tuned_run",
+    "EVAL_SEEDS", "FITTED_WSD_FILE", "GRID", "LEARNED", "PLUS", "PLUS_VARIANTS", "SHAPES",
+    "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd",
+    "learned_methods", "plan", "probe_range", "split_variant", "tuned_run", "uses_probe",
 ]  # fmt: skip
 
 #: The seeds every reported cell runs on (paired across methods: same data order and init).
@@ -48,6 +56,12 @@ SHAPES: tuple[str, ...] = ("cosine", "linear", "wsd", "onecycle")
 TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
+#: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
+PLUS: tuple[str, ...] = ()
+#: How each MLR-SNet+ network runs: as shipped, with its loss inputs held at 0, at the user's rate.
+PLUS_VARIANTS: tuple[str, ...] = ("", "~progress-only", "~user-lr")
+#: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``).
+FITTED_WSD_FILE = Path(__file__).with_name("wsd_fitted.json")
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
                    "adam": 1e-3, "l4": 0.15}  # fmt: skip
@@ -90,13 +104,66 @@ class RunSpec:
     def run_id(self) -> str:
         """What the run computes: target, method, learning rate (or its source), seed."""
         method = self.method.replace(":", "-").replace("/", "_")
-        if self.tier == "probe":
+        if uses_probe(self):
             rate = "probe"
         elif self.lr is None:
             rate = "paper"
         else:
             rate = f"lr{self.lr:.4g}"
         return f"{self.target}--{method}--{rate}--s{self.seed}"
+
+
+def uses_probe(spec: RunSpec) -> bool:
+    """Whether ``spec`` runs at its target's probe rate: the probe tier, and a learned method
+    other than the faithful MLR-SNet (whose rate is the paper's rule) without a rate of its own.
+
+    Example:
+        >>> uses_probe(RunSpec("t", "mlrsnet-plus:v1", "learned", 0))
+        True
+        >>> uses_probe(RunSpec("t", "mlrsnet:ptb-lstm", "learned", 0))
+        False
+    """
+    if spec.tier == "probe":
+        return True
+    return spec.tier == "learned" and spec.lr is None and not spec.method.startswith("mlrsnet:")
+
+
+def split_variant(method: str) -> tuple[str, str]:
+    """``"mlrsnet-plus:v1~progress-only"`` → ``("mlrsnet-plus:v1", "progress-only")``.
+
+    Example:
+        >>> split_variant("wsd~fitted"), split_variant("cosine")
+        (('wsd', 'fitted'), ('cosine', ''))
+    """
+    schedule, _, variant = method.partition("~")
+    return schedule, variant
+
+
+def fitted_wsd() -> dict[str, Any] | None:
+    """The fitted warmup-stable-decay family (``peak``, ``warmup``, ``cooldown``, ``power``), or
+    ``None`` before it is fitted. ``peak`` multiplies the probe's rate."""
+    if not FITTED_WSD_FILE.is_file():
+        return None
+    return json.loads(FITTED_WSD_FILE.read_text())["options"]
+
+
+def learned_methods(target: Target) -> list[tuple[str, float | None]]:
+    """The learned tier of ``target``: (method, learning rate) pairs, ``None`` for the paper's
+    rule (MLR-SNet with SGD) or the probe's rate (MLR-SNet+ and the fitted WSD family).
+
+    Example:
+        >>> from mlrsnet.lab.benchmark.tasksets import HELD_OUT
+        >>> [m for m, _ in learned_methods(HELD_OUT[0])][:3]
+        ['mlrsnet:fmnist-resnet', 'mlrsnet:ptb-lstm', 'mlrsnet:authors']
+    """
+    methods = [(m, target.lr if target.optimizer == "adamw" else None) for m in LEARNED]
+    for network in PLUS:
+        for variant in PLUS_VARIANTS:
+            lr = target.lr if variant == "~user-lr" else None
+            methods.append((f"mlrsnet-plus:{network}{variant}", lr))
+    if fitted_wsd() is not None:
+        methods.append(("wsd~fitted", None))
+    return methods
 
 
 def defaults_methods(target: Target) -> list[tuple[str, float]]:
@@ -161,9 +228,8 @@ def plan(
             probes.append(ProbeSpec(target.name, seed))
             for method in SHAPES:
                 add(RunSpec(target.name, method, "probe", seed))
-            for network in LEARNED:
-                lr = target.lr if target.optimizer == "adamw" else None
-                add(RunSpec(target.name, network, "learned", seed, lr))
+            for method, lr in learned_methods(target):
+                add(RunSpec(target.name, method, "learned", seed, lr))
         for method in TUNED if target.tuned_at is None else ():
             for factor in GRID:
                 add(RunSpec(target.name, method, "tuning", TUNING_SEED,

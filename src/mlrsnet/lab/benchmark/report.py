@@ -21,10 +21,10 @@ from mlrsnet.lab.benchmark import stats
 from mlrsnet.lab.benchmark.execute import Records, tuned_factor
 from mlrsnet.lab.benchmark.plan import (
     EVAL_SEEDS,
-    LEARNED,
     SHAPES,
     TUNED,
     defaults_methods,
+    learned_methods,
     tuned_run,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
@@ -110,7 +110,8 @@ def tables(records: Records, targets: list[Target] | tuple[Target, ...],
                 rows.append(Row(target.name, method, f"{tier} + early stop", recs,
                                 key="val_selected_test_metric"))  # fmt: skip
         expected = {(m, "defaults") for m, _ in defaults_methods(target)}
-        expected |= {(m, "probe") for m in SHAPES} | {(m, "learned") for m in LEARNED}
+        expected |= {(m, "probe") for m in SHAPES}
+        expected |= {(m, "learned") for m, _ in learned_methods(target)}
         expected |= {(m, "tuned") for m in TUNED}
         if expected <= {(r.method, r.tier) for r in rows}:  # every cell on every seed
             result[target.name] = sorted(rows, key=_order)

@@ -1,0 +1,92 @@
+"""MLR-SNet+ in the benchmark: its variants (issue 11's ablations) and the fitted WSD family."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from mlrsnet import plus
+from mlrsnet.lab.benchmark import execute, plan, tasksets
+
+FITTED = {"peak": 1.5, "warmup": 0.05, "cooldown": 0.3, "power": 1.0}
+
+
+@pytest.fixture
+def shipped(monkeypatch, tmp_path):
+    """A shipped network ``v1`` (random, so it reads the loss) and a fitted WSD family."""
+    folder = tmp_path / "plus"
+    folder.mkdir()
+    torch.manual_seed(0)
+    net = plus.PlusNet(hidden=4)
+    plus.save(folder / "v1.safetensors", net, {"command": "test"})
+    monkeypatch.setattr(plus, "_pretrained_dir", lambda: folder)
+    monkeypatch.setattr(plan, "PLUS", ("v1",))
+    fitted = tmp_path / "wsd_fitted.json"
+    fitted.write_text(json.dumps({"options": FITTED}))
+    monkeypatch.setattr(plan, "FITTED_WSD_FILE", fitted)
+    return tmp_path
+
+
+def test_the_learned_tier_is_the_faithful_networks_then_mlrsnet_plus():
+    target = tasksets.HELD_OUT[0]
+    plus_runs = [f"mlrsnet-plus:{n}{v}" for n in plan.PLUS for v in plan.PLUS_VARIANTS]
+    fitted = [] if plan.fitted_wsd() is None else ["wsd~fitted"]
+    assert [m for m, _ in plan.learned_methods(target)] == [*plan.LEARNED, *plus_runs, *fitted]
+    for method in plan.LEARNED:  # the faithful networks keep the paper's rate (their run ids)
+        spec = plan.RunSpec(target.name, method, "learned", 0)
+        assert not plan.uses_probe(spec) and spec.run_id.endswith("--paper--s0")
+
+
+def test_every_variant_is_planned_on_every_seed_at_its_rate(shipped):
+    target = tasksets.HELD_OUT[1]  # SGD
+    runs, _ = plan.plan([target])
+    learned = [r for r in runs if r.tier == "learned"]
+    cells = Counter(r.method for r in learned)
+    expected = {"mlrsnet-plus:v1", "mlrsnet-plus:v1~progress-only", "mlrsnet-plus:v1~user-lr",
+                "wsd~fitted", *plan.LEARNED}  # fmt: skip
+    assert set(cells) == expected and set(cells.values()) == {len(plan.EVAL_SEEDS)}
+    by_method = {r.method: r for r in learned if r.seed == 0}
+    for method in ("mlrsnet-plus:v1", "mlrsnet-plus:v1~progress-only", "wsd~fitted"):
+        assert plan.uses_probe(by_method[method]), method
+        assert by_method[method].run_id.endswith("--probe--s0")
+    user = by_method["mlrsnet-plus:v1~user-lr"]
+    assert user.lr == target.lr and not plan.uses_probe(user)
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def _train(target, method, seed, out, probe=None, lr=None):
+    spec = plan.RunSpec(target.name, method, "learned", seed, lr)
+    return execute.run_training(target, spec, out=str(out), probe=probe)
+
+
+def test_variants_run_as_their_names_say(shipped):
+    target = tasksets.QUICK[0]  # digits MLP, SGD
+    probe = {"lr": 0.05, "steps": 17, "seconds": 0.1}
+    out = shipped / "suite"
+    full = [_train(target, "mlrsnet-plus:v1", seed, out, probe) for seed in (0, 1)]
+    only = [_train(target, "mlrsnet-plus:v1~progress-only", seed, out, probe) for seed in (0, 1)]
+    for row in full + only:
+        assert row["lr"] == 0.05 and row["probe_steps"] == 17
+    # with the loss inputs held, the rates depend on t/T alone: the same on both seeds
+    assert only[0]["curve"]["lr"] == only[1]["curve"]["lr"]
+    # the full network reads the loss, whose curve differs between the seeds
+    assert full[0]["curve"]["lr"] != full[1]["curve"]["lr"]
+    assert full[0]["curve"]["lr"] != only[0]["curve"]["lr"]
+    user = _train(target, "mlrsnet-plus:v1~user-lr", 0, out, lr=target.lr)
+    assert user["lr"] == target.lr and user["probe_steps"] is None
+    fitted = _train(target, "wsd~fitted", 0, out, probe)
+    assert fitted["lr"] == pytest.approx(0.05 * FITTED["peak"])
+    curve = np.array(fitted["curve"]["lr"])
+    assert curve.max() == pytest.approx(0.05 * FITTED["peak"], rel=1e-6)
+    assert curve[0] < curve.max()  # the fitted warmup
+
+
+def test_an_unknown_variant_or_a_missing_family_is_refused(shipped, monkeypatch):
+    target = tasksets.QUICK[0]
+    with pytest.raises(ValueError, match="unknown variant 'typo'"):
+        execute._options(target, "mlrsnet-plus:v1~typo")
+    monkeypatch.setattr(plan, "FITTED_WSD_FILE", shipped / "absent.json")
+    with pytest.raises(ValueError, match="needs the fitted family"):
+        execute._options(target, "wsd~fitted")
