@@ -72,6 +72,7 @@ LOSS_HALF_LIVES: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
 NUM_FEATURES = len(PROGRESS_CENTRES) + len(LOSS_HALF_LIVES) - 1 + 1
 _NUM_PROGRESS = len(PROGRESS_CENTRES)
 _CENTRES = np.asarray(PROGRESS_CENTRES)
+_NO_LOSS_INPUTS = [0.0] * (NUM_FEATURES - len(PROGRESS_CENTRES))
 
 
 # ------------------------------------------------------------------------------ the maths
@@ -139,9 +140,13 @@ def _loss_inputs(corrected: Sequence[float], minimum: float, initial: float) -> 
     excess over the minimum is rounding noise, reads -1 at any scale.
     """
     floor = 1e-6 * (abs(corrected[-1]) + abs(minimum)) + 1e-300
-    excess = [c - minimum for c in corrected]
-    out = [min(max(excess[i] / max(excess[i + 1], floor) - 1.0, -1.0), 1.0)
-           for i in range(len(excess) - 1)]  # fmt: skip
+    out = []
+    below = corrected[0] - minimum
+    for average in corrected[1:]:  # a plain loop: this runs at every scheduler step
+        above = average - minimum
+        ratio = below / (above if above > floor else floor) - 1.0
+        out.append(-1.0 if ratio < -1.0 else (1.0 if ratio > 1.0 else ratio))
+        below = above
     last = 0.0
     if initial > 0.0 and corrected[0] > 0.0:
         ratio = corrected[0] / initial
@@ -163,7 +168,7 @@ def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
     """
     progress = step / total_steps
     out = np.zeros(NUM_FEATURES)
-    out[:_NUM_PROGRESS] = np.tanh(10.0 * (progress - np.asarray(PROGRESS_CENTRES)))
+    out[:_NUM_PROGRESS] = np.tanh(10.0 * (progress - _CENTRES))
     if state.count:
         decays = [float(d) for d in _decays(total_steps)]
         corrected = [a / (1.0 - d**state.count)
@@ -447,9 +452,7 @@ class MLRSNetPlusLR(LRScheduler):
         self.net = net
         self.progress_only = progress_only
         self._params = net.numpy_params()
-        w1 = self._params[0]
-        self._w1_progress = w1[:, :_NUM_PROGRESS].copy()
-        self._w1_loss = w1[:, _NUM_PROGRESS:].copy()
+        self._b2 = float(self._params[3][0])
         self._decays = [float(d) for d in _decays(self.total_steps)]
         self._count, self._initial, self._minimum = 0, math.nan, math.inf
         self._averages = [0.0] * len(LOSS_HALF_LIVES)
@@ -523,8 +526,9 @@ class MLRSNetPlusLR(LRScheduler):
         self._last_lr = last
 
     def _read(self, loss: float) -> None:
-        """:func:`observe`, :func:`features` and :func:`multiplier` on host floats (the same
-        operations, so the same numbers as the pure functions; about 10 µs)."""
+        """:func:`observe`, :func:`features` and :func:`multiplier` on host floats: the
+        same loss state exactly, the same multiplier to rounding (one matrix product and
+        ``math.tanh`` where the pure functions use two products and ``np.tanh``)."""
         progress = self._losses_read / self.total_steps
         self._losses_read += 1  # a skipped step still advances time, as MLRSNetLR counts it
         if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
@@ -538,17 +542,20 @@ class MLRSNetPlusLR(LRScheduler):
         minimum = self._minimum = min(self._minimum, loss)
         if count == 1:
             self._initial = loss
-        embed = np.tanh(10.0 * (progress - _CENTRES))
-        pre = self._w1_progress @ embed + self._params[1]
-        corrected = [a / (1.0 - d**count) for a, d in zip(averages, self._decays, strict=True)]
-        if not self.progress_only:
-            pre += self._w1_loss @ np.asarray(_loss_inputs(corrected, minimum, self._initial))
-        o = float(self._params[2] @ np.tanh(pre) + self._params[3][0])
+        x = [math.tanh(10.0 * (progress - c)) for c in PROGRESS_CENTRES]
+        if self.progress_only:
+            x += _NO_LOSS_INPUTS
+        else:
+            decays = self._decays
+            corrected = [averages[i] / (1.0 - decays[i] ** count) for i in range(len(decays))]
+            x += _loss_inputs(corrected, minimum, self._initial)
+        w1, b1, w2, b2 = self._params
+        o = float(w2 @ np.tanh(w1 @ np.array(x) + b1)) + self._b2
         self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers only: torch's scheduler fields and the loss state (not the network)."""
-        skip = ("optimizer", "net", "_params", "_w1_progress", "_w1_loss", "_decays")
+        skip = ("optimizer", "net", "_params", "_b2", "_decays")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_averages"] = list(self._averages)
         return state
