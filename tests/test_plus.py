@@ -282,6 +282,70 @@ def test_scheduler_fast_path_agrees_with_the_pure_functions(seed, total):
     assert scheduler.optimizer.param_groups[0]["lr"] == rates[-1]
 
 
+# ------------------------------------------------------------------------------ family scales
+
+
+def test_optimizer_families_of_torch_optimizers():
+    params = [torch.zeros(2, requires_grad=True)]
+    adaptive = [torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
+                torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop, torch.optim.Adadelta]  # fmt: skip
+    for cls in adaptive:
+        assert plus.optimizer_family(cls(params)) == "adaptive", cls
+    assert plus.optimizer_family(torch.optim.SGD(params, lr=0.1, momentum=0.9)) == "sgd"
+
+    class Wrapper:  # as Accelerate's AcceleratedOptimizer: the real one inside
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+    assert plus.optimizer_family(Wrapper(torch.optim.AdamW(params))) == "adaptive"
+
+
+def _scaled_net(seed, log_scales):
+    net = make_net(seed, gain=3.0)
+    with torch.no_grad():
+        net.log_scale.copy_(torch.tensor(log_scales))
+    return net
+
+
+@pytest.mark.parametrize("torch_order", [False, True])
+def test_the_family_scale_multiplies_every_rate(torch_order):
+    losses, total = random_losses(60, 31), 50
+    plain = run_steps(MLRSNetPlusLR(make_optimizer(0.2), make_net(31, gain=3.0), total), losses,
+                      torch_order=torch_order)  # fmt: skip
+    net = _scaled_net(31, [math.log(3.0), math.log(0.01)])
+    sgd = MLRSNetPlusLR(make_optimizer(0.2), net, total)
+    assert sgd.family == "sgd" and sgd.scale == pytest.approx(3.0)
+    np.testing.assert_allclose(run_steps(sgd, losses, torch_order=torch_order),
+                               sgd.scale * np.asarray(plain), rtol=1e-12)  # fmt: skip
+    forced = MLRSNetPlusLR(make_optimizer(0.2), net, total, family="adaptive")
+    assert forced.scale == pytest.approx(0.01)  # log 0.01 in float32
+    np.testing.assert_allclose(run_steps(forced, losses, torch_order=torch_order),
+                               forced.scale * np.asarray(plain), rtol=1e-12)  # fmt: skip
+    adamw = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=0.2)
+    assert MLRSNetPlusLR(adamw, net, total).scale == pytest.approx(0.01)
+
+
+def test_family_scales_are_clipped_and_checked():
+    net = _scaled_net(32, [100.0, -100.0])
+    assert net.scale("sgd") == pytest.approx(1000.0) and net.scale("adaptive") == pytest.approx(
+        1e-3
+    )
+    with pytest.raises(ValueError, match="optimizer family must be one of"):
+        net.scale("lion")
+    with pytest.raises(ValueError, match="optimizer family must be one of"):
+        MLRSNetPlusLR(make_optimizer(0.2), net, 10, family="lion")
+    with torch.no_grad():
+        net.log_scale[0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        MLRSNetPlusLR(make_optimizer(0.2), net, 10)
+
+
+def test_family_scales_round_trip_through_a_file(tmp_path):
+    net = _scaled_net(33, [0.7, -2.1])
+    loaded = plus.load(plus.save(tmp_path / "s.safetensors", net, {}))[0]
+    assert torch.equal(loaded.log_scale, net.log_scale)
+
+
 # ------------------------------------------------------------------------------ step orders
 
 
@@ -817,7 +881,8 @@ def good_tensors(hidden: int = 4) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in make_net(28, hidden=hidden).state_dict().items()}
 
 
-GOOD_METADATA = {"format": "mlrsnet-plus", "hidden": "4", "num_features": str(NUM_FEATURES)}
+GOOD_METADATA = {"format": "mlrsnet-plus", "hidden": "4", "num_features": str(NUM_FEATURES),
+                 "optimizer_families": "sgd,adaptive"}  # fmt: skip
 
 
 def _with(**changes):
@@ -846,6 +911,9 @@ HOSTILE = [
     ("zero hidden", _tensors(), _with(hidden="0"), True),
     ("empty hidden", _tensors(), _with(hidden=""), True),
     ("num_features mismatch", _tensors(), _with(num_features=str(NUM_FEATURES - 1)), True),
+    ("other optimizer families", _tensors(), _with(optimizer_families="sgd"), True),
+    ("no optimizer families", _tensors(), {k: v for k, v in GOOD_METADATA.items()
+                                           if k != "optimizer_families"}, True),
     ("no num_features", _tensors(), {"format": "mlrsnet-plus", "hidden": "4"}, True),
     ("int64 weights", _tensors(**{"layer1.weight": torch.ones(4, NUM_FEATURES, dtype=torch.int64)}), GOOD_METADATA, False),
     ("float16 bias", _tensors(**{"layer2.bias": torch.zeros(1, dtype=torch.float16)}), GOOD_METADATA, False),

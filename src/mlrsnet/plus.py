@@ -10,9 +10,12 @@ MLP whose inputs mean the same thing on every task:
   ``(ema_i - min) / (ema_{i+1} - min) - 1`` (``min`` the smallest loss seen; VeLO's loss
   features), and ``log(ema_0 / L_0)`` clipped to ``[-5, 1]`` and divided by 5 (scale-free).
 
-It outputs a bounded multiplier ``m = 2 σ(o)`` in ``(0, 2)`` of a base rate: the learning rate
-of a step is ``base_lr · m``, where ``base_lr`` is the optimizer's rate (as every torch
-scheduler reads it: the peak) or the library's probe (:mod:`mlrsnet.probe`). Nothing here
+It outputs a bounded multiplier ``m = 2 σ(o)`` in ``(0, 2)`` of a base rate, times a learned
+constant ``s_f`` of the optimizer's family ``f`` (:data:`OPTIMIZER_FAMILIES`: plain or momentum
+SGD, or an adaptive method such as AdamW): the learning rate of a step is
+``base_lr · s_f · m``, where ``base_lr`` is the optimizer's rate (as every torch scheduler reads
+it: the peak) or the library's probe (:mod:`mlrsnet.probe`). ``s_f`` is how far the probe's rate
+is from a good peak for that family, learned with the rest (it starts at 1); nothing else
 depends on the loss's units or the optimizer, so one network serves SGD and AdamW, images and
 text. The maths are pure functions with explicit state (:func:`init_state`, :func:`observe`,
 :func:`features`, :func:`multiplier`); :class:`PlusNet` holds the weights and
@@ -57,8 +60,8 @@ from mlrsnet.checks import number, positive_int
 from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
-    "LOSS_HALF_LIVES", "NUM_FEATURES", "PROGRESS_CENTRES", "LossState", "MLRSNetPlusLR",
-    "PlusNet", "features", "init_state", "load", "multiplier", "observe", "pretrained",
+    "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES",
+    "LossState", "MLRSNetPlusLR", "PlusNet", "features", "optimizer_family", "init_state", "load", "multiplier", "observe", "pretrained",
     "pretrained_names", "resolve", "save",
 ]  # fmt: skip
 
@@ -73,6 +76,32 @@ NUM_FEATURES = len(PROGRESS_CENTRES) + len(LOSS_HALF_LIVES) - 1 + 1
 _NUM_PROGRESS = len(PROGRESS_CENTRES)
 _CENTRES = np.asarray(PROGRESS_CENTRES)
 _NO_LOSS_INPUTS = [0.0] * (NUM_FEATURES - len(PROGRESS_CENTRES))
+#: The optimizer families with a scale of their own: SGD (with or without momentum) and the
+#: adaptive methods (Adam, AdamW, RMSprop, ...), whose good rates sit decades apart.
+OPTIMIZER_FAMILIES: tuple[str, ...] = ("sgd", "adaptive")
+#: The family scales are ``exp(log_scale)`` with ``log_scale`` clipped to ``±`` this (1000x).
+LOG_SCALE_LIMIT = math.log(1000.0)
+_ADAPTIVE = (
+    torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
+    torch.optim.Adamax, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.RMSprop,
+    torch.optim.SparseAdam,
+)  # fmt: skip
+
+
+def optimizer_family(optimizer: Optimizer) -> str:
+    """``"adaptive"`` for torch's adaptive optimizers and any optimizer with ``betas`` (the
+    Adam family's hyperparameter), else ``"sgd"``.
+
+    Example:
+        >>> params = [torch.zeros(1, requires_grad=True)]
+        >>> optimizer_family(torch.optim.AdamW(params)), optimizer_family(torch.optim.SGD(params))
+        ('adaptive', 'sgd')
+    """
+    inner = getattr(optimizer, "optimizer", None)  # wrappers (Accelerate's) hold the real one
+    if isinstance(inner, Optimizer):
+        optimizer = inner
+    defaults = getattr(optimizer, "defaults", {}) or {}
+    return "adaptive" if isinstance(optimizer, _ADAPTIVE) or "betas" in defaults else "sgd"
 
 
 # ------------------------------------------------------------------------------ the maths
@@ -205,8 +234,8 @@ class PlusNet(nn.Module):
 
     Example:
         >>> net = PlusNet(hidden=8)
-        >>> sum(p.numel() for p in net.parameters())
-        121
+        >>> sum(p.numel() for p in net.parameters())  # 13*8 + 8 + 8 + 1, and 2 family scales
+        123
     """
 
     def __init__(self, hidden: int = 16) -> None:
@@ -214,6 +243,23 @@ class PlusNet(nn.Module):
         self.hidden = positive_int("hidden", hidden)
         self.layer1 = nn.Linear(NUM_FEATURES, hidden)
         self.layer2 = nn.Linear(hidden, 1)
+        #: ``log s_f`` of every family of :data:`OPTIMIZER_FAMILIES` (0: the base rate as is).
+        self.log_scale = nn.Parameter(torch.zeros(len(OPTIMIZER_FAMILIES)))
+
+    def scale(self, family: str) -> float:
+        """``s_f = exp(log_scale[f])`` (``log_scale`` clipped to ``±LOG_SCALE_LIMIT``).
+
+        Raises:
+            ValueError: For a family not in :data:`OPTIMIZER_FAMILIES`, or a non-finite weight.
+        """
+        if family not in OPTIMIZER_FAMILIES:
+            raise ValueError(
+                f"optimizer family must be one of {OPTIMIZER_FAMILIES}, got {family!r}"
+            )
+        value = float(self.log_scale.detach()[OPTIMIZER_FAMILIES.index(family)])
+        if not math.isfinite(value):
+            raise ValueError("PlusNet: the network has non-finite weights")
+        return math.exp(max(min(value, LOG_SCALE_LIMIT), -LOG_SCALE_LIMIT))
 
     def forward(self, x: Tensor) -> Tensor:
         """The multiplier for features ``x`` (``[..., NUM_FEATURES]``), in ``(0, 2)``."""
@@ -300,7 +346,8 @@ def save(path: str | os.PathLike[str], net: PlusNet, manifest: dict[str, Any]) -
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
                for k, v in net.state_dict().items()}  # fmt: skip
     metadata = {"format": PLUS_FORMAT, "hidden": str(net.hidden),
-                "num_features": str(NUM_FEATURES)}  # fmt: skip
+                "num_features": str(NUM_FEATURES),
+                "optimizer_families": ",".join(OPTIMIZER_FAMILIES)}  # fmt: skip
     payload = save_tensors(tensors, metadata=metadata)
     atomic_write(path, payload)
     full = {**manifest, "format": PLUS_FORMAT, "hidden": net.hidden,
@@ -336,6 +383,10 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
             if metadata.get("num_features") != str(NUM_FEATURES):
                 raise ValueError(f"{path}: made for {metadata.get('num_features')} inputs, "
                                  f"this version has {NUM_FEATURES}")  # fmt: skip
+            families = metadata.get("optimizer_families")
+            if families != ",".join(OPTIMIZER_FAMILIES):
+                raise ValueError(f"{path}: made for optimizer families {families!r}, this "
+                                 f"version has {','.join(OPTIMIZER_FAMILIES)!r}")  # fmt: skip
             net = PlusNet(hidden=int(hidden))
             expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
             if set(f.keys()) != set(expected):
@@ -430,6 +481,9 @@ class MLRSNetPlusLR(LRScheduler):
         last_epoch: As every ``LRScheduler``.
         progress_only: Hold every loss input at 0 (no information), so the rate depends on
             ``t/T`` alone: the ablation that says whether the network uses the loss.
+        family: The optimizer's family for the network's scale ``s_f``
+            (:data:`OPTIMIZER_FAMILIES`); ``None`` reads it off the optimizer
+            (:func:`optimizer_family`).
 
     Raises:
         ValueError: For a non-positive ``total_steps`` or non-finite network weights.
@@ -443,6 +497,7 @@ class MLRSNetPlusLR(LRScheduler):
         last_epoch: int = -1,
         *,
         progress_only: bool = False,
+        family: str | None = None,
     ) -> None:
         if not isinstance(net, PlusNet):
             raise TypeError(f"net must be a PlusNet, got {type(net).__name__}")
@@ -451,6 +506,8 @@ class MLRSNetPlusLR(LRScheduler):
         self.total_steps = positive_int("total_steps", total_steps)
         self.net = net
         self.progress_only = progress_only
+        self.family = optimizer_family(optimizer) if family is None else family
+        self._scale = net.scale(self.family)
         self._params = net.numpy_params()
         self._b2 = float(self._params[3][0])
         self._decays = [float(d) for d in _decays(self.total_steps)]
@@ -470,12 +527,17 @@ class MLRSNetPlusLR(LRScheduler):
 
     @property
     def factor(self) -> float:
-        """The multiplier of the base rates now in effect."""
+        """The network's bounded multiplier ``m`` now in effect (in ``(0, 2)``)."""
         return self._multiplier
 
+    @property
+    def scale(self) -> float:
+        """The network's constant ``s_f`` for this optimizer's family."""
+        return self._scale
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        """``base_lr · multiplier`` for every parameter group."""
-        return [base * self._multiplier for base in self.base_lrs]
+        """``base_lr · s_f · m`` for every parameter group."""
+        return [base * self._scale * self._multiplier for base in self.base_lrs]
 
     def observe(self, loss: Tensor | float) -> None:
         """Record a training loss for the next :meth:`step` (torch's order); several are averaged."""
@@ -516,7 +578,7 @@ class MLRSNetPlusLR(LRScheduler):
     def _apply(self) -> None:
         last = []
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            value = base * self._multiplier
+            value = base * self._scale * self._multiplier
             if isinstance(group["lr"], Tensor):
                 group["lr"].fill_(value)
                 last.append(group["lr"].clone())
@@ -555,7 +617,7 @@ class MLRSNetPlusLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers only: torch's scheduler fields and the loss state (not the network)."""
-        skip = ("optimizer", "net", "_params", "_b2", "_decays")
+        skip = ("optimizer", "net", "family", "_params", "_b2", "_decays", "_scale")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_averages"] = list(self._averages)
         return state

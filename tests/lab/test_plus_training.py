@@ -134,6 +134,12 @@ def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tm
     start = plus_training.wsd_options(plus_training.WSD_START)
     assert start["peak"] == 1.0 and start["power"] == pytest.approx(0.5)
     assert start["cooldown"] == pytest.approx(0.2)
+    assert plus_training.wsd_options(plus_training.WSD_START, "adaptive") == start
+    moved = plus_training.WSD_START + np.array([0.0, 0, 0, 0, np.log(0.1)])  # adaptive peak only
+    assert plus_training.wsd_options(moved, "adaptive")["peak"] == pytest.approx(0.1)
+    assert plus_training.wsd_options(moved, "sgd") == start
+    with pytest.raises(ValueError, match="family must be one of"):
+        plus_training.wsd_options(moved, "adamw")
     instance = {"task": "digits-mlp", "train_fraction": 1.0, "optimizer": "adamw",
                 "noise_rate": 0.0, "steps": 40, "seed": 5}  # fmt: skip
     family = plus_training.evaluate(instance, plus_training.WSD_START, base_lr=1e-3,
@@ -144,5 +150,6 @@ def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tm
                       family="wsd", monitor_instances=2)  # fmt: skip
     path = plus_training.meta_train(config, workers=2)
     fitted = json.loads(path.read_text())
-    assert fitted["iterations"] == 2 and set(fitted["options"]) == set(start)
+    assert fitted["iterations"] == 2 and set(fitted["options"]) == {"sgd", "adaptive"}
+    assert all(set(options) == set(start) for options in fitted["options"].values())
     assert fitted["theta"] != plus_training.WSD_START.tolist()  # ES moved it

@@ -92,24 +92,30 @@ class ESConfig:
     shaping: bool = True
 
 
-#: The WSD family's parameters at the start: peak 1x, about 0.4 % warmup, 20 % cooldown, 1 − √.
-WSD_START = np.array([0.0, -4.0, math.log(0.25 / 0.75), math.log(0.5)])
+#: The WSD family's parameters at the start: peak 1x (both optimizer families), about 0.4 %
+#: warmup, 20 % cooldown, 1 − √.
+WSD_START = np.array([0.0, -4.0, math.log(0.25 / 0.75), math.log(0.5), 0.0])
 
 
-def wsd_options(theta: np.ndarray) -> dict[str, float]:
-    """The WSD family's schedule from its 4 parameters (unconstrained, so ES can move freely).
+def wsd_options(theta: np.ndarray, family: str = "sgd") -> dict[str, float]:
+    """The WSD family's schedule for an optimizer family, from its 5 parameters (unconstrained,
+    so ES can move freely).
 
-    ``peak = exp(θ0)`` multiplies the base rate; ``warmup = 0.2 σ(θ1)``; ``cooldown = 0.8
-    σ(θ2)``; ``power = exp(θ3)`` shapes the ``1 - s**power`` cooldown.
+    ``peak = exp(θ0)`` (SGD) or ``exp(θ4)`` (adaptive optimizers: their probe errs the other
+    way, as MLR-SNet+'s family scales) multiplies the base rate; ``warmup = 0.2 σ(θ1)``;
+    ``cooldown = 0.8 σ(θ2)``; ``power = exp(θ3)`` shapes the ``1 - s**power`` cooldown.
 
     Example:
-        >>> {k: round(v, 3) for k, v in wsd_options(WSD_START).items()}
+        >>> {k: round(v, 3) for k, v in wsd_options(WSD_START, "adaptive").items()}
         {'peak': 1.0, 'warmup': 0.004, 'cooldown': 0.2, 'power': 0.5}
     """
+    if family not in plus.OPTIMIZER_FAMILIES:
+        raise ValueError(f"family must be one of {plus.OPTIMIZER_FAMILIES}, got {family!r}")
     theta = np.asarray(theta, dtype=np.float64)
     sigmoid = lambda x: 1.0 / (1.0 + math.exp(-max(min(float(x), 60.0), -60.0)))  # noqa: E731
+    log_peak = theta[0] if family == "sgd" else theta[4]
     return {
-        "peak": math.exp(max(min(float(theta[0]), 5.0), -5.0)),
+        "peak": math.exp(max(min(float(log_peak), 5.0), -5.0)),
         "warmup": 0.2 * sigmoid(theta[1]),
         "cooldown": 0.8 * sigmoid(theta[2]),
         "power": math.exp(max(min(float(theta[3]), 3.0), -3.0)),
@@ -181,6 +187,11 @@ def probe(instance: dict[str, Any], data_dir: str | None = None) -> dict[str, An
             "seconds": time.perf_counter() - started}  # fmt: skip
 
 
+def _family(optimizer: str) -> str:
+    """The :data:`~mlrsnet.plus.OPTIMIZER_FAMILIES` entry of a task's optimizer name."""
+    return "adaptive" if optimizer == "adamw" else "sgd"
+
+
 def evaluate(
     instance: dict[str, Any],
     theta: np.ndarray | None,
@@ -223,7 +234,7 @@ def evaluate(
     if schedule == "mlrsnet-plus":
         options["network"] = set_params(plus.PlusNet(hidden=hidden), np.asarray(theta))
     elif schedule == "wsd-family":
-        family = wsd_options(np.asarray(theta))
+        family = wsd_options(np.asarray(theta), _family(instance["optimizer"]))
         schedule, lr = "wsd", base_lr * family.pop("peak")
         options.update(family)
     method = baselines.build(schedule, model.parameters(), lr=lr, momentum=task.momentum,
@@ -389,8 +400,9 @@ def meta_train(
                 "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING"}  # fmt: skip
     if config.family == "wsd":
         path = out / "wsd.json"
+        options = {family: wsd_options(theta, family) for family in plus.OPTIMIZER_FAMILIES}
         atomic_write(path, json.dumps({**manifest, "theta": theta.tolist(),
-                                       "options": wsd_options(theta)}, indent=2).encode())  # fmt: skip
+                                       "options": options}, indent=2).encode())  # fmt: skip
         return path
     net = set_params(plus.PlusNet(hidden=config.hidden), theta)
     return plus.save(out / "plus.safetensors", net.float(), manifest)

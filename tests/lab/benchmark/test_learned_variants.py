@@ -24,7 +24,7 @@ def shipped(monkeypatch, tmp_path):
     monkeypatch.setattr(plus, "_pretrained_dir", lambda: folder)
     monkeypatch.setattr(plan, "PLUS", ("v1",))
     fitted = tmp_path / "wsd_fitted.json"
-    fitted.write_text(json.dumps({"options": FITTED}))
+    fitted.write_text(json.dumps({"options": {"sgd": FITTED, "adaptive": {**FITTED, "peak": 0.2}}}))
     monkeypatch.setattr(plan, "FITTED_WSD_FILE", fitted)
     return tmp_path
 
@@ -81,6 +81,8 @@ def test_variants_run_as_their_names_say(shipped):
     curve = np.array(fitted["curve"]["lr"])
     assert curve.max() == pytest.approx(0.05 * FITTED["peak"], rel=1e-6)
     assert curve[0] < curve.max()  # the fitted warmup
+    adamw = _train(tasksets.QUICK[1], "wsd~fitted", 0, out, {"lr": 0.004, "steps": 9, "seconds": 0})
+    assert adamw["lr"] == pytest.approx(0.004 * 0.2)  # the adaptive family's own peak
 
 
 def test_an_unknown_variant_or_a_missing_family_is_refused(shipped, monkeypatch):

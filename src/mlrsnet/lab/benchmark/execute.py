@@ -229,7 +229,7 @@ def _options(target: Target, method: str) -> dict[str, Any]:
     if variant == "progress-only":
         options["progress_only"] = True
     elif variant == "fitted":
-        fitted = fitted_wsd()
+        fitted = fitted_wsd(target.optimizer)
         if fitted is None:
             raise ValueError(f"{method} needs the fitted family ({FITTED_WSD_FILE})")
         options.update({k: v for k, v in fitted.items() if k != "peak"})
@@ -267,7 +267,7 @@ def run_training(
     if probe is not None:
         lr = probe["lr"]
         if split_variant(spec.method)[1] == "fitted":  # the family's peak scales the probe's
-            lr *= fitted_wsd()["peak"]  # type: ignore[index]  # _options checked it is there
+            lr *= fitted_wsd(target.optimizer)["peak"]  # type: ignore[index]  # _options checked
     lr = spec.lr if lr is None else lr
     folder = Path(out) / "runs" / spec.run_id
     config = RunConfig(

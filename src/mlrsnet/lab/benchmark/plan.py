@@ -139,12 +139,14 @@ def split_variant(method: str) -> tuple[str, str]:
     return schedule, variant
 
 
-def fitted_wsd() -> dict[str, Any] | None:
-    """The fitted warmup-stable-decay family (``peak``, ``warmup``, ``cooldown``, ``power``), or
-    ``None`` before it is fitted. ``peak`` multiplies the probe's rate."""
+def fitted_wsd(optimizer: str = "sgd") -> dict[str, Any] | None:
+    """The fitted warmup-stable-decay family for a target's optimizer (``peak``, ``warmup``,
+    ``cooldown``, ``power``), or ``None`` before it is fitted. ``peak`` multiplies the probe's
+    rate; it is fitted per optimizer family (SGD, adaptive), as MLR-SNet+'s scales are."""
     if not FITTED_WSD_FILE.is_file():
         return None
-    return json.loads(FITTED_WSD_FILE.read_text())["options"]
+    family = "adaptive" if optimizer == "adamw" else "sgd"
+    return json.loads(FITTED_WSD_FILE.read_text())["options"][family]
 
 
 def learned_methods(target: Target) -> list[tuple[str, float | None]]:
