@@ -61,8 +61,8 @@ from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
     "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES",
-    "LossState", "MLRSNetPlusLR", "PlusNet", "features", "optimizer_family", "init_state", "load", "multiplier", "observe", "pretrained",
-    "pretrained_names", "resolve", "save",
+    "LossState", "MLRSNetPlusLR", "PlusNet", "features", "init_state", "load", "multiplier",
+    "observe", "optimizer_family", "pretrained", "pretrained_names", "resolve", "save",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -611,7 +611,7 @@ class MLRSNetPlusLR(LRScheduler):
             decays = self._decays
             corrected = [averages[i] / (1.0 - decays[i] ** count) for i in range(len(decays))]
             x += _loss_inputs(corrected, minimum, self._initial)
-        w1, b1, w2, b2 = self._params
+        w1, b1, w2, _ = self._params
         o = float(w2 @ np.tanh(w1 @ np.array(x) + b1)) + self._b2
         self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
 
