@@ -301,8 +301,18 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def shipped_dir(*subfolders: str) -> Path:
+    """The package's folder of shipped networks (``mlrsnet/pretrained``, or a subfolder)."""
+    return Path(str(resources.files("mlrsnet").joinpath("pretrained", *subfolders)))
+
+
+def shipped_names(folder: Path) -> list[str]:
+    """The names (stems) of the ``.safetensors`` files in ``folder``; none if it is absent."""
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
 def _pretrained_dir() -> Path:
-    return Path(str(resources.files("mlrsnet") / "pretrained"))
+    return shipped_dir()
 
 
 def pretrained_names() -> list[str]:
@@ -312,8 +322,7 @@ def pretrained_names() -> list[str]:
         >>> isinstance(pretrained_names(), list)
         True
     """
-    folder = _pretrained_dir()
-    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    return shipped_names(_pretrained_dir())
 
 
 def pretrained(name: str) -> ScheduleBundle:

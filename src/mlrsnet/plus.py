@@ -57,6 +57,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from mlrsnet import shapes
 from mlrsnet.atomic import atomic_write
 from mlrsnet.checks import number, positive_int
+from mlrsnet.hub import shipped_dir, shipped_names
 from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
@@ -416,9 +417,7 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
 
 
 def _pretrained_dir() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("mlrsnet") / "pretrained" / "plus"))
+    return shipped_dir("plus")
 
 
 def pretrained_names() -> list[str]:
@@ -428,8 +427,7 @@ def pretrained_names() -> list[str]:
         >>> isinstance(pretrained_names(), list)
         True
     """
-    folder = _pretrained_dir()
-    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    return shipped_names(_pretrained_dir())
 
 
 def pretrained(name: str) -> tuple[PlusNet, dict[str, Any]]:
