@@ -120,6 +120,20 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
         plus_training.meta_train(ESConfig(**{**config.__dict__, "sigma": 0.1}), workers=1)
 
 
+def test_a_folder_goes_on_to_more_iterations_and_never_back(tmp_path):
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=30, quick=True,
+                      monitor_instances=1)  # fmt: skip
+    first = plus_training.flat_params(plus.load(plus_training.meta_train(config, workers=1))[0])
+    again = plus.load(plus_training.meta_train(config, workers=1))  # where it stands: no training
+    assert np.array_equal(plus_training.flat_params(again[0]), first)
+    assert again[1]["iterations"] == 1
+    longer = ESConfig(**{**config.__dict__, "iterations": 2})
+    net, manifest = plus.load(plus_training.meta_train(longer, workers=1))
+    assert manifest["iterations"] == 2 and not np.array_equal(plus_training.flat_params(net), first)
+    with pytest.raises(ValueError, match="already at iteration 2, past the 1"):
+        plus_training.meta_train(config, workers=1)
+
+
 def test_the_command_line_quick_mode(tmp_path):
     out = tmp_path / "cli"
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "meta_train_plus.py"), "--quick",

@@ -56,7 +56,9 @@ class ESConfig:
 
     Attributes:
         out: The folder of the state, the history and the network.
-        iterations: ES iterations.
+        iterations: The ES iteration to stop at. It is the one setting a folder may be
+            resumed with another value of: more iterations go on, and the iteration the
+            folder stands at writes its network without training.
         pairs: Antithetic pairs (task instances) per iteration.
         sigma: Standard deviation of the perturbations.
         meta_lr: Adam's step on ``θ``.
@@ -321,7 +323,8 @@ def meta_train(
     """Run (or resume) the meta-training of ``config``; returns the network file.
 
     Raises:
-        ValueError: If ``config.out`` holds a meta-training with other settings.
+        ValueError: If ``config.out`` holds a meta-training with other settings, or one
+            already past ``config.iterations``.
     """
     import ray
 
@@ -333,12 +336,16 @@ def meta_train(
     state_path = out / "state.json"
     if state_path.is_file():
         state = json.loads(state_path.read_text())
-        if state["config"] != asdict(config):
-            differs = sorted(
-                k for k in asdict(config) if state["config"].get(k) != asdict(config)[k]
-            )
+        settings = {k: v for k, v in asdict(config).items() if k != "iterations"}
+        differs = sorted(k for k in settings if state["config"].get(k) != settings[k])
+        if differs:
             raise ValueError(
                 f"{out} holds a meta-training with other settings ({', '.join(differs)})"
+            )
+        if state["iteration"] > config.iterations:
+            raise ValueError(
+                f"{out} is already at iteration {state['iteration']}, past the "
+                f"{config.iterations} asked for (its earlier iterates are not kept)"
             )
         theta = np.asarray(state["theta"])
         adam = _Adam(theta.size, config.meta_lr, state["adam"])
