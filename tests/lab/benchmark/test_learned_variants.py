@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mlrsnet import plus
-from mlrsnet.lab.benchmark import execute, plan, tasksets
+from mlrsnet.lab.benchmark import execute, plan, report, tasksets
 
 FITTED = {"peak": 1.5, "warmup": 0.05, "cooldown": 0.3, "power": 1.0}
 
@@ -92,3 +92,60 @@ def test_an_unknown_variant_or_a_missing_family_is_refused(shipped, monkeypatch)
     monkeypatch.setattr(plan, "FITTED_WSD_FILE", shipped / "absent.json")
     with pytest.raises(ValueError, match="needs the fitted family"):
         execute._options(target, "wsd~fitted")
+
+
+def _row(target, method, tier, values, metric, key="final_test_metric"):
+    records = [{"seed": seed, "metric": metric, "final_test_metric": v, "final_val_metric": v,
+                "val_selected_test_metric": v, "steps": 10} for seed, v in enumerate(values)]  # fmt: skip
+    return report.Row(target.name, method, tier, records, key=key)
+
+
+def test_the_acceptance_section_measures_each_criterion():
+    """Four targets: two lengths, the uniform-noise one and a text one; the network ties the
+    tuned tier on images and loses to every tier on text, yet ranks first overall."""
+    names = ("fmnist-cnn-0.5x", "fmnist-cnn-1x", "fmnist-cnn-uniform40", "shakespeare-char-lstm")
+    targets = [t for t in tasksets.HELD_OUT if t.name in names]
+    jitter = np.array([0.1, -0.2, 0.05, 0.0, 0.15])
+    result, metric_of = {}, {}
+    for target in targets:
+        text = target.name.startswith("shakespeare")
+        metric = "perplexity" if text else "accuracy"
+        sign = -1.0 if text else 1.0  # perplexity: lower is better
+        base = 6.0 if text else 80.0
+
+        def values(offset, base=base, sign=sign):
+            return list(base + sign * offset + jitter)
+
+        rows = [
+            _row(target, "mlrsnet-plus:v1", "learned", values(2.0 if not text else -1.0), metric),
+            _row(target, "mlrsnet-plus:v1~progress-only", "learned", values(1.0), metric),
+            _row(target, "wsd~fitted", "learned", values(1.5 + jitter), metric),
+            _row(target, "cosine", "defaults", values(0.0 + 0.3 * jitter), metric),
+            _row(target, "cosine", "probe", values(0.5 - jitter), metric),
+            _row(target, "wsd", "tuned", values(2.0 + 0.2 * jitter[::-1]), metric),
+        ]
+        if target.noisy:
+            rows.append(_row(target, "cosine", "defaults + early stop", values(2.5), metric))
+        result[target.name], metric_of[target.name] = rows, metric
+    ranks = report.rank_table(result, metric_of)
+    text = report.acceptance("mlrsnet-plus:v1", result, targets, metric_of, ranks)
+    lines = text.splitlines()
+    assert lines[0] == "### Acceptance of `mlrsnet-plus:v1` (issue 11)"
+    zero = next(line for line in lines if line.startswith("- Zero tuning"))
+    assert "**met**" in zero and "ranked as well or better: none" in zero
+    tuned = next(line for line in lines if "tuned* tier's 95 % interval" in line)
+    assert "**met**: on 3 of 4 (needed 3)" in tuned and "shakespeare" not in tuned
+    lengths = next(line for line in lines if line.startswith("- Length transfer"))
+    assert "`fmnist-cnn-0.5x`" in lengths and "`fmnist-cnn-1x`" in lengths
+    ahead = next(line for line in lines if "ahead of cosine at the final step" in line)
+    assert "**met**: +1.99" in ahead and "(win)" in ahead
+    stopped = next(line for line in lines if "within 1 point of cosine · defaults + early" in line)
+    assert "**met**: -0.50 points" in stopped
+    groups = next(line for line in lines if line.startswith("- SGD and AdamW"))
+    assert groups.endswith("per group: image 3/0/0, sgd 3/0/1, text 0/0/1.")
+    table = lines[lines.index("| target | (a) only t/T | (b) fitted WSD | (c) user lr | "
+                              "(d) mlrsnet:fmnist-resnet | (d) mlrsnet:ptb-lstm | "
+                              "(d) mlrsnet:authors |") + 2:]  # fmt: skip
+    assert len(table) == 4 and table[0].startswith("| `fmnist-cnn-0.5x` | +1.00 [")
+    assert "| — |" in table[0]  # a variant that did not run
+    assert report._plus_networks(result) == ["mlrsnet-plus:v1"]

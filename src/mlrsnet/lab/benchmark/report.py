@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from mlrsnet.lab.benchmark import stats
 from mlrsnet.lab.benchmark.execute import Records, tuned_factor
 from mlrsnet.lab.benchmark.plan import (
     EVAL_SEEDS,
+    LEARNED,
     SHAPES,
     TUNED,
     defaults_methods,
@@ -30,7 +31,7 @@ from mlrsnet.lab.benchmark.plan import (
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
 from mlrsnet.lab.metrics import higher_is_better
 
-__all__ = ["BEGIN", "END", "Row", "figures", "markdown", "tables", "write"]
+__all__ = ["BEGIN", "END", "Row", "acceptance", "figures", "markdown", "tables", "write"]
 
 BEGIN = "<!-- heldout:begin (python benchmarks/heldout.py --report) -->"
 END = "<!-- heldout:end -->"
@@ -285,7 +286,128 @@ def markdown(
     out("### What is significant")
     out("")
     out(_significance(result, metric_of))
+    for network in _plus_networks(result):
+        out("")
+        out(acceptance(network, result, targets, metric_of, ranks))
     return "\n".join(lines) + "\n"
+
+
+def _plus_networks(result: dict[str, list[Row]]) -> list[str]:
+    """The MLR-SNet+ networks in ``result`` (as shipped, not their ablations)."""
+    methods = {r.method for rows in result.values() for r in rows}
+    return sorted(m for m in methods if m.startswith("mlrsnet-plus:") and "~" not in m)
+
+
+def acceptance(
+    network: str,
+    result: dict[str, list[Row]],
+    targets: list[Target] | tuple[Target, ...],
+    metric_of: dict[str, str],
+    ranks: dict[str, tuple[float, float, float]],
+) -> str:
+    """Issue 11's acceptance criteria for the MLR-SNet+ ``network``, each with what was measured,
+    and its ablations on every target (the network minus each variant, paired over seeds).
+
+    Args:
+        network: The network's method name (``mlrsnet-plus:NAME``).
+        result: :func:`tables`.
+        targets: The targets (for their axis, optimizer, task and noise).
+        metric_of: ``{target: metric}``.
+        ranks: :func:`rank_table`.
+    """
+    from mlrsnet.lab.tasks import registry
+
+    lines = [f"### Acceptance of `{network}` (issue 11)", ""]
+    out = lines.append
+    by_name = {t.name: t for t in targets if t.name in result}
+
+    def row_of(target: str, label: str) -> Row | None:
+        return next((r for r in result[target] if r.label == label), None)
+
+    def verdict(met: bool) -> str:
+        return "**met**" if met else "**missed**"
+
+    rank = ranks.get(network)
+    if rank is not None:
+        ahead = sorted(
+            (label, mean) for label, (mean, _, _) in ranks.items()
+            if label.endswith((" · defaults", " · probe")) and mean <= rank[0]
+        )  # fmt: skip
+        behind = ", ".join(f"{label} ({mean:.1f})" for label, mean in ahead) or "none"
+        out(f"- Zero tuning, mean rank ahead of every *defaults* and *probe* baseline: "
+            f"{verdict(not ahead)}. Its mean rank is {rank[0]:.1f} ({rank[1]:.1f}–{rank[2]:.1f}); "
+            f"baselines of those tiers ranked as well or better: {behind}.")  # fmt: skip
+    outcomes = {}
+    for target in by_name:
+        row, ref = row_of(target, network), best_of_tier(result[target], "tuned", metric_of[target])
+        if row is not None and ref is not None:
+            outcomes[target] = compare(row, ref, metric_of[target])
+    inside = [t for t, c in outcomes.items() if c[3] != "loss"]
+    need = math.ceil(2 * len(outcomes) / 3)
+    out(f"- Within the *tuned* tier's 95 % interval (or better) on at least 2 of every 3 targets: "
+        f"{verdict(len(inside) >= need)}: on {len(inside)} of {len(outcomes)} (needed {need})"
+        + (f": {', '.join(f'`{t}`' for t in inside)}" if inside else "") + ".")  # fmt: skip
+    lengths = [t for t in by_name if by_name[t].axis == "training length"]
+    if lengths:
+        cells = []
+        for target in lengths:
+            diff, low, high, outcome = outcomes.get(target, (math.nan,) * 3 + ("—",))
+            cells.append(f"`{target}` {diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
+        out("- Length transfer (one network, no retraining), vs the best *tuned* baseline: "
+            + "; ".join(cells) + ".")  # fmt: skip
+    for target in (t for t in by_name if by_name[t].noise == "uniform"):
+        row = row_of(target, network)
+        cosine = row_of(target, "cosine · defaults")
+        stopped = [r for r in result[target] if r.method == "cosine" and "early stop" in r.tier]
+        if row is None or cosine is None:
+            continue
+        diff, low, high, outcome = compare(row, cosine, metric_of[target])
+        out(f"- Label noise (`{target}`), ahead of cosine at the final step: "
+            f"{verdict(outcome == 'win')}: {diff:+.2f} [{low:+.2f}, {high:+.2f}] points vs "
+            f"cosine · defaults ({outcome}).")  # fmt: skip
+        for ref in stopped:
+            gap = row.mean() - ref.mean()
+            out(f"- Label noise (`{target}`), within 1 point of {ref.label}: "
+                f"{verdict(gap >= -1.0)}: {gap:+.2f} points.")  # fmt: skip
+    groups: dict[str, list[str]] = defaultdict(list)
+    for target, spec in by_name.items():
+        groups[spec.optimizer].append(target)
+        groups[registry.spec(spec.task).modality].append(target)
+    counts = []
+    for group, members in sorted(groups.items()):
+        tally = Counter(
+            compare(row, ref, metric_of[t])[3]
+            for t in members
+            if (row := row_of(t, network)) is not None
+            and (ref := best_of_tier(result[t], "defaults", metric_of[t])) is not None
+        )
+        counts.append(f"{group} {tally['win']}/{tally['tie']}/{tally['loss']}")
+    out("- SGD and AdamW, image and text, one network; win/tie/loss against the best "
+        "*defaults* baseline per group: " + ", ".join(counts) + ".")  # fmt: skip
+    out("")
+    ablations = [(f"{network}~progress-only", "(a) only t/T"), ("wsd~fitted", "(b) fitted WSD"),
+                 (f"{network}~user-lr", "(c) user lr")]  # fmt: skip
+    ablations += [(m, f"(d) {m}") for m in LEARNED]
+    out("Ablations: the network minus each variant, mean of 5 paired seeds [95 % interval] "
+        "(accuracy in points, perplexity and loss in their units; the sign says which is "
+        "higher, the word whether the network is better).")  # fmt: skip
+    out("")
+    out("| target | " + " | ".join(name for _, name in ablations) + " |")
+    out("|---|" + "---|" * len(ablations))
+    for target in by_name:
+        row = row_of(target, network)
+        if row is None:
+            continue
+        cells = []
+        for label, _ in ablations:
+            other = row_of(target, label)
+            if other is None:
+                cells.append("—")
+                continue
+            diff, low, high, outcome = compare(row, other, metric_of[target])
+            cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
+        out(f"| `{target}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _win_tie_loss_counts(
