@@ -36,7 +36,7 @@ from torch.func import functional_call
 import mlrsnet
 from mlrsnet import jsonio
 from mlrsnet.lab.tasks.models import resnet, resnet18
-from mlrsnet.plus import MLRSNetPlusLR, PlusNet
+from mlrsnet.plus import MLRSNetPlusLR, PlusNet, pretrained, pretrained_names
 
 ce = nn.functional.cross_entropy
 
@@ -169,7 +169,9 @@ def measure_scheduler(args, device):
     authors_net = copy.deepcopy(net).to(device)
     plus_model = nn.Linear(4, 1).to(device)
     plus_optimizer = torch.optim.SGD(plus_model.parameters(), lr=0.1)
-    plus_scheduler = MLRSNetPlusLR(plus_optimizer, PlusNet(), total_steps=10**9)
+    names = pretrained_names()  # the shipped network, or one of the default size
+    network = pretrained(names[0])[0] if names else PlusNet()
+    plus_scheduler = MLRSNetPlusLR(plus_optimizer, network, total_steps=10**9)
 
     def ours():
         scheduler.step(loss)

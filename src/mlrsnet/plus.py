@@ -507,7 +507,9 @@ class MLRSNetPlusLR(LRScheduler):
         self.family = optimizer_family(optimizer) if family is None else family
         self._scale = net.scale(self.family)
         self._params = net.numpy_params()
-        self._b2 = float(self._params[3][0])
+        w1, b1, w2, b2 = self._params
+        self._hidden_weights = np.ascontiguousarray(np.c_[w1, b1])  # the bias on an input of 1
+        self._output_weights, self._b2 = w2, float(b2[0])
         self._decays = [float(d) for d in _decays(self.total_steps)]
         self._count, self._initial, self._minimum = 0, math.nan, math.inf
         self._averages = [0.0] * len(LOSS_HALF_LIVES)
@@ -587,8 +589,8 @@ class MLRSNetPlusLR(LRScheduler):
 
     def _read(self, loss: float) -> None:
         """:func:`observe`, :func:`features` and :func:`multiplier` on host floats: the
-        same loss state exactly, the same multiplier to rounding (one matrix product and
-        ``math.tanh`` where the pure functions use two products and ``np.tanh``)."""
+        same loss state exactly, the same multiplier to rounding (the hidden bias folded into
+        the matrix as the weight of an input of 1, and ``math.tanh`` for the progress inputs)."""
         progress = self._losses_read / self.total_steps
         self._losses_read += 1  # a skipped step still advances time, as MLRSNetLR counts it
         if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
@@ -609,13 +611,14 @@ class MLRSNetPlusLR(LRScheduler):
             decays = self._decays
             corrected = [averages[i] / (1.0 - decays[i] ** count) for i in range(len(decays))]
             x += _loss_inputs(corrected, minimum, self._initial)
-        w1, b1, w2, _ = self._params
-        o = float(w2 @ np.tanh(w1 @ np.array(x) + b1)) + self._b2
+        x.append(1.0)
+        o = float(np.dot(self._output_weights, np.tanh(np.dot(self._hidden_weights, x)))) + self._b2
         self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers only: torch's scheduler fields and the loss state (not the network)."""
-        skip = ("optimizer", "net", "family", "_params", "_b2", "_decays", "_scale")
+        skip = ("optimizer", "net", "family", "_params", "_hidden_weights", "_output_weights",
+                "_b2", "_decays", "_scale")  # fmt: skip
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_averages"] = list(self._averages)
         return state
