@@ -9,6 +9,7 @@ schedulefree and prodigyopt. Its modules:
 - :mod:`~mlrsnet.lab.hypergradient`: SGD-HD, RTHO and L4 (baselines from their papers);
 - :mod:`~mlrsnet.lab.tasks`: data, splits, label noise, augmentation, models, the task table;
 - :mod:`~mlrsnet.lab.rundir`: the run-directory format (files, checkpoint, summary);
+- :mod:`~mlrsnet.lab.probing`: the library's learning-rate probe on a lab task;
 - :mod:`~mlrsnet.lab.runner`: resumable training and meta-training runs;
 - :mod:`~mlrsnet.lab.report`: tables and plots from run directories;
 - :mod:`~mlrsnet.lab.demo` and :mod:`~mlrsnet.lab.cli`: the ``mlrsnet`` command.

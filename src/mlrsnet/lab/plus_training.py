@@ -40,7 +40,8 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
-from mlrsnet.lab.benchmark.execute import _data_dir, probe_task, start_ray, training_batches
+from mlrsnet.lab.benchmark.execute import _data_dir, start_ray
+from mlrsnet.lab.probing import probe_task, training_batches
 
 __all__ = [
     "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,16 +35,16 @@ from mlrsnet.lab.benchmark.plan import (
     estimated_seconds,
     fitted_wsd,
     plan,
-    probe_range,
     split_variant,
     tuned_run,
     uses_probe,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import Target
+from mlrsnet.lab.probing import probe_task
 
 __all__ = [
-    "CURVE_POINTS", "Records", "execute", "probe_task", "run_probe", "run_training",
-    "start_ray", "training_batches", "tuned_factor",
+    "CURVE_POINTS", "Records", "execute", "run_probe", "run_training", "start_ray",
+    "tuned_factor",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -116,49 +116,6 @@ def _task(target: Target, seed: int, data_dir: str | None) -> Any:
     return tasks.get(target.task, data_dir=_data_dir(target.task, data_dir), seed=seed,
                      train_fraction=target.train_fraction, noise=target.noise,
                      noise_rate=target.noise_rate)  # fmt: skip
-
-
-def training_batches(task: Any, seed: int) -> Iterator[tuple[int, Any, Any]]:
-    """Endless ``(epoch, inputs, targets)`` of a task's training loader, epoch after epoch."""
-    epoch = 0
-    while True:
-        for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, seed=seed):
-            yield epoch, inputs, targets
-        epoch += 1
-
-
-def probe_task(task: Any, model: torch.nn.Module, optimizer: str, seed: int) -> Any:
-    """The library's probe (:func:`mlrsnet.probe.lr_range_test`) on a task's model.
-
-    The benchmark's *probe* tier and MLR-SNet+ meta-training share it: the task's optimizer
-    (SGD with the task's momentum and weight decay, or AdamW with its weight decay), the range
-    of :func:`~mlrsnet.lab.benchmark.plan.probe_range`, the first training batches of
-    ``seed`` (a language model's state carried within an epoch) and the task's clipping.
-    The model is left as it was.
-    """
-    from mlrsnet.lab.tasks.types import call_model
-    from mlrsnet.probe import lr_range_test
-
-    if optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=1.0, weight_decay=task.weight_decay
-        )
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
-                              weight_decay=task.weight_decay)  # fmt: skip
-    batches = training_batches(task, seed)
-    state: dict[str, Any] = {"epoch": 0, "carry": None}
-
-    def next_loss() -> torch.Tensor:
-        epoch, inputs, targets = next(batches)
-        if epoch != state["epoch"]:
-            state["epoch"], state["carry"] = epoch, None
-        outputs = call_model(model, task.model_inputs(inputs, state["carry"]))
-        state["carry"] = task.next_carry(outputs)
-        return task.loss_fn(outputs, targets)
-
-    return lr_range_test(model, opt, next_loss, grad_clip=task.grad_clip,
-                         **probe_range(optimizer))  # fmt: skip
 
 
 def run_probe(target: Target, spec: ProbeSpec, *, data_dir: str | None = None) -> dict[str, Any]:

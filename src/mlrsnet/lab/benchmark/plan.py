@@ -41,7 +41,7 @@ from mlrsnet.lab.benchmark.tasksets import Target
 __all__ = [
     "EVAL_SEEDS", "FITTED_WSD_FILE", "GRID", "LEARNED", "PLUS", "PLUS_VARIANTS", "SHAPES",
     "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd",
-    "learned_methods", "plan", "probe_range", "split_variant", "tuned_run", "uses_probe",
+    "learned_methods", "plan", "split_variant", "tuned_run", "uses_probe",
 ]  # fmt: skip
 
 #: The seeds every reported cell runs on (paired across methods: same data order and init).
@@ -190,18 +190,6 @@ def tuned_run(target: Target, method: str, factor: float, seed: int) -> RunSpec:
 
 def _grid_lr(target: Target, factor: float) -> float:
     return float(f"{target.lr * factor:.4g}")
-
-
-def probe_range(optimizer: str) -> dict[str, float]:
-    """The range the probe sweeps for an optimizer (7 decades for SGD, 6 for AdamW).
-
-    Example:
-        >>> probe_range("adamw")
-        {'lr_min': 1e-06, 'lr_max': 1.0}
-    """
-    if optimizer == "adamw":
-        return {"lr_min": 1e-6, "lr_max": 1.0}
-    return {"lr_min": 1e-5, "lr_max": 100.0}
 
 
 def plan(
