@@ -44,37 +44,59 @@ def probe_range(optimizer: str) -> dict[str, float]:
     return {"lr_min": 1e-5, "lr_max": 100.0}
 
 
-def training_batches(task: Any, seed: int) -> Iterator[tuple[int, Any, Any]]:
+def training_batches(
+    task: Any,
+    seed: int,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[int, Any, Any]]:
     """Endless ``(epoch, inputs, targets)`` of a task's training loader, epoch after epoch.
 
     Args:
         task: A lab task (:func:`mlrsnet.lab.tasks.get`).
         seed: The loader's seed (data order and augmentation).
+        batch_size: Batch size (default: the task's).
+        device: Where the batches live.
 
     Yields:
         ``(epoch, inputs, targets)``, the epoch counted from 0.
     """
+    batch_size = batch_size or task.batch_size
     epoch = 0
     while True:
-        for inputs, targets in task.train_loader(task.batch_size, epoch=epoch, seed=seed):
+        for inputs, targets in task.train_loader(batch_size, epoch=epoch, seed=seed, device=device):
             yield epoch, inputs, targets
         epoch += 1
 
 
-def probe_task(task: Any, model: torch.nn.Module, optimizer: str, seed: int) -> Any:
+def probe_task(
+    task: Any,
+    model: torch.nn.Module,
+    optimizer: str,
+    seed: int,
+    *,
+    batch_size: int | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+) -> Any:
     """The library's probe (:func:`mlrsnet.probe.lr_range_test`) on a task's model.
 
-    The probe trains ``model`` with the task's optimizer settings (SGD with the task's momentum
-    and weight decay, or AdamW with its weight decay) over the range of :func:`probe_range`,
-    on the first training batches of ``seed`` (a language model's state carried within an
-    epoch), with the task's gradient clipping. The model and the random number generators are
-    left as they were.
+    The probe trains ``model`` with the optimizer (SGD with momentum and coupled weight decay,
+    or AdamW with decoupled weight decay) over the range of :func:`probe_range`, on the first
+    training batches of ``seed`` (a language model's state carried within an epoch, the
+    batches on the model's device), with the task's gradient clipping. The model and the
+    random number generators are left as they were. The settings default to the task's, so
+    a run that overrides them probes the optimizer it trains with.
 
     Args:
         task: A lab task (:func:`mlrsnet.lab.tasks.get`).
         model: The task's model, on the device it trains on.
         optimizer: ``"sgd"`` or ``"adamw"`` (anything else is taken as SGD).
         seed: The training loader's seed.
+        batch_size: Batch size (default: the task's).
+        momentum: SGD momentum (default: the task's; AdamW ignores it).
+        weight_decay: Weight decay (default: the task's).
 
     Returns:
         The :class:`~mlrsnet.probe.ProbeResult`: ``lr`` is the suggested base rate, ``steps``
@@ -83,14 +105,17 @@ def probe_task(task: Any, model: torch.nn.Module, optimizer: str, seed: int) -> 
     from mlrsnet.lab.tasks.types import call_model
     from mlrsnet.probe import lr_range_test
 
+    momentum = task.momentum if momentum is None else momentum
+    weight_decay = task.weight_decay if weight_decay is None else weight_decay
     if optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=1.0, weight_decay=task.weight_decay
+            model.parameters(), lr=1.0, weight_decay=weight_decay
         )
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=task.momentum,
-                              weight_decay=task.weight_decay)  # fmt: skip
-    batches = training_batches(task, seed)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=momentum,
+                              weight_decay=weight_decay)  # fmt: skip
+    device = next(model.parameters()).device
+    batches = training_batches(task, seed, batch_size=batch_size, device=device)
     state: dict[str, Any] = {"epoch": 0, "carry": None}
 
     def next_loss() -> torch.Tensor:
