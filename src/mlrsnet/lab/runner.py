@@ -11,6 +11,11 @@ Started again with the same configuration, a run resumes from its last checkpoin
 with exactly the metrics and learning-rate trace of an uninterrupted run: data order and
 augmentation depend only on (seed, epoch, batch), the RNG state is checkpointed, and the logs
 are cut back to what the checkpoint had seen.
+
+With ``lr="probe"`` a fresh run first finds its base rate with the library's range test on
+its own model (:func:`mlrsnet.lab.probing.probe_task`, which leaves the model and the RNG as
+they were); the rate, the probe's steps and seconds go into the checkpoint and the summary,
+and a resumed run takes the rate from its checkpoint without probing again.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torch import Tensor, nn
 
 from mlrsnet import checks, hub
 from mlrsnet.functional import paper_gamma, stage_gamma
-from mlrsnet.lab import baselines, metrics
+from mlrsnet.lab import baselines, metrics, probing
 from mlrsnet.lab import tasks as task_registry
 from mlrsnet.lab.meta_training import MetaTraining
 from mlrsnet.lab.protocol import StepResult, TrainingMethod
@@ -39,7 +44,7 @@ from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
 from mlrsnet.scheduler import MLRSNetLR
 
-__all__ = ["RunConfig", "run", "resolve_device"]
+__all__ = ["PROBE", "PROBED_OPTIMIZERS", "RunConfig", "run", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,15 @@ logger = logging.getLogger(__name__)
 PAPER_META_INTERVAL_EPOCHS = 300 / 383
 #: The largest learning rate or weight decay a run takes: the largest float32.
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+#: The ``lr`` that asks for the library's range test (:mod:`mlrsnet.lab.probing`).
+PROBE = "probe"
+#: What ``lr="probe"`` probes for a baseline without an ``optimizer`` option: the optimizer
+#: it trains with, for those whose ``lr`` is a base rate of SGD or AdamW. A baseline with
+#: the option (``cosine``, ``linear``, ``wsd``, ``onecycle``, ``mlrsnet-plus``) probes the
+#: option's optimizer, the task's by default. The others' rate is not one the probe measures
+#: (Adam with coupled decay, L4's fraction, Schedule-Free's and Prodigy's rates).
+PROBED_OPTIMIZERS = {"fixed": "sgd", "multistep": "sgd", "exponential": "sgd", "sgdr": "sgd",
+                     "plateau": "sgd", "hd": "sgd", "rtho": "sgd", "adamw": "adamw"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -59,8 +73,10 @@ class RunConfig:
         schedule: For ``train``: a name from :func:`mlrsnet.lab.baselines.names`, or
             ``mlrsnet:NAME_OR_PATH`` for a shipped or saved schedule network.
         epochs, batch_size: Training length and batch size.
-        lr: Base learning rate; for MLR-SNet the scale ``γ`` (default: the
-            paper's rule from the initial training loss).
+        lr: Base learning rate, or ``"probe"`` (:data:`PROBE`) for a baseline schedule:
+            the library's range test on the run's model picks it before training
+            (:func:`mlrsnet.lab.probing.probe_task`). For MLR-SNet the scale ``γ`` (default:
+            the paper's rule from the initial training loss), which the probe does not give.
         momentum, weight_decay: SGD settings (MLR-SNet defaults to momentum 0,
             as in the authors' scripts; baselines to the task's momentum).
         seed: Seed of the model, data order, augmentation and meta split.
@@ -88,7 +104,7 @@ class RunConfig:
     schedule: str = "fixed"
     epochs: int | None = None
     batch_size: int | None = None
-    lr: float | None = None
+    lr: float | str | None = None
     momentum: float | None = None
     weight_decay: float | None = None
     seed: int = 0
@@ -130,6 +146,8 @@ class RunConfig:
                 )
             if base in ("mlrsnet", "mlrsnet-plus") and ":" not in self.schedule:
                 raise ValueError(f"schedule {base!r} needs a network: {base}:PATH")
+        if isinstance(self.lr, str):
+            _check_probe(self, kind)
         for name in ("epochs", "batch_size", "meta_interval"):
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name))
@@ -143,8 +161,9 @@ class RunConfig:
             "weight_decay": dict(low=0.0, high=FLOAT32_MAX),
         }
         for name, interval in optional_numbers.items():
-            if getattr(self, name) is not None:
-                checks.number(name, getattr(self, name), **interval)
+            value = getattr(self, name)
+            if value is not None and not (name == "lr" and value == PROBE):
+                checks.number(name, value, **interval)
         checks.number("train_fraction", self.train_fraction, 0.0, 1.0, low_open=True)
         checks.number("noise_rate", self.noise_rate, 0.0, 1.0)
         checks.number("meta_lr", self.meta_lr, 0.0, FLOAT32_MAX, low_open=True)
@@ -165,6 +184,45 @@ class RunConfig:
             if self.epochs is not None and self.save_epochs[-1] > self.epochs:
                 raise ValueError(f"save_epochs {self.save_epochs} go past epochs={self.epochs}")
         resolve_device(self.device)
+
+
+def _check_probe(config: RunConfig, kind: str) -> None:
+    """Refuse a string ``lr`` other than ``"probe"``, and ``"probe"`` where it has no meaning.
+
+    Raises:
+        ValueError: Naming the problem.
+    """
+    if config.lr != PROBE:
+        raise ValueError(f"lr must be a number or {PROBE!r} (the library's range test), "
+                         f"got {config.lr!r}")  # fmt: skip
+    if kind == "meta-train":
+        raise ValueError(
+            f"lr={PROBE!r} is for training with a baseline schedule; the lr of meta-training is "
+            "the scale gamma of the network it learns: give a number, or none for the paper's rule"
+        )
+    base = config.schedule.split(":", 1)[0]
+    if base == "mlrsnet":
+        raise ValueError(
+            f"lr={PROBE!r} does not apply to {config.schedule}: the lr of a faithful MLR-SNet "
+            "is its scale gamma; give a number, or none for the paper's rule"
+        )
+    probed = _probed_schedules()
+    if base not in probed:
+        raise ValueError(
+            f"lr={PROBE!r} needs a schedule whose lr is a base rate of SGD or AdamW; that of "
+            f"{base!r} is not one the probe measures (give a number; probed: {', '.join(probed)})"
+        )
+
+
+def _probed_schedules() -> list[str]:
+    """The baselines ``lr="probe"`` applies to, in :func:`baselines.names` order: those of
+    :data:`PROBED_OPTIMIZERS` and those with an ``optimizer`` option but the faithful MLR-SNet.
+    """
+    return [
+        name for name in baselines.names()
+        if name in PROBED_OPTIMIZERS
+        or (name != "mlrsnet" and "optimizer" in baselines.default_options(name))
+    ]  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -345,6 +403,7 @@ class RunState:
     val_selected_test_metric: float | None = None
     nonfinite_steps: int = 0
     gamma: float | None = None
+    probe: dict[str, Any] | None = None  # lr="probe": the probe's lr, steps and seconds
 
     def add_step(self, loss: float, result: StepResult) -> None:
         self.global_step += 1
@@ -395,10 +454,55 @@ def _gamma(config: RunConfig, s: Settings, task: Task, model: nn.Module,
     return gamma
 
 
+def _probe_optimizer(config: RunConfig, task: Task) -> str:
+    """The optimizer the schedule trains with, which ``lr="probe"`` probes: the schedule's
+    ``optimizer`` option (the task's optimizer by default, as :func:`_build_method` sets it),
+    else the one of :data:`PROBED_OPTIMIZERS`."""
+    name = config.schedule.split(":", 1)[0]
+    if "optimizer" not in baselines.default_options(name):
+        return PROBED_OPTIMIZERS[name]
+    optimizer = config.options.get("optimizer", task.optimizer)
+    checks.require(optimizer in baselines.SHAPE_OPTIMIZERS, "optimizer", optimizer,
+                   f"one of {baselines.SHAPE_OPTIMIZERS}")  # fmt: skip
+    return optimizer
+
+
+def _probe(config: RunConfig, s: Settings, task: Task, model: nn.Module) -> dict[str, Any]:
+    """The library's range test on the run's model, with the optimizer, batch size, momentum
+    and weight decay the run trains with and the run's seed; the model and RNG are left as
+    they were. Returns ``{"lr", "steps", "seconds"}``."""
+    optimizer = _probe_optimizer(config, task)
+    started = time.perf_counter()
+    result = probing.probe_task(task, model, optimizer, config.seed, batch_size=s.batch_size,
+                                momentum=s.momentum, weight_decay=s.weight_decay)  # fmt: skip
+    seconds = time.perf_counter() - started
+    logger.info("probe (%s): base rate %.4g after %d steps (%.1f s)", optimizer, result.lr,
+                result.steps, seconds)  # fmt: skip
+    return {"lr": float(result.lr), "steps": int(result.steps), "seconds": seconds}
+
+
+def _checked_probe(probe: Any, path: Any) -> dict[str, Any]:
+    """The probe a checkpoint of an ``lr="probe"`` run recorded: a rate above 0, its steps and
+    seconds (else a ValueError)."""
+    ok = (
+        isinstance(probe, dict)
+        and checks.is_real(probe.get("lr")) and probe["lr"] > 0
+        and checks.is_int(probe.get("steps")) and probe["steps"] >= 0
+        and checks.is_real(probe.get("seconds")) and probe["seconds"] >= 0
+    )  # fmt: skip
+    if not ok:
+        raise ValueError(f"{path}: records no probe rate, steps and seconds for this lr='probe' "
+                         f"run (found {probe!r}); remove it to start the run afresh")  # fmt: skip
+    return probe
+
+
 def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
-                  gamma: float | None, device: torch.device,
+                  gamma: float | None, lr: float | None, device: torch.device,
                   on_snapshot: Callable[[dict[str, MLRSNet], int], None]) -> TrainingMethod:  # fmt: skip
-    """The method the run trains with: a baseline, a transferred network, or meta-training."""
+    """The method the run trains with: a baseline, a transferred network, or meta-training.
+
+    ``lr`` is the base rate (``config.lr``, or the probe's); ``gamma`` a network's scale.
+    """
     loss_scale = _loss_scale(task)
     if s.kind == "meta-train":
         with torch.random.fork_rng(devices=[]):
@@ -414,7 +518,7 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
                               grad_clip=task.grad_clip)  # fmt: skip
         return MetaTraining(trainer, save_epochs=s.save_epochs, on_snapshot=on_snapshot)
 
-    options, name, lr = dict(config.options), config.schedule, config.lr
+    options, name = dict(config.options), config.schedule
     if name.startswith("mlrsnet-plus:"):
         name, options["network"] = name.split(":", 1)
     if s.learned:
@@ -539,8 +643,15 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     state = RunState()
     if checkpoint is None:
         state.gamma = _gamma(config, s, task, model, device)
+        if config.lr == PROBE:
+            state.probe = _probe(config, s, task, model)
     else:
         state = _restore(lambda: RunState.from_state_dict(checkpoint["state"], device), run_dir)
+        if config.lr == PROBE:
+            _checked_probe(state.probe, run_dir.path / CHECKPOINT_FILE)
+            logger.info("probe: base rate %.4g from the checkpoint", state.probe["lr"])
+    probed = state.probe if config.lr == PROBE else None
+    lr = probed["lr"] if probed is not None else config.lr
     summary_base = {
         "task": config.task, "schedule": fingerprint["schedule"],
         "label": config.label or fingerprint["schedule"], "kind": kind, "seed": config.seed,
@@ -554,6 +665,9 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
         "meta_interval": s.meta_interval if kind == "meta-train" else None,
         "versions": versions(), "command": config.command, "device": str(device),
     }  # fmt: skip
+    if probed is not None:  # the rate it found and its cost (not in wall_seconds)
+        summary_base.update(probe_lr=probed["lr"], probe_steps=probed["steps"],
+                            probe_seconds=probed["seconds"])  # fmt: skip
 
     def save_snapshots(snapshots: dict[str, MLRSNet], epoch: int) -> None:
         run_dir.save_schedule(snapshots, len(s.save_epochs), {
@@ -561,7 +675,7 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
             "metrics": {"final_test_metric": state.test_metric, "best_test_metric": state.best_metric},
         })  # fmt: skip
 
-    method = _build_method(config, s, task, model, state.gamma, device, save_snapshots)
+    method = _build_method(config, s, task, model, state.gamma, lr, device, save_snapshots)
     if checkpoint is not None:
 
         def restore() -> None:
