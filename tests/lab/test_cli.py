@@ -110,6 +110,25 @@ def test_help_on_every_subcommand(command, capsys):
             "bogus",
         ),
         (["meta-train", "--task", "digits-mlp", "--save-epochs", "a,b", "--out", "X"], "epochs"),
+        (
+            ["train", "--task", "digits-mlp", "--schedule", "fixed", "--lr", "fast", "--out", "X"],
+            "expected a number or 'probe', got 'fast'",
+        ),
+        (["meta-train", "--task", "digits-mlp", "--lr", "probe", "--out", "X"], "meta-training"),
+        (
+            [
+                "train",
+                "--task",
+                "digits-mlp",
+                "--schedule",
+                "mlrsnet:ptb-lstm",
+                "--lr",
+                "probe",
+                "--out",
+                "X",
+            ],
+            "faithful MLR-SNet is its scale gamma",
+        ),
         (["train", "--config", "/no/such.toml"], "config file not found"),
         (["compare", "/no/such/dir"], "no/such"),
     ],
@@ -151,6 +170,24 @@ def test_toml_config_with_flags_overriding(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('task = "digits-mlp"\nepoch = 3\n')
     assert main(["train", "--config", str(bad)]) == 2
+
+
+def test_lr_probe_from_a_flag_or_a_config_file(tmp_path, capsys):
+    argv = ["train", "--task", "digits-mlp", "--schedule", "cosine", "--epochs", "1",
+            "--batch-size", "256", "--seed", "2"]  # fmt: skip
+    assert main([*argv, "--lr", "probe", "--out", str(tmp_path / "flag")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = json.loads((tmp_path / "flag" / "summary.json").read_text())
+    assert summary["lr"] == "probe" and summary["probe_lr"] > 0 and summary["probe_steps"] > 0
+    probe_line = f"probe: base rate {summary['probe_lr']:.4g} after {summary['probe_steps']} steps"
+    assert lines[-2].startswith(probe_line)
+    assert lines[-1].startswith("done:")
+    config = tmp_path / "run.toml"
+    config.write_text('lr = "probe"\n')
+    assert main([*argv, "--config", str(config), "--out", str(tmp_path / "toml"), "--quiet"]) == 0
+    from_file = json.loads((tmp_path / "toml" / "summary.json").read_text())
+    assert from_file["probe_lr"] == summary["probe_lr"]  # same model, seed and batch size
+    assert (tmp_path / "toml" / "lr.csv").read_text() == (tmp_path / "flag" / "lr.csv").read_text()
 
 
 def test_compare_writes_table_and_plots(tmp_path, capsys):
@@ -280,7 +317,8 @@ def test_a_run_failing_at_start_leaves_no_empty_folder(tmp_path, capsys):
         ("momentum = nan", ["--verbose"], "momentum: expected a finite number, got 'nan'"),
         ("lr = 1e999", [], "lr: expected a finite number"),
         ("epochs = true", [], "epochs: expected a positive integer, got 'true'"),
-        ("lr = true", [], "lr: expected a number, got 'true'"),
+        ("lr = true", [], "lr: expected a number or 'probe', got 'true'"),
+        ('lr = "fast"', [], "lr: expected a number or 'probe', got 'fast'"),
         ("epochs = 0", [], "epochs: expected a positive integer, got '0'"),
         ("seed = -1", [], "seed: expected a non-negative integer"),
         ("train-fraction = [0.5]", [], "train-fraction: expected a single value"),

@@ -62,6 +62,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: The ``--lr`` that asks for the library's range test: :data:`mlrsnet.lab.runner.PROBE`
+#: (not imported: the parser imports nothing heavy).
+_PROBE = "probe"
+
+
+def _learning_rate(text: str) -> float | str:
+    """A finite number, or ``"probe"``."""
+    if text == _PROBE:
+        return text
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number or {_PROBE!r}, got {text!r}") from None
+    return _finite_float(text)
+
+
 def _epoch_list(text: Any) -> list[int]:
     if isinstance(text, list):
         items = text
@@ -101,8 +117,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, help="batch size (default: the task's)")
     p.add_argument(
         "--lr",
-        type=_finite_float,
-        help="learning rate; for MLR-SNet the scale gamma (default: paper rule)",
+        type=_learning_rate,
+        help=(
+            "learning rate, or 'probe' for the library's range test on the run's model before "
+            "training (baseline schedules); for MLR-SNet the scale gamma (default: paper rule)"
+        ),
     )
     p.add_argument("--momentum", type=_finite_float, help="SGD momentum")
     p.add_argument("--weight-decay", type=_finite_float, help="weight decay")
@@ -510,6 +529,7 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
         progress.close()
     if not summary.get("completed"):
         if not args.quiet:
+            _print_probe(summary)
             done = f"after {args.stop_after_steps} steps" if args.stop_after_steps else "early"
             print(f"stopped {done}; run the same command again to continue ({config.out})")
         return 0
@@ -524,12 +544,20 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
                   f"{summary.get('steps')} steps), nothing to train; final test "
                   f"{summary['metric']} {shown} (best {best_shown})")  # fmt: skip
             return 0
+        _print_probe(summary)
         print(f"done: final test {summary['metric']} {shown} (best {best_shown}); "
               f"results in {config.out}")  # fmt: skip
         if kind == "meta-train" and summary.get("schedule_file"):
             print(f"schedule network: {Path(config.out) / 'schedule.safetensors'} "
                   f"(use --schedule mlrsnet:{Path(config.out) / 'schedule.safetensors'})")  # fmt: skip
     return 0
+
+
+def _print_probe(summary: dict[str, Any]) -> None:
+    """The base rate an ``--lr probe`` run found, and what the probe cost."""
+    if summary.get("probe_lr") is not None:
+        print(f"probe: base rate {summary['probe_lr']:.4g} after {summary['probe_steps']} steps "
+              f"({summary['probe_seconds']:.1f} s, besides the run's own time)")  # fmt: skip
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
