@@ -2,9 +2,9 @@
 
 One place for how the lab finds a base learning rate with zero tuning: the range swept per
 optimizer (:func:`probe_range`), the batches the probe trains on (:func:`training_batches`)
-and the probe of a task's model (:func:`probe_task`). The benchmark's *probe* tier and
-MLR-SNet+ meta-training both use it, so they find the same rate for the same model,
-optimizer and seed.
+and the probe of a task's model (:func:`probe_task`). The benchmark's *probe* tier, MLR-SNet+
+meta-training and ``mlrsnet train --lr probe`` (:mod:`mlrsnet.lab.runner`) all use it, so
+they find the same rate for the same model, optimizer settings and seed.
 
 Example:
     >>> from mlrsnet.lab import tasks
