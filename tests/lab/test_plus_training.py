@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mlrsnet import plus
 from mlrsnet.lab import plus_training
@@ -126,7 +127,8 @@ def test_a_folder_goes_on_to_more_iterations_and_never_back(tmp_path):
     first = plus_training.flat_params(plus.load(plus_training.meta_train(config, workers=1))[0])
     again = plus.load(plus_training.meta_train(config, workers=1))  # where it stands: no training
     assert np.array_equal(plus_training.flat_params(again[0]), first)
-    assert again[1]["iterations"] == 1
+    assert again[1]["iterations"] == 1 and again[1]["versions"]["torch"] == torch.__version__
+    assert 0 < again[1]["iteration_seconds"] < 600  # the history's iteration (no monitor)
     longer = ESConfig(**{**config.__dict__, "iterations": 2})
     net, manifest = plus.load(plus_training.meta_train(longer, workers=1))
     assert manifest["iterations"] == 2 and not np.array_equal(plus_training.flat_params(net), first)

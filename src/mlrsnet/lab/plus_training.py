@@ -42,6 +42,7 @@ from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
 from mlrsnet.lab.benchmark.execute import _data_dir, start_ray
 from mlrsnet.lab.probing import probe_task, training_batches
+from mlrsnet.lab.rundir import versions
 
 __all__ = [
     "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
@@ -405,7 +406,9 @@ def meta_train(
         if on_iteration is not None:
             on_iteration(record)
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
-                "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING"}  # fmt: skip
+                "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING",
+                "iteration_seconds": _iteration_seconds(out / "history.jsonl"),
+                "versions": versions()}  # fmt: skip
     if config.family == "wsd":
         path = out / "wsd.json"
         options = {family: wsd_options(theta, family) for family in plus.OPTIMIZER_FAMILIES}
@@ -450,6 +453,12 @@ class _Monitor:
         ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
         return {"monitor_log_ratio": float(np.mean(ratios)),
                 "monitor_wins": int(sum(r < 0 for r in ratios))}  # fmt: skip
+
+
+def _iteration_seconds(path: Path) -> float:
+    """The wall time of the ES iterations in ``path`` (the monitor's scoring not counted)."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return sum(json.loads(line).get("seconds", 0.0) for line in lines)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
