@@ -1,7 +1,7 @@
 """The core library works without the lab: run in a venv where only `pip install .` ran.
 
 Imports mlrsnet, builds MLRSNetLR and MetaTrainer and takes a meta step, loads every shipped
-network, and checks that no lab dependency is installed and no lab module was imported.
+network (the faithful ones and MLR-SNet+'s) and steps a scheduler with each MLR-SNet+ one, and checks that no lab dependency is installed and no lab module was imported.
 """
 
 import importlib
@@ -31,6 +31,16 @@ assert "meta_loss" in stats and trainer.num_meta_steps == 1, stats
 for name in mlrsnet.pretrained_names():
     bundle = mlrsnet.pretrained(name)
     assert bundle.nets and bundle.manifest["source_task"], name
+
+from mlrsnet import plus  # noqa: E402
+
+assert plus.pretrained_names(), "no MLR-SNet+ network in the installed package"
+for name in plus.pretrained_names():  # each loads and drives a scheduler
+    plus_net, plus_manifest = plus.pretrained(name)
+    assert plus_manifest["command"].startswith("python tools/meta_train_plus.py"), name
+    plus_scheduler = plus.MLRSNetPlusLR(optimizer, plus_net, total_steps=10)
+    plus_scheduler.step(1.0)
+    assert 0 < optimizer.param_groups[0]["lr"] < float("inf"), name
 
 lab = sorted(m for m in sys.modules if m.startswith("mlrsnet.lab"))
 assert not lab, f"the core imported lab modules: {lab}"

@@ -57,7 +57,7 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
-PLUS: tuple[str, ...] = ()
+PLUS: tuple[str, ...] = ("v1",)
 #: How each MLR-SNet+ network runs: as shipped, with its loss inputs held at 0, at the user's rate.
 PLUS_VARIANTS: tuple[str, ...] = ("", "~progress-only", "~user-lr")
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``).
