@@ -598,9 +598,10 @@ class MLRSNetPlusLR(LRScheduler):
             logger.warning("MLRSNetPlusLR: non-finite loss %r skipped; the rate is kept", loss)
             return
         count = self._count = self._count + 1
-        averages = self._averages
-        for i, d in enumerate(self._decays):
-            averages[i] = d * averages[i] + (1.0 - d) * loss
+        averages, corrected = self._averages, []
+        for i, d in enumerate(self._decays):  # the averages and their bias corrections
+            average = averages[i] = d * averages[i] + (1.0 - d) * loss
+            corrected.append(average / (1.0 - d**count))
         minimum = self._minimum = min(self._minimum, loss)
         if count == 1:
             self._initial = loss
@@ -608,8 +609,6 @@ class MLRSNetPlusLR(LRScheduler):
         if self.progress_only:
             x += _NO_LOSS_INPUTS
         else:
-            decays = self._decays
-            corrected = [averages[i] / (1.0 - decays[i] ** count) for i in range(len(decays))]
             x += _loss_inputs(corrected, minimum, self._initial)
         x.append(1.0)
         o = float(np.dot(self._output_weights, np.tanh(np.dot(self._hidden_weights, x)))) + self._b2
@@ -667,4 +666,4 @@ def _is_finite(value: Any) -> bool:
 
 def _as_float(loss: Tensor | float, where: str) -> float:
     _check_loss(loss, where, "MLRSNetPlusLR")
-    return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+    return loss.item() if isinstance(loss, Tensor) else float(loss)
