@@ -209,7 +209,10 @@ def test_lists(capsys):
     assert main(["tasks"]) == 0
     assert "digits-mlp" in capsys.readouterr().out
     assert main(["schedules"]) == 0
-    assert "cosine" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert "cosine" in lines[0] and "mlrsnet-plus" not in lines[0]
+    assert lines[1].startswith("mlrsnet networks (--schedule mlrsnet:NAME): fmnist-resnet")
+    assert lines[2] == "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1"
 
 
 def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):

@@ -615,15 +615,15 @@ def _looked_in(datasets: Any, dataset: str, data_dir: str | None) -> str:
 
 
 def _cmd_schedules() -> int:
-    from mlrsnet import hub
+    from mlrsnet import hub, plus
     from mlrsnet.lab import baselines
 
-    print("baselines:", ", ".join(n for n in baselines.names() if n != "mlrsnet"))
-    shipped = hub.pretrained_names()
-    print(
-        "schedule networks (--schedule mlrsnet:NAME):",
-        ", ".join(shipped) if shipped else "none shipped",
-    )
+    names = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
+    print("baselines:", ", ".join(names))
+    for kind, shipped in (("mlrsnet", hub.pretrained_names()),
+                          ("mlrsnet-plus", plus.pretrained_names())):  # fmt: skip
+        print(f"{kind} networks (--schedule {kind}:NAME):",
+              ", ".join(shipped) if shipped else "none shipped")  # fmt: skip
     return 0
 
 
