@@ -1,7 +1,8 @@
 """The core library works without the lab: run in a venv where only `pip install .` ran.
 
 Imports mlrsnet, builds MLRSNetLR and MetaTrainer and takes a meta step, loads every shipped
-network (the faithful ones and MLR-SNet+'s) and steps a scheduler with each MLR-SNet+ one, and checks that no lab dependency is installed and no lab module was imported.
+network (the faithful ones and MLR-SNet+'s, stepping a scheduler with each MLR-SNet+ one), and
+checks that no lab dependency is installed and no lab module was imported.
 """
 
 import importlib
