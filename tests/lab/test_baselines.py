@@ -720,3 +720,14 @@ def test_mlrsnet_plus_takes_a_shipped_name_or_a_path(tmp_path, monkeypatch):
     assert runs[0] == runs[1] == runs[2] == runs[3]
     with pytest.raises(ValueError, match=r"shipped MLR-SNet\+ network \(v1\)"):
         _build("mlrsnet-plus", _model().parameters(), network="v2", lr=0.1)
+
+
+def test_base_rate_optimizer_names_what_a_probe_can_give():
+    """The optimizer whose base rate ``lr`` is (what ``--lr probe`` probes), or None."""
+    got = {name: baselines.base_rate_optimizer(name) for name in baselines.names()}
+    not_a_base_rate = {"adam", "l4", "schedulefree-sgd", "schedulefree-adamw", "prodigy", "mlrsnet"}
+    assert {name for name, optimizer in got.items() if optimizer is None} == not_a_base_rate
+    assert got["adamw"] == "adamw" and got["sgdr"] == "sgd" and got["cosine"] == "sgd"
+    for name in ("cosine", "linear", "wsd", "onecycle", "mlrsnet-plus"):  # the option decides
+        assert baselines.base_rate_optimizer(name, {"optimizer": "adamw"}) == "adamw"
+    assert baselines.base_rate_optimizer("sgdr", {"optimizer": "adamw"}) == "sgd"  # no option

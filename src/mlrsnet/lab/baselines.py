@@ -49,7 +49,7 @@ from mlrsnet.lab.protocol import MetaBatch, MetaLoss, StepResult, TrainingMethod
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Schedule", "build", "default_lr", "default_options", "names"]
+__all__ = ["Schedule", "base_rate_optimizer", "build", "default_lr", "default_options", "names"]
 
 
 class Schedule(TrainingMethod):
@@ -429,14 +429,16 @@ class _Spec:
     builder: Callable[..., Schedule]
     default_lr: float
     options: Mapping[str, Any]
+    rate_of: str | None = None  # the optimizer whose base rate ``lr`` is (see base_rate_optimizer)
 
 
 _REGISTRY: dict[str, _Spec] = {}
 
 
-def _register(name: str, default_lr: float, **options: Any) -> Callable:
+def _register(name: str, default_lr: float, *, rate_of: str | None = None,
+              **options: Any) -> Callable:  # fmt: skip
     def deco(fn: Callable[..., Schedule]) -> Callable[..., Schedule]:
-        _REGISTRY[name] = _Spec(fn, default_lr, dict(options))
+        _REGISTRY[name] = _Spec(fn, default_lr, dict(options), rate_of)
         return fn
 
     return deco
@@ -467,6 +469,27 @@ def default_lr(name: str) -> float:
         0.001
     """
     return _spec(name).default_lr
+
+
+def base_rate_optimizer(name: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """The optimizer whose base learning rate ``lr`` is for schedule ``name`` with ``options``:
+    its ``optimizer`` option where it has one (the option's default unless given), else the
+    one it trains with; ``None`` where ``lr`` is no such rate (Adam's coupled weight decay,
+    L4's fraction, Schedule-Free's and Prodigy's rates, the faithful MLR-SNet's scale γ).
+    A probe of that optimizer's rate (``mlrsnet train --lr probe``) can give it.
+
+    Example:
+        >>> base_rate_optimizer("cosine", {"optimizer": "adamw"}), base_rate_optimizer("sgdr")
+        ('adamw', 'sgd')
+        >>> base_rate_optimizer("prodigy") is None
+        True
+    """
+    spec = _spec(name)
+    if spec.rate_of is None:
+        return None
+    if "optimizer" in spec.options:
+        return (options or {}).get("optimizer", spec.options["optimizer"])
+    return spec.rate_of
 
 
 def default_options(name: str) -> dict[str, Any]:
@@ -603,13 +626,21 @@ def _fraction(name: str, value: Any, high: float = 1.0) -> float:
 
 
 # ------------------------------------------------------------ hand-designed
-@_register("fixed", 0.1, nesterov=False)
+@_register("fixed", 0.1, rate_of="sgd", nesterov=False)
 def _build_fixed(ctx: _Ctx, *, nesterov: bool) -> Schedule:
     r"""Constant learning rate, momentum SGD: :math:`\eta_t = \eta_0`."""
     return Schedule(ctx.name, _sgd(ctx, nesterov), **ctx.common())
 
 
-@_register("multistep", 0.1, milestones=(0.3, 0.6, 0.8), gamma=0.1, per_step=False, nesterov=False)
+@_register(
+    "multistep",
+    0.1,
+    rate_of="sgd",
+    milestones=(0.3, 0.6, 0.8),
+    gamma=0.1,
+    per_step=False,
+    nesterov=False,
+)
 def _build_multistep(
     ctx: _Ctx, *, milestones: Any, gamma: float, per_step: bool, nesterov: bool
 ) -> Schedule:
@@ -640,7 +671,7 @@ def _build_multistep(
     return Schedule(ctx.name, opt, sched, interval="step" if per_step else "epoch", **ctx.common())
 
 
-@_register("exponential", 0.1, gamma=None, final_factor=None, nesterov=False)
+@_register("exponential", 0.1, rate_of="sgd", gamma=None, final_factor=None, nesterov=False)
 def _build_exponential(
     ctx: _Ctx, *, gamma: float | None, final_factor: float | None, nesterov: bool
 ) -> Schedule:
@@ -668,7 +699,7 @@ def _build_exponential(
     return Schedule(ctx.name, opt, sched, interval="epoch", **ctx.common())
 
 
-@_register("cosine", 0.1, eta_min=0.0, nesterov=False, warmup=0.0, optimizer="sgd")
+@_register("cosine", 0.1, rate_of="sgd", eta_min=0.0, nesterov=False, warmup=0.0, optimizer="sgd")
 def _build_cosine(
     ctx: _Ctx, *, eta_min: float, nesterov: bool, warmup: float, optimizer: str
 ) -> Schedule:
@@ -695,7 +726,7 @@ def _build_cosine(
     return _lambda_schedule(ctx, opt, shape)
 
 
-@_register("linear", 0.1, warmup=0.0, optimizer="sgd", nesterov=False)
+@_register("linear", 0.1, rate_of="sgd", warmup=0.0, optimizer="sgd", nesterov=False)
 def _build_linear(ctx: _Ctx, *, warmup: float, optimizer: str, nesterov: bool) -> Schedule:
     r"""Linear decay to zero (optionally after a linear warmup): :func:`mlrsnet.shapes.linear_decay`.
 
@@ -708,7 +739,9 @@ def _build_linear(ctx: _Ctx, *, warmup: float, optimizer: str, nesterov: bool) -
     return _lambda_schedule(ctx, opt, lambda t, n: shapes.linear_decay(t, n, warmup=warmup))
 
 
-@_register("wsd", 0.1, warmup=0.0, cooldown=0.2, power=0.5, optimizer="sgd", nesterov=False)
+@_register(
+    "wsd", 0.1, rate_of="sgd", warmup=0.0, cooldown=0.2, power=0.5, optimizer="sgd", nesterov=False
+)
 def _build_wsd(
     ctx: _Ctx, *, warmup: float, cooldown: float, power: float, optimizer: str, nesterov: bool
 ) -> Schedule:
@@ -728,7 +761,7 @@ def _build_wsd(
     return _lambda_schedule(ctx, opt, lambda t, n: shapes.warmup_stable_decay(t, n, **kw))
 
 
-@_register("sgdr", 0.1, T_0=10, T_mult=2, eta_min=0.0)
+@_register("sgdr", 0.1, rate_of="sgd", T_0=10, T_mult=2, eta_min=0.0)
 def _build_sgdr(ctx: _Ctx, *, T_0: int, T_mult: int, eta_min: float) -> Schedule:
     r"""SGDR warm restarts (Loshchilov & Hutter, ICLR 2017; torch CosineAnnealingWarmRestarts).
 
@@ -750,6 +783,7 @@ def _build_sgdr(ctx: _Ctx, *, T_0: int, T_mult: int, eta_min: float) -> Schedule
 @_register(
     "onecycle",
     0.1,
+    rate_of="sgd",
     pct_start=0.3,
     anneal_strategy="cos",
     div_factor=25.0,
@@ -790,7 +824,9 @@ def _build_onecycle(ctx: _Ctx, *, optimizer: str, **kw: Any) -> Schedule:
     return Schedule(ctx.name, opt, sched, interval="step", **ctx.common())
 
 
-@_register("plateau", 0.1, factor=0.25, patience=0, threshold=1e-4, cooldown=0, min_lr=0.0)
+@_register(
+    "plateau", 0.1, rate_of="sgd", factor=0.25, patience=0, threshold=1e-4, cooldown=0, min_lr=0.0
+)
 def _build_plateau(
     ctx: _Ctx, *, factor: float, patience: int, threshold: float, cooldown: int, min_lr: float
 ) -> Schedule:
@@ -837,7 +873,7 @@ def _build_adam(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedu
     return Schedule(ctx.name, opt, **ctx.common())
 
 
-@_register("adamw", 1e-3, beta2=0.999, eps=1e-8, amsgrad=False)
+@_register("adamw", 1e-3, rate_of="adamw", beta2=0.999, eps=1e-8, amsgrad=False)
 def _build_adamw(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Schedule:
     """AdamW (Loshchilov & Hutter, ICLR 2019), fixed lr, decoupled weight decay."""
     boolean("amsgrad", amsgrad)
@@ -853,7 +889,7 @@ def _build_adamw(ctx: _Ctx, *, beta2: float, eps: float, amsgrad: bool) -> Sched
 
 
 # ------------------------------------------------------------ hypergradient / loss-based
-@_register("hd", 0.1, hyper_lr=1e-3, nesterov=False)
+@_register("hd", 0.1, rate_of="sgd", hyper_lr=1e-3, nesterov=False)
 def _build_hd(ctx: _Ctx, *, hyper_lr: float, nesterov: bool) -> Schedule:
     r"""SGD-HD / SGDN-HD (Baydin et al., ICLR 2018).
 
@@ -872,7 +908,7 @@ def _build_hd(ctx: _Ctx, *, hyper_lr: float, nesterov: bool) -> Schedule:
     return _AdaptiveLRSchedule(ctx.name, opt, **ctx.common())
 
 
-@_register("rtho", 0.1, hyper_lr=1e-4, hyper_interval=1)
+@_register("rtho", 0.1, rate_of="sgd", hyper_lr=1e-4, hyper_interval=1)
 def _build_rtho(ctx: _Ctx, *, hyper_lr: float, hyper_interval: int) -> Schedule:
     r"""RTHO (Franceschi et al., ICML 2017), see :class:`RTHOSGD`.
 
@@ -1080,7 +1116,15 @@ def _build_mlrsnet(
 
 
 # ------------------------------------------------------------------- MLR-SNet+
-@_register("mlrsnet-plus", 0.1, network=None, optimizer="sgd", nesterov=False, progress_only=False)
+@_register(
+    "mlrsnet-plus",
+    0.1,
+    rate_of="sgd",
+    network=None,
+    optimizer="sgd",
+    nesterov=False,
+    progress_only=False,
+)
 def _build_plus(
     ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool, progress_only: bool
 ) -> Schedule:

@@ -44,7 +44,7 @@ from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
 from mlrsnet.scheduler import MLRSNetLR
 
-__all__ = ["PROBE", "PROBED_OPTIMIZERS", "RunConfig", "run", "resolve_device"]
+__all__ = ["PROBE", "RunConfig", "run", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,6 @@ PAPER_META_INTERVAL_EPOCHS = 300 / 383
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 #: The ``lr`` that asks for the library's range test (:mod:`mlrsnet.lab.probing`).
 PROBE = "probe"
-#: What ``lr="probe"`` probes for a baseline without an ``optimizer`` option: the optimizer
-#: it trains with, for those whose ``lr`` is a base rate of SGD or AdamW. A baseline with
-#: the option (``cosine``, ``linear``, ``wsd``, ``onecycle``, ``mlrsnet-plus``) probes the
-#: option's optimizer, the task's by default. The others' rate is not one the probe measures
-#: (Adam with coupled decay, L4's fraction, Schedule-Free's and Prodigy's rates).
-PROBED_OPTIMIZERS = {"fixed": "sgd", "multistep": "sgd", "exponential": "sgd", "sgdr": "sgd",
-                     "plateau": "sgd", "hd": "sgd", "rtho": "sgd", "adamw": "adamw"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -206,23 +199,12 @@ def _check_probe(config: RunConfig, kind: str) -> None:
             f"lr={PROBE!r} does not apply to {config.schedule}: the lr of a faithful MLR-SNet "
             "is its scale gamma; give a number, or none for the paper's rule"
         )
-    probed = _probed_schedules()
-    if base not in probed:
+    if baselines.base_rate_optimizer(base) is None:
+        probed = [n for n in baselines.names() if baselines.base_rate_optimizer(n) is not None]
         raise ValueError(
             f"lr={PROBE!r} needs a schedule whose lr is a base rate of SGD or AdamW; that of "
             f"{base!r} is not one the probe measures (give a number; probed: {', '.join(probed)})"
         )
-
-
-def _probed_schedules() -> list[str]:
-    """The baselines ``lr="probe"`` applies to, in :func:`baselines.names` order: those of
-    :data:`PROBED_OPTIMIZERS` and those with an ``optimizer`` option but the faithful MLR-SNet.
-    """
-    return [
-        name for name in baselines.names()
-        if name in PROBED_OPTIMIZERS
-        or (name != "mlrsnet" and "optimizer" in baselines.default_options(name))
-    ]  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -455,13 +437,14 @@ def _gamma(config: RunConfig, s: Settings, task: Task, model: nn.Module,
 
 
 def _probe_optimizer(config: RunConfig, task: Task) -> str:
-    """The optimizer the schedule trains with, which ``lr="probe"`` probes: the schedule's
-    ``optimizer`` option (the task's optimizer by default, as :func:`_build_method` sets it),
-    else the one of :data:`PROBED_OPTIMIZERS`."""
+    """The optimizer the schedule trains with, which ``lr="probe"`` probes
+    (:func:`baselines.base_rate_optimizer`); an ``optimizer`` option defaults to the task's
+    optimizer, as :func:`_build_method` sets it."""
     name = config.schedule.split(":", 1)[0]
-    if "optimizer" not in baselines.default_options(name):
-        return PROBED_OPTIMIZERS[name]
-    optimizer = config.options.get("optimizer", task.optimizer)
+    options = dict(config.options)
+    if "optimizer" in baselines.default_options(name):
+        options.setdefault("optimizer", task.optimizer)
+    optimizer = baselines.base_rate_optimizer(name, options)
     checks.require(optimizer in baselines.SHAPE_OPTIMIZERS, "optimizer", optimizer,
                    f"one of {baselines.SHAPE_OPTIMIZERS}")  # fmt: skip
     return optimizer
