@@ -3,6 +3,9 @@
     python tools/meta_train_plus.py --out runs/plus                 # the shipped network's run
     python tools/meta_train_plus.py --quick --out /tmp/plus-quick   # a few minutes, as a test
 
+``--base user`` meta-trains the network on the rate a user types (the task's default) instead
+of the probe's; ``--init v1`` starts from a shipped network instead of the default shape.
+
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
 """
@@ -38,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the raw antithetic differences (no median scaling, no clip)",
     )
+    parser.add_argument("--base", choices=("probe", "user"), default="probe",
+                        help="the base rate the network scales: the probe's, or the task's default")  # fmt: skip
+    parser.add_argument(
+        "--init", default=None, help="start from this network (a shipped name or a file)"
+    )
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         monitor_instances=quick.get("monitor_instances", 6),
         family=args.family,
         shaping=not args.no_shaping,
+        base=args.base,
+        init=args.init,
     )
 
     def report(record: dict) -> None:

@@ -14,10 +14,11 @@ It outputs a bounded multiplier ``m = 2 σ(o)`` in ``(0, 2)`` of a base rate, ti
 constant ``s_f`` of the optimizer's family ``f`` (:data:`OPTIMIZER_FAMILIES`: plain or momentum
 SGD, or an adaptive method such as AdamW): the learning rate of a step is
 ``base_lr · s_f · m``, where ``base_lr`` is the optimizer's rate (as every torch scheduler reads
-it: the peak) or the library's probe (:mod:`mlrsnet.probe`). ``s_f`` is how far the probe's rate
-is from a good peak for that family, learned with the rest (it starts at 1); nothing else
-depends on the loss's units or the optimizer, so one network serves SGD and AdamW, images and
-text. The maths are pure functions with explicit state (:func:`init_state`, :func:`observe`,
+it: the peak) or the library's probe (:mod:`mlrsnet.probe`). ``s_f`` is how far the base rate
+the network was meta-trained on (its manifest's ``config.base``: ``"probe"``, or ``"user"``
+for the rate a user types) is from a good peak for that family, learned with the rest (it
+starts at 1); nothing else depends on the loss's units or the optimizer, so one network serves
+SGD and AdamW, images and text. The maths are pure functions with explicit state (:func:`init_state`, :func:`observe`,
 :func:`features`, :func:`multiplier`); :class:`PlusNet` holds the weights and
 :class:`MLRSNetPlusLR` is the ``LRScheduler``.
 

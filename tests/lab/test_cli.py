@@ -212,7 +212,9 @@ def test_lists(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "cosine" in lines[0] and "mlrsnet-plus" not in lines[0]
     assert lines[1].startswith("mlrsnet networks (--schedule mlrsnet:NAME): fmnist-resnet")
-    assert lines[2] == "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1"
+    assert lines[2].startswith(
+        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (meta-trained at --lr probe)"
+    )
 
 
 def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):

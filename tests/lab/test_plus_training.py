@@ -169,3 +169,48 @@ def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tm
     assert fitted["iterations"] == 2 and set(fitted["options"]) == {"sgd", "adaptive"}
     assert all(set(options) == set(start) for options in fitted["options"].values())
     assert fitted["theta"] != plus_training.WSD_START.tolist()  # ES moved it
+
+
+def test_a_network_meta_trained_at_the_users_rate_starts_from_another(tmp_path):
+    torch.manual_seed(3)
+    start = plus.save(tmp_path / "start.safetensors", plus.PlusNet(hidden=4), {"command": "t"})
+    config = ESConfig(out=str(tmp_path / "es"), iterations=1, pairs=1, max_steps=30, quick=True,
+                      hidden=4, monitor_instances=2, base="user", init=str(start))  # fmt: skip
+    net, manifest = plus.load(plus_training.meta_train(config, workers=1))
+    # Adam's first step moves every weight by its step size from where it started
+    moved = plus_training.flat_params(net) - plus_training.flat_params(plus.load(start)[0])
+    assert np.allclose(np.abs(moved), config.meta_lr, rtol=1e-3)
+    assert manifest["config"]["base"] == "user" and manifest["config"]["init"] == str(start)
+    monitor = json.loads((tmp_path / "es" / "monitor.json").read_text())
+    assert monitor["base_lrs"] == [plus_training.user_lr(i) for i in monitor["instances"]]
+    rates = [plus_training.user_lr({"task": task, "optimizer": optimizer})
+             for task, optimizer in (("digits-cnn", "sgd"), ("shakespeare-lstm-tiny", "sgd"),
+                                     ("digits-cnn", "adamw"))]  # fmt: skip
+    assert rates == [0.05, 20.0, 1e-3]
+
+
+def test_bad_starts_and_bases_are_refused(tmp_path):
+    torch.manual_seed(3)
+    start = plus.save(tmp_path / "start.safetensors", plus.PlusNet(hidden=4), {"command": "t"})
+    cases = [({"base": "default"}, "base must be one of"),
+             ({"init": str(start), "hidden": 8}, "has 4 hidden units, the config 8"),
+             ({"init": str(start), "family": "wsd"}, "the WSD family has none")]  # fmt: skip
+    for i, (change, message) in enumerate(cases):
+        config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
+                          monitor_instances=1, **change)  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            plus_training.meta_train(config, workers=1)
+
+
+def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=30, quick=True,
+                      monitor_instances=1)  # fmt: skip
+    plus_training.meta_train(config, workers=1)
+    state_path = tmp_path / "state.json"
+    state = json.loads(state_path.read_text())
+    for key in ("base", "init"):
+        del state["config"][key]
+    state_path.write_text(json.dumps(state))
+    plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults
+    with pytest.raises(ValueError, match="base"):
+        plus_training.meta_train(ESConfig(**{**config.__dict__, "base": "user"}), workers=1)

@@ -2,8 +2,9 @@
 
 Each iteration draws ``pairs`` task instances from the benchmark's *meta-training* set
 (:data:`mlrsnet.lab.benchmark.tasksets.META_TRAINING`: the task, its training fraction, SGD
-with momentum or AdamW, uniform label noise, a length drawn log-uniformly), runs the library's
-probe once per instance for its base rate, and trains each instance twice, with the network's
+with momentum or AdamW, uniform label noise, a length drawn log-uniformly), takes its base
+rate (the library's probe, run once per instance, or with ``base="user"`` the rate a user of
+the task types: :func:`user_lr`), and trains each instance twice, with the network's
 weights ``θ + σε`` and ``θ − σε`` (the same seed, so the same initialisation and data order).
 The objective is the log of the final loss on the instance's *clean* validation split — the
 whole run's outcome, not a one-step lookahead, so no short-horizon bias — and the ES estimate
@@ -16,7 +17,8 @@ With ``shaping`` (the default) each difference is divided by the median ``|d_k|`
 iteration and clipped to ±3 (:func:`shape_differences`): one diverged run, whose objective
 jumps by several units, then moves ``θ`` no more than a few ordinary pairs do. Adam divides
 by the gradient's scale anyway, so only the outliers' weight changes.
-``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape`: hold, then a 1 − √ cooldown.
+``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape` (hold, then a 1 − √ cooldown) or at
+another network (``init``).
 
 The runs are Ray tasks (a local cluster by default, ``address`` for a running one); the
 state is checkpointed after every iteration (``state.json``), so a killed meta-training
@@ -45,8 +47,8 @@ from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
 
 __all__ = [
-    "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
-    "sample_instance", "set_params", "shape_differences", "wsd_options",
+    "BASES", "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
+    "sample_instance", "set_params", "shape_differences", "user_lr", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,12 @@ class ESConfig:
             the network must clear (issue 11's ablation b).
         shaping: Divide each iteration's antithetic differences by their median magnitude
             and clip them to ±3 (:func:`shape_differences`).
+        base: The base rate every run scales: ``"probe"`` (the library's probe, run once per
+            instance; its cost is not part of the objective) or ``"user"`` (the rate a user
+            of the task types: :func:`user_lr`). The shipped network declares it, and the
+            benchmark runs it at that rate.
+        init: Start from this network (a shipped name or a file, :func:`mlrsnet.plus.resolve`)
+            instead of :meth:`mlrsnet.plus.PlusNet.from_shape`; its width must be ``hidden``.
     """
 
     out: str
@@ -94,6 +102,12 @@ class ESConfig:
     monitor_instances: int = 6
     family: str = "plus"
     shaping: bool = True
+    base: str = "probe"
+    init: str | None = None
+
+
+#: The base-rate rules of :attr:`ESConfig.base`.
+BASES: tuple[str, ...] = ("probe", "user")
 
 
 #: The WSD family's parameters at the start: peak 1x (both optimizer families), about 0.4 %
@@ -189,6 +203,34 @@ def probe(instance: dict[str, Any], data_dir: str | None = None) -> dict[str, An
     result = probe_task(task, model, instance["optimizer"], instance["seed"] + 1)
     return {"base_lr": result.lr, "probe_steps": result.steps,
             "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def user_lr(instance: dict[str, Any]) -> float:
+    """The rate a user of the instance's task types, as the benchmark's *defaults* tier sets
+    it: the task's registry default with SGD (:attr:`~mlrsnet.lab.tasks.TaskSpec.lr`), and
+    AdamW's default (:func:`mlrsnet.lab.baselines.default_lr`) with AdamW.
+
+    Example:
+        >>> user_lr({"task": "digits-mlp", "optimizer": "sgd"}), user_lr({"task": "digits-mlp", "optimizer": "adamw"})
+        (0.05, 0.001)
+    """
+    from mlrsnet.lab import baselines, tasks
+
+    if instance["optimizer"] == "adamw":
+        return baselines.default_lr("adamw")
+    return float(tasks.spec(instance["task"]).lr)
+
+
+def _base_lrs(config: ESConfig, instances: list[dict[str, Any]], probe_remote: Any,
+              data_dir: str | None) -> list[float]:  # fmt: skip
+    """The base rate of every instance under ``config.base`` (the probes run in parallel)."""
+    import ray
+
+    if config.base == "user":
+        return [user_lr(inst) for inst in instances]
+    return [
+        p["base_lr"] for p in ray.get([probe_remote.remote(inst, data_dir) for inst in instances])
+    ]
 
 
 def _family(optimizer: str) -> str:
@@ -332,6 +374,10 @@ def meta_train(
 
     if config.family not in ("plus", "wsd"):
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
+    if config.base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    if config.init is not None and config.family != "plus":
+        raise ValueError("init starts the network's meta-training; the WSD family has none")
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +385,8 @@ def meta_train(
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         settings = {k: v for k, v in asdict(config).items() if k != "iterations"}
-        differs = sorted(k for k in settings if state["config"].get(k) != settings[k])
+        saved = {**asdict(ESConfig(out=config.out)), **state["config"]}  # older folders
+        differs = sorted(k for k in settings if saved.get(k) != settings[k])
         if differs:
             raise ValueError(
                 f"{out} holds a meta-training with other settings ({', '.join(differs)})"
@@ -357,6 +404,12 @@ def meta_train(
     else:
         if config.family == "wsd":
             theta = WSD_START.copy()
+        elif config.init is not None:
+            start, _ = plus.resolve(config.init)
+            if start.hidden != config.hidden:
+                raise ValueError(f"init {config.init!r} has {start.hidden} hidden units, "
+                                 f"the config {config.hidden}")  # fmt: skip
+            theta = flat_params(start)
         else:
             theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
         adam = _Adam(theta.size, config.meta_lr)
@@ -372,12 +425,12 @@ def meta_train(
         started = time.perf_counter()
         instances = [sample_instance(rng, config) for _ in range(config.pairs)]
         noise = rng.standard_normal((config.pairs, theta.size))
-        probes = ray.get([probe_remote.remote(inst, data_dir) for inst in instances])
+        base_lrs = _base_lrs(config, instances, probe_remote, data_dir)
         runs = []
-        for inst, eps, found in zip(instances, noise, probes, strict=True):
+        for inst, eps, base_lr in zip(instances, noise, base_lrs, strict=True):
             for sign in (1.0, -1.0):
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
-                                          hidden=config.hidden, base_lr=found["base_lr"],
+                                          hidden=config.hidden, base_lr=base_lr,
                                           data_dir=data_dir, schedule=schedule))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
@@ -435,8 +488,11 @@ class _Monitor:
             return
         rng = np.random.default_rng([config.seed, 1])
         self.instances = [sample_instance(rng, config) for _ in range(config.monitor_instances)]
-        probes = ray.get([remote.remote(inst, None, schedule="wsd", data_dir=data_dir)
-                          for inst in self.instances])  # fmt: skip
+        probes = ray.get([
+            remote.remote(inst, None, schedule="wsd", data_dir=data_dir,
+                          base_lr=user_lr(inst) if config.base == "user" else None)
+            for inst in self.instances
+        ])  # fmt: skip
         self.base_lrs = [p["base_lr"] for p in probes]
         self.wsd = [p["objective"] for p in probes]
         atomic_write(path, json.dumps({"instances": self.instances, "base_lrs": self.base_lrs,

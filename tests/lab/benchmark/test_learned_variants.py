@@ -26,13 +26,30 @@ def shipped(monkeypatch, tmp_path):
     fitted = tmp_path / "wsd_fitted.json"
     fitted.write_text(json.dumps({"options": {"sgd": FITTED, "adaptive": {**FITTED, "peak": 0.2}}}))
     monkeypatch.setattr(plan, "FITTED_WSD_FILE", fitted)
+    monkeypatch.setattr(plan, "FITTED_WSD_USER_FILE", tmp_path / "absent.json")
     return tmp_path
+
+
+@pytest.fixture
+def shipped_at_default(shipped, monkeypatch):
+    """Beside ``v1``, a network ``v2`` meta-trained at the default rate, and the WSD family
+    fitted at the default rate."""
+    torch.manual_seed(1)
+    plus.save(shipped / "plus" / "v2.safetensors", plus.PlusNet(hidden=4),
+              {"command": "test", "config": {"base": "user"}})  # fmt: skip
+    monkeypatch.setattr(plan, "PLUS", ("v1", "v2"))
+    fitted = shipped / "wsd_fitted_user.json"
+    fitted.write_text(json.dumps({"options": {"sgd": {**FITTED, "peak": 3.0},
+                                              "adaptive": {**FITTED, "peak": 0.5}}}))  # fmt: skip
+    monkeypatch.setattr(plan, "FITTED_WSD_USER_FILE", fitted)
+    return shipped
 
 
 def test_the_learned_tier_is_the_faithful_networks_then_mlrsnet_plus():
     target = tasksets.HELD_OUT[0]
-    plus_runs = [f"mlrsnet-plus:{n}{v}" for n in plan.PLUS for v in plan.PLUS_VARIANTS]
+    plus_runs = [f"mlrsnet-plus:{n}{v}" for n in plan.PLUS for v in plan.plus_variants(n)]
     fitted = [] if plan.fitted_wsd() is None else ["wsd~fitted"]
+    fitted += [] if plan.fitted_wsd(base="user") is None else ["wsd~fitted-user"]
     assert [m for m, _ in plan.learned_methods(target)] == [*plan.LEARNED, *plus_runs, *fitted]
     for method in plan.LEARNED:  # the faithful networks keep the paper's rate (their run ids)
         spec = plan.RunSpec(target.name, method, "learned", 0)
@@ -54,6 +71,26 @@ def test_every_variant_is_planned_on_every_seed_at_its_rate(shipped):
     user = by_method["mlrsnet-plus:v1~user-lr"]
     assert user.lr == target.lr and not plan.uses_probe(user)
     assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_a_network_meta_trained_at_the_default_rate_runs_there(shipped_at_default):
+    target = tasksets.HELD_OUT[1]  # SGD
+    assert plan.plus_base("v2") == "user" and plan.plus_base("v1") == "probe"
+    assert plan.plus_variants("v2") == ("", "~progress-only", "~probe")
+    runs, _ = plan.plan([target])
+    by_method = {r.method: r for r in runs if r.tier == "learned" and r.seed == 0}
+    for method in ("mlrsnet-plus:v2", "mlrsnet-plus:v2~progress-only", "wsd~fitted-user"):
+        assert by_method[method].lr == target.lr and not plan.uses_probe(by_method[method])
+    assert plan.uses_probe(by_method["mlrsnet-plus:v2~probe"])
+    assert "mlrsnet-plus:v2~user-lr" not in by_method and "mlrsnet-plus:v1~user-lr" in by_method
+    assert len({r.run_id for r in runs}) == len(runs)
+    quick = tasksets.QUICK[0]  # digits MLP, SGD
+    out = shipped_at_default / "suite"
+    fitted = _train(quick, "wsd~fitted-user", 0, out, lr=quick.lr)
+    assert fitted["lr"] == pytest.approx(quick.lr * 3.0) and fitted["probe_steps"] is None
+    assert max(fitted["curve"]["lr"]) == pytest.approx(quick.lr * 3.0, rel=1e-6)
+    probed = _train(quick, "mlrsnet-plus:v2~probe", 0, out, {"lr": 0.02, "steps": 5, "seconds": 0})
+    assert probed["lr"] == 0.02 and probed["probe_steps"] == 5
 
 
 def _train(target, method, seed, out, probe=None, lr=None):
@@ -149,3 +186,22 @@ def test_the_acceptance_section_measures_each_criterion():
     assert len(table) == 4 and table[0].startswith("| `fmnist-cnn-0.5x` | +1.00 [")
     assert "| — |" in table[0]  # a variant that did not run
     assert report._plus_networks(result) == ["mlrsnet-plus:v1"]
+
+
+def test_the_acceptance_of_a_network_at_the_default_rate_reads_its_own_ablations():
+    target = next(t for t in tasksets.HELD_OUT if t.name == "fmnist-cnn-1x")
+    jitter = [0.1, -0.2, 0.05, 0.0, 0.15]
+    rows = [_row(target, method, tier, [80.0 + offset + j for j in jitter], "accuracy")
+            for method, tier, offset in (("mlrsnet-plus:v2", "learned", 1.0),
+                                         ("mlrsnet-plus:v2~probe", "learned", 0.0),
+                                         ("wsd~fitted-user", "learned", 2.0),
+                                         ("wsd~fitted", "learned", 5.0),
+                                         ("cosine", "defaults", 0.0), ("wsd", "tuned", 0.0))]  # fmt: skip
+    result, metric_of = {target.name: rows}, {target.name: "accuracy"}
+    text = report.acceptance("mlrsnet-plus:v2", result, [target], metric_of,
+                             report.rank_table(result, metric_of))  # fmt: skip
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| target |"))
+    assert header.startswith("| target | (a) only t/T | (b) fitted WSD | (c) probe |")
+    cells = next(line for line in lines if line.startswith("| `fmnist-cnn-1x`")).split(" | ")
+    assert cells[2].startswith("-1.00 [") and cells[3].startswith("+1.00 [")  # (b) the user family

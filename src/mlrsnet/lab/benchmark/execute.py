@@ -28,6 +28,7 @@ import torch
 from mlrsnet.lab import metrics
 from mlrsnet.lab.benchmark.plan import (
     FITTED_WSD_FILE,
+    FITTED_WSD_USER_FILE,
     GRID,
     TUNED,
     ProbeSpec,
@@ -185,12 +186,14 @@ def _options(target: Target, method: str) -> dict[str, Any]:
         options["warmup"] = target.warmup
     if variant == "progress-only":
         options["progress_only"] = True
-    elif variant == "fitted":
-        fitted = fitted_wsd(target.optimizer)
+    elif variant in ("fitted", "fitted-user"):
+        base = "user" if variant == "fitted-user" else "probe"
+        fitted = fitted_wsd(target.optimizer, base)
         if fitted is None:
-            raise ValueError(f"{method} needs the fitted family ({FITTED_WSD_FILE})")
+            path = FITTED_WSD_USER_FILE if base == "user" else FITTED_WSD_FILE
+            raise ValueError(f"{method} needs the fitted family ({path})")
         options.update({k: v for k, v in fitted.items() if k != "peak"})
-    elif variant not in ("", "user-lr"):
+    elif variant not in ("", "user-lr", "probe"):
         raise ValueError(f"unknown variant {variant!r} of {method!r}")
     return options
 
@@ -221,11 +224,14 @@ def run_training(
 
     torch.set_num_threads(1)
     options = _options(target, spec.method)
+    variant = split_variant(spec.method)[1]
     if probe is not None:
         lr = probe["lr"]
-        if split_variant(spec.method)[1] == "fitted":  # the family's peak scales the probe's
+        if variant == "fitted":  # the family's peak scales the probe's
             lr *= fitted_wsd(target.optimizer)["peak"]  # type: ignore[index]  # _options checked
     lr = spec.lr if lr is None else lr
+    if variant == "fitted-user" and lr is not None:  # ... or the default rate
+        lr *= fitted_wsd(target.optimizer, "user")["peak"]  # type: ignore[index]
     folder = Path(out) / "runs" / spec.run_id
     config = RunConfig(
         task=target.task, out=str(folder), schedule=_schedule(spec, reference),

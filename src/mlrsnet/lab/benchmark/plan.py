@@ -13,10 +13,12 @@ Three learning-rate tiers for the baselines:
 
 The learned schedules (the shipped MLR-SNet networks and the authors' released ones) run with
 zero tuning: the paper's scale rule for SGD, the target's default rate for AdamW. Each shipped
-MLR-SNet+ network (:data:`PLUS`) runs at the probe's rate, and as issue 11's ablations: with
-every input but ``t/T`` held constant (``~progress-only``), and at the target's default rate
-instead of the probe's (``~user-lr``); beside them the parametric warmup-stable-decay family
-fitted by the same meta-training (``wsd~fitted``, :func:`fitted_wsd`), at the probe's rate.
+MLR-SNet+ network (:data:`PLUS`) runs at the base rate it was meta-trained on
+(:func:`plus_base`: the probe's, or the target's default), and as issue 11's ablations
+(:func:`plus_variants`): with every input but ``t/T`` held constant (``~progress-only``), and
+at the other base rate (``~user-lr`` or ``~probe``); beside them the parametric
+warmup-stable-decay family fitted by the same meta-training at each base rate
+(``wsd~fitted`` at the probe's, ``wsd~fitted-user`` at the default; :func:`fitted_wsd`).
 
 A run is identified by what it computes (target, method, learning rate, seed), so a tuned
 point that equals the default is the same run and is never computed twice.
@@ -39,9 +41,10 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "EVAL_SEEDS", "FITTED_WSD_FILE", "GRID", "LEARNED", "PLUS", "PLUS_VARIANTS", "SHAPES",
-    "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd",
-    "learned_methods", "plan", "split_variant", "tuned_run", "uses_probe",
+    "EVAL_SEEDS", "FITTED_WSD_FILE", "FITTED_WSD_USER_FILE", "GRID", "LEARNED", "PLUS",
+    "SHAPES", "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd",
+    "learned_methods", "plan", "plus_base", "plus_variants", "split_variant", "tuned_run",
+    "uses_probe",
 ]  # fmt: skip
 
 #: The seeds every reported cell runs on (paired across methods: same data order and init).
@@ -58,10 +61,10 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
 PLUS: tuple[str, ...] = ("v1",)
-#: How each MLR-SNet+ network runs: as shipped, with its loss inputs held at 0, at the user's rate.
-PLUS_VARIANTS: tuple[str, ...] = ("", "~progress-only", "~user-lr")
-#: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``).
+#: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``) at
+#: the probe's rate (``--base probe``) and at the task's default rate (``--base user``).
 FITTED_WSD_FILE = Path(__file__).with_name("wsd_fitted.json")
+FITTED_WSD_USER_FILE = Path(__file__).with_name("wsd_fitted_user.json")
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
                    "adam": 1e-3, "l4": 0.15}  # fmt: skip
@@ -139,19 +142,46 @@ def split_variant(method: str) -> tuple[str, str]:
     return schedule, variant
 
 
-def fitted_wsd(optimizer: str = "sgd") -> dict[str, Any] | None:
-    """The fitted warmup-stable-decay family for a target's optimizer (``peak``, ``warmup``,
-    ``cooldown``, ``power``), or ``None`` before it is fitted. ``peak`` multiplies the probe's
-    rate; it is fitted per optimizer family (SGD, adaptive), as MLR-SNet+'s scales are."""
-    if not FITTED_WSD_FILE.is_file():
+def fitted_wsd(optimizer: str = "sgd", base: str = "probe") -> dict[str, Any] | None:
+    """The warmup-stable-decay family fitted at base rate ``base`` (``"probe"`` or ``"user"``)
+    for a target's optimizer (``peak``, ``warmup``, ``cooldown``, ``power``), or ``None``
+    before it is fitted. ``peak`` multiplies the base rate; it is fitted per optimizer family
+    (SGD, adaptive), as MLR-SNet+'s scales are."""
+    path = {"probe": FITTED_WSD_FILE, "user": FITTED_WSD_USER_FILE}[base]
+    if not path.is_file():
         return None
     family = "adaptive" if optimizer == "adamw" else "sgd"
-    return json.loads(FITTED_WSD_FILE.read_text())["options"][family]
+    return json.loads(path.read_text())["options"][family]
+
+
+def plus_base(network: str) -> str:
+    """The base rate the shipped MLR-SNet+ ``network`` was meta-trained on: ``"probe"`` or
+    ``"user"`` (its manifest's ``config.base``; networks made before it existed: the probe).
+
+    Example:
+        >>> plus_base("v1")
+        'probe'
+    """
+    from mlrsnet import plus
+
+    return plus.pretrained(network)[1].get("config", {}).get("base", "probe")
+
+
+def plus_variants(network: str) -> tuple[str, ...]:
+    """How the benchmark runs MLR-SNet+ ``network``: as shipped, with its loss inputs held at 0,
+    and at the other base rate than its own (issue 11's ablations a and c).
+
+    Example:
+        >>> plus_variants("v1")
+        ('', '~progress-only', '~user-lr')
+    """
+    return ("", "~progress-only", "~user-lr" if plus_base(network) == "probe" else "~probe")
 
 
 def learned_methods(target: Target) -> list[tuple[str, float | None]]:
     """The learned tier of ``target``: (method, learning rate) pairs, ``None`` for the paper's
-    rule (MLR-SNet with SGD) or the probe's rate (MLR-SNet+ and the fitted WSD family).
+    rule (MLR-SNet with SGD) or the probe's rate (MLR-SNet+ and the fitted WSD family at the
+    probe's base rate).
 
     Example:
         >>> from mlrsnet.lab.benchmark.tasksets import HELD_OUT
@@ -160,11 +190,14 @@ def learned_methods(target: Target) -> list[tuple[str, float | None]]:
     """
     methods = [(m, target.lr if target.optimizer == "adamw" else None) for m in LEARNED]
     for network in PLUS:
-        for variant in PLUS_VARIANTS:
-            lr = target.lr if variant == "~user-lr" else None
-            methods.append((f"mlrsnet-plus:{network}{variant}", lr))
+        base = plus_base(network)
+        for variant in plus_variants(network):
+            at_default = variant == "~user-lr" or (base == "user" and variant != "~probe")
+            methods.append((f"mlrsnet-plus:{network}{variant}", target.lr if at_default else None))
     if fitted_wsd() is not None:
         methods.append(("wsd~fitted", None))
+    if fitted_wsd(base="user") is not None:
+        methods.append(("wsd~fitted-user", target.lr))
     return methods
 
 

@@ -385,8 +385,14 @@ def acceptance(
     out("- SGD and AdamW, image and text, one network; win/tie/loss against the best "
         "*defaults* baseline per group: " + ", ".join(counts) + ".")  # fmt: skip
     out("")
-    ablations = [(f"{network}~progress-only", "(a) only t/T"), ("wsd~fitted", "(b) fitted WSD"),
-                 (f"{network}~user-lr", "(c) user lr")]  # fmt: skip
+    # a network meta-trained at the default rate runs its ablation (c) at the probe's, and is
+    # measured against the WSD family fitted at the default rate
+    at_default = any(r.method == f"{network}~probe" for rows in result.values() for r in rows)
+    ablations = [(f"{network}~progress-only", "(a) only t/T")]
+    if at_default:
+        ablations += [("wsd~fitted-user", "(b) fitted WSD"), (f"{network}~probe", "(c) probe")]
+    else:
+        ablations += [("wsd~fitted", "(b) fitted WSD"), (f"{network}~user-lr", "(c) user lr")]
     ablations += [(m, f"(d) {m}") for m in LEARNED]
     out("Ablations: the network minus each variant, mean of 5 paired seeds [95 % interval] "
         "(accuracy in points, perplexity and loss in their units; the sign says which is "
