@@ -179,6 +179,19 @@ def test_a_named_stage_scale_policy_reaches_the_scheduler(tmp_path):
     assert lrs[steps // 3 :] != _lrs(tmp_path / "fixed")[steps // 3 :]  # then the rule's γ
 
 
+@pytest.mark.parametrize(
+    ("schedule", "first_lr"),
+    [("cosine", 0.05), ("hd", 0.05), ("schedulefree-sgd", 1.0), ("adamw", 1e-3)],
+)
+def test_without_an_lr_a_schedule_of_the_tasks_optimizer_trains_at_the_tasks_rate(
+    tmp_path, schedule, first_lr
+):
+    """digits-mlp trains with SGD at 0.05: a schedule whose lr is an SGD rate starts there; a
+    rate that means something else (Schedule-Free's, AdamW's on this SGD task) keeps its own."""
+    run(config(tmp_path, schedule, schedule=schedule, epochs=1), stop_after_steps=1)
+    assert _lrs(tmp_path / schedule)[0] == pytest.approx(first_lr)
+
+
 # -- issue 15, finding 1: every run path skips and counts non-finite steps -----------------
 
 

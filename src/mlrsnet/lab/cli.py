@@ -120,7 +120,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=_learning_rate,
         help=(
             "learning rate, or 'probe' for the library's range test on the run's model before "
-            "training (baseline schedules); for MLR-SNet the scale gamma (default: paper rule)"
+            "training (baseline schedules; default: the task's rate where the schedule's lr is "
+            "a rate of the task's optimizer, else the schedule's own); for MLR-SNet the scale "
+            "gamma (default: paper rule)"
         ),
     )
     p.add_argument("--momentum", type=_finite_float, help="SGD momentum")

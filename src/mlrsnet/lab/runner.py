@@ -541,8 +541,8 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
             options.setdefault("on_stage_start", stage_hook)
     if "optimizer" in baselines.default_options(name) and "optimizer" not in options:
         options["optimizer"] = task.optimizer  # the task's optimizer by default ...
-        if task.optimizer != "sgd" and lr is None:
-            lr = task.lr  # ... at the task's rate (the schedule's default is an SGD rate)
+    if lr is None and baselines.base_rate_optimizer(name, options) == task.optimizer:
+        lr = task.lr  # ... at the task's rate (the schedule's default is a generic SGD rate)
     return baselines.build(
         name, model.parameters(), lr=lr, momentum=s.momentum, weight_decay=s.weight_decay,
         total_steps=s.total_steps, steps_per_epoch=s.steps_per_epoch, grad_clip=task.grad_clip,
