@@ -42,7 +42,7 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
-from mlrsnet.lab.benchmark.execute import _data_dir, start_ray
+from mlrsnet.lab.benchmark.execute import start_ray, text_data_dir
 from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
 
@@ -183,7 +183,7 @@ def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
 
     text = tasks.spec(instance["task"]).modality == "text"
     noise = instance["noise_rate"] > 0 and not text
-    return tasks.get(instance["task"], data_dir=_data_dir(instance["task"], data_dir),
+    return tasks.get(instance["task"], data_dir=text_data_dir(instance["task"], data_dir),
                      seed=instance["seed"], train_fraction=instance["train_fraction"],
                      noise="uniform" if noise else None,
                      noise_rate=instance["noise_rate"] if noise else 0.0)  # fmt: skip

@@ -45,7 +45,7 @@ from mlrsnet.lab.probing import probe_task
 
 __all__ = [
     "CURVE_POINTS", "Records", "execute", "run_probe", "run_training", "start_ray",
-    "tuned_factor",
+    "text_data_dir", "tuned_factor",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ def _strict(value: Any) -> Any:
     return value
 
 
-def _data_dir(task_name: str, data_dir: str | None) -> str | None:
+def text_data_dir(task_name: str, data_dir: str | None) -> str | None:
+    """``data_dir`` (the root of the text data) for a text task, ``None`` for an image task
+    (whose data the task finds itself: the Debian package, or scikit-learn's digits)."""
     from mlrsnet.lab import tasks
 
     return data_dir if tasks.spec(task_name).modality == "text" else None
@@ -114,7 +116,7 @@ def _data_dir(task_name: str, data_dir: str | None) -> str | None:
 def _task(target: Target, seed: int, data_dir: str | None) -> Any:
     from mlrsnet.lab import tasks
 
-    return tasks.get(target.task, data_dir=_data_dir(target.task, data_dir), seed=seed,
+    return tasks.get(target.task, data_dir=text_data_dir(target.task, data_dir), seed=seed,
                      train_fraction=target.train_fraction, noise=target.noise,
                      noise_rate=target.noise_rate)  # fmt: skip
 
@@ -236,7 +238,7 @@ def run_training(
     config = RunConfig(
         task=target.task, out=str(folder), schedule=_schedule(spec, reference),
         epochs=target.epochs, lr=lr, seed=spec.seed, device="cpu",
-        data_dir=_data_dir(target.task, data_dir), train_fraction=target.train_fraction,
+        data_dir=text_data_dir(target.task, data_dir), train_fraction=target.train_fraction,
         noise=target.noise, noise_rate=target.noise_rate, options=options,
         validation=True, label=spec.method,
         command=f"benchmarks/heldout.py --only {target.name} (run {spec.run_id})",
