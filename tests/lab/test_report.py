@@ -327,6 +327,18 @@ def test_crashed_run_falls_back_to_metrics_and_tolerates_missing_lr(tmp_path: Pa
     assert row["final_test_metric_mean"] == 150.0 and row["n_incomplete"] == 1
 
 
+def test_a_probed_runs_wall_time_counts_its_probe(tmp_path: Path) -> None:
+    plain = write_run(tmp_path / "plain", ACC, "cosine", None, 0, 90.0, 91.0, 0.3, 7.0, True)
+    probed = write_run(tmp_path / "probed", ACC, "cosine", None, 1, 90.0, 91.0, 0.3, 7.0, True)
+    summary = json.loads((probed / "summary.json").read_text())
+    summary.update(probe_lr=0.2, probe_steps=40, probe_seconds=1.5)
+    (probed / "summary.json").write_text(json.dumps(summary))
+    assert report.load_run(plain).wall_seconds == 7.0
+    assert report.load_run(probed).wall_seconds == 8.5
+    (row,) = report.summarize([report.load_run(plain), report.load_run(probed)])
+    assert row["wall_seconds_mean"] == 7.75
+
+
 # ----------------------------------------------------------------------------- outputs
 
 

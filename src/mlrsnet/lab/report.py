@@ -209,8 +209,12 @@ class Run:
 
     @property
     def wall_seconds(self) -> float:
-        """Summary ``wall_seconds``; if null/absent, the last epoch's ``wall_seconds``."""
-        return self._summary_or_last("wall_seconds", "wall_seconds")
+        """Summary ``wall_seconds``; if null/absent, the last epoch's ``wall_seconds``; plus
+        the probe's ``probe_seconds`` where the run's rate came from ``--lr probe`` (the
+        probe's cost counts in every reported figure)."""
+        probe = self.summary.get("probe_seconds")
+        own = self._summary_or_last("wall_seconds", "wall_seconds")
+        return own + float(probe) if isinstance(probe, (int, float)) else own
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
