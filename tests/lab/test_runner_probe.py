@@ -188,3 +188,21 @@ def test_a_checkpoint_without_its_probe_is_refused_by_name(tmp_path, monkeypatch
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match="records no probe rate.*start the run afresh"):
         run(cfg)
+
+
+def test_the_probe_trains_adamw_with_the_beta1_the_run_trains_with(monkeypatch):
+    """AdamW reads the momentum as β1 where it is one (else 0.9), in training and in the probe."""
+    import mlrsnet.probe
+
+    seen = []
+
+    def range_test(model, optimizer, next_loss, **kwargs):
+        seen.append(optimizer.param_groups[0]["betas"])
+        return ProbeResult(lr=0.01, lrs=[], losses=[], smoothed=[], steps=0)
+
+    monkeypatch.setattr(mlrsnet.probe, "lr_range_test", range_test)
+    task = tasks.get("digits-mlp", seed=0)
+    model = task.build_model(seed=0)
+    for momentum in (0.95, 0.0, None):  # None: the task's (0.9)
+        probing.probe_task(task, model, "adamw", 0, momentum=momentum)
+    assert seen == [(0.95, 0.999), (0.9, 0.999), (0.9, 0.999)]

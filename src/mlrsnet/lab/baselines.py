@@ -49,7 +49,10 @@ from mlrsnet.lab.protocol import MetaBatch, MetaLoss, StepResult, TrainingMethod
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Schedule", "base_rate_optimizer", "build", "default_lr", "default_options", "names"]
+__all__ = [
+    "Schedule", "adam_beta1", "base_rate_optimizer", "build", "default_lr", "default_options",
+    "names",
+]  # fmt: skip
 
 
 class Schedule(TrainingMethod):
@@ -406,15 +409,10 @@ class _Ctx:
 
     @property
     def beta1(self) -> float:
-        """β1 of the Adam family and Schedule-Free's interpolation: the momentum if in (0, 1).
-
-        Language-model recipes train with plain SGD (momentum 0), which is no valid β1 for
-        Schedule-Free and turns Adam into RMSprop; there the libraries' default 0.9 is used.
-        """
-        if 0.0 < self.momentum < 1.0:
-            return self.momentum
-        logger.info("%s: momentum %g is no valid beta1; using 0.9", self.name, self.momentum)
-        return 0.9
+        """:func:`adam_beta1` of the momentum (logged where it falls back to 0.9)."""
+        if not 0.0 < self.momentum < 1.0:
+            logger.info("%s: momentum %g is no valid beta1; using 0.9", self.name, self.momentum)
+        return adam_beta1(self.momentum)
 
     def common(self) -> dict[str, Any]:
         return dict(
@@ -459,6 +457,19 @@ def _spec(name: str) -> _Spec:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown schedule {name!r}; known: {', '.join(names())}") from None
+
+
+def adam_beta1(momentum: float) -> float:
+    """β1 of the Adam family and Schedule-Free's interpolation: the momentum if in (0, 1).
+
+    Language-model recipes train with plain SGD (momentum 0), which is no valid β1 for
+    Schedule-Free and turns Adam into RMSprop; there the libraries' default 0.9 is used.
+
+    Example:
+        >>> adam_beta1(0.95), adam_beta1(0.0)
+        (0.95, 0.9)
+    """
+    return momentum if 0.0 < momentum < 1.0 else 0.9
 
 
 def default_lr(name: str) -> float:

@@ -95,22 +95,25 @@ def probe_task(
         optimizer: ``"sgd"`` or ``"adamw"`` (anything else is taken as SGD).
         seed: The training loader's seed.
         batch_size: Batch size (default: the task's).
-        momentum: SGD momentum (default: the task's; AdamW ignores it).
+        momentum: SGD momentum, or AdamW's β1 as training reads it
+            (:func:`mlrsnet.lab.baselines.adam_beta1`; default: the task's).
         weight_decay: Weight decay (default: the task's).
 
     Returns:
         The :class:`~mlrsnet.probe.ProbeResult`: ``lr`` is the suggested base rate, ``steps``
         the probe's cost in steps of training.
     """
+    from mlrsnet.lab.baselines import adam_beta1
     from mlrsnet.lab.tasks.types import call_model
     from mlrsnet.probe import lr_range_test
 
     momentum = task.momentum if momentum is None else momentum
     weight_decay = task.weight_decay if weight_decay is None else weight_decay
-    if optimizer == "adamw":
+    if optimizer == "adamw":  # with the β1 the run trains with
         opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=1.0, weight_decay=weight_decay
-        )
+            model.parameters(), lr=1.0, betas=(adam_beta1(momentum), 0.999),
+            weight_decay=weight_decay,
+        )  # fmt: skip
     else:
         opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=momentum,
                               weight_decay=weight_decay)  # fmt: skip
