@@ -123,6 +123,7 @@ def plus_file(tmp_path):
         ("cosine", {}, "sgd"),  # the task's optimizer
         ("wsd", {"optimizer": "adamw"}, "adamw"),  # the schedule's option
         ("fixed", {}, "sgd"),
+        ("cosine", {"nesterov": True}, "sgd"),  # the run's Nesterov momentum
         ("adamw", {}, "adamw"),
         ("mlrsnet-plus", {}, "sgd"),
     ],
@@ -138,7 +139,8 @@ def test_the_probe_measures_the_optimizer_the_run_trains_with(
                  momentum=0.5, seed=2)  # fmt: skip
     summary = run(cfg, stop_after_steps=2)
     assert calls == [{"optimizer": optimizer, "seed": 2, "batch_size": 32, "momentum": 0.5,
-                      "weight_decay": tasks.get("digits-mlp").weight_decay}]  # fmt: skip
+                      "weight_decay": tasks.get("digits-mlp").weight_decay,
+                      "nesterov": options.get("nesterov", False)}]  # fmt: skip
     assert summary["probe_lr"] == 0.0123 and summary["probe_steps"] == 7
     checkpoint = torch.load(Path(cfg.out) / CHECKPOINT_FILE, weights_only=True)
     group = checkpoint["method"]["optimizer"]["param_groups"][0]
@@ -190,8 +192,9 @@ def test_a_checkpoint_without_its_probe_is_refused_by_name(tmp_path, monkeypatch
         run(cfg)
 
 
-def test_the_probe_trains_adamw_with_the_beta1_the_run_trains_with(monkeypatch):
-    """AdamW reads the momentum as β1 where it is one (else 0.9), in training and in the probe."""
+def test_the_probe_trains_with_the_runs_beta1_and_nesterov(monkeypatch):
+    """AdamW reads the momentum as β1 where it is one (else 0.9), in training and in the probe;
+    SGD takes the run's Nesterov switch."""
     import mlrsnet.probe
 
     seen = []
@@ -206,3 +209,7 @@ def test_the_probe_trains_adamw_with_the_beta1_the_run_trains_with(monkeypatch):
     for momentum in (0.95, 0.0, None):  # None: the task's (0.9)
         probing.probe_task(task, model, "adamw", 0, momentum=momentum)
     assert seen == [(0.95, 0.999), (0.9, 0.999), (0.9, 0.999)]
+    monkeypatch.setattr(mlrsnet.probe, "lr_range_test",
+                        lambda model, optimizer, *a, **k: seen.append(optimizer.param_groups[0]["nesterov"]))  # fmt: skip
+    probing.probe_task(task, model, "sgd", 0, nesterov=True)
+    assert seen[-1] is True

@@ -79,6 +79,7 @@ def probe_task(
     batch_size: int | None = None,
     momentum: float | None = None,
     weight_decay: float | None = None,
+    nesterov: bool = False,
 ) -> Any:
     """The library's probe (:func:`mlrsnet.probe.lr_range_test`) on a task's model.
 
@@ -98,6 +99,7 @@ def probe_task(
         momentum: SGD momentum, or AdamW's β1 as training reads it
             (:func:`mlrsnet.lab.baselines.adam_beta1`; default: the task's).
         weight_decay: Weight decay (default: the task's).
+        nesterov: Nesterov momentum for SGD (as the run's ``nesterov`` option).
 
     Returns:
         The :class:`~mlrsnet.probe.ProbeResult`: ``lr`` is the suggested base rate, ``steps``
@@ -116,7 +118,7 @@ def probe_task(
         )  # fmt: skip
     else:
         opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=momentum,
-                              weight_decay=weight_decay)  # fmt: skip
+                              weight_decay=weight_decay, nesterov=nesterov)  # fmt: skip
     device = next(model.parameters()).device
     batches = training_batches(task, seed, batch_size=batch_size, device=device)
     state: dict[str, Any] = {"epoch": 0, "carry": None}

@@ -457,7 +457,8 @@ def _probe(config: RunConfig, s: Settings, task: Task, model: nn.Module) -> dict
     optimizer = _probe_optimizer(config, task)
     started = time.perf_counter()
     result = probing.probe_task(task, model, optimizer, config.seed, batch_size=s.batch_size,
-                                momentum=s.momentum, weight_decay=s.weight_decay)  # fmt: skip
+                                momentum=s.momentum, weight_decay=s.weight_decay,
+                                nesterov=bool(config.options.get("nesterov", False)))  # fmt: skip
     seconds = time.perf_counter() - started
     logger.info("probe (%s): base rate %.4g after %d steps (%.1f s)", optimizer, result.lr,
                 result.steps, seconds)  # fmt: skip
