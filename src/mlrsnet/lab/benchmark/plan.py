@@ -60,7 +60,7 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
-PLUS: tuple[str, ...] = ("v1",)
+PLUS: tuple[str, ...] = ("v1", "v2")
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``) at
 #: the probe's rate (``--base probe``) and at the task's default rate (``--base user``).
 FITTED_WSD_FILE = Path(__file__).with_name("wsd_fitted.json")
