@@ -18,9 +18,9 @@ it: the peak) or the library's probe (:mod:`mlrsnet.probe`). ``s_f`` is how far 
 the network was meta-trained on (its manifest's ``config.base``: ``"probe"``, or ``"user"``
 for the rate a user types) is from a good peak for that family, learned with the rest (it
 starts at 1); nothing else depends on the loss's units or the optimizer, so one network serves
-SGD and AdamW, images and text. The maths are pure functions with explicit state (:func:`init_state`, :func:`observe`,
-:func:`features`, :func:`multiplier`); :class:`PlusNet` holds the weights and
-:class:`MLRSNetPlusLR` is the ``LRScheduler``.
+SGD and AdamW, images and text. The maths are pure functions with explicit state
+(:func:`init_state`, :func:`observe`, :func:`features`, :func:`multiplier`); :class:`PlusNet`
+holds the weights and :class:`MLRSNetPlusLR` is the ``LRScheduler``.
 
 Example:
     >>> import torch

@@ -436,15 +436,22 @@ def _gamma(config: RunConfig, s: Settings, task: Task, model: nn.Module,
     return gamma
 
 
+def _with_task_optimizer(name: str, options: dict[str, Any], task: Task) -> dict[str, Any]:
+    """``options`` with the task's optimizer where schedule ``name`` has an ``optimizer``
+    option that is not given."""
+    if "optimizer" in baselines.default_options(name) and "optimizer" not in options:
+        return {**options, "optimizer": task.optimizer}
+    return dict(options)
+
+
 def _probe_optimizer(config: RunConfig, task: Task) -> str:
     """The optimizer the schedule trains with, which ``lr="probe"`` probes
     (:func:`baselines.base_rate_optimizer`); an ``optimizer`` option defaults to the task's
     optimizer, as :func:`_build_method` sets it."""
     name = config.schedule.split(":", 1)[0]
-    options = dict(config.options)
-    if "optimizer" in baselines.default_options(name):
-        options.setdefault("optimizer", task.optimizer)
-    optimizer = baselines.base_rate_optimizer(name, options)
+    optimizer = baselines.base_rate_optimizer(
+        name, _with_task_optimizer(name, config.options, task)
+    )
     checks.require(optimizer in baselines.SHAPE_OPTIMIZERS, "optimizer", optimizer,
                    f"one of {baselines.SHAPE_OPTIMIZERS}")  # fmt: skip
     return optimizer
@@ -540,8 +547,7 @@ def _build_method(config: RunConfig, s: Settings, task: Task, model: nn.Module,
                 return new_gamma
 
             options.setdefault("on_stage_start", stage_hook)
-    if "optimizer" in baselines.default_options(name) and "optimizer" not in options:
-        options["optimizer"] = task.optimizer  # the task's optimizer by default ...
+    options = _with_task_optimizer(name, options, task)  # the task's optimizer by default ...
     if lr is None and baselines.base_rate_optimizer(name, options) == task.optimizer:
         lr = task.lr  # ... at the task's rate (the schedule's default is a generic SGD rate)
     return baselines.build(

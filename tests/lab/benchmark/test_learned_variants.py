@@ -126,6 +126,8 @@ def test_an_unknown_variant_or_a_missing_family_is_refused(shipped, monkeypatch)
     target = tasksets.QUICK[0]
     with pytest.raises(ValueError, match="unknown variant 'typo'"):
         execute._options(target, "mlrsnet-plus:v1~typo")
+    with pytest.raises(ValueError, match="wsd~fitted needs a base rate"):  # no probe, no lr
+        _train(target, "wsd~fitted", 0, shipped / "suite")
     monkeypatch.setattr(plan, "FITTED_WSD_FILE", shipped / "absent.json")
     with pytest.raises(ValueError, match="needs the fitted family"):
         execute._options(target, "wsd~fitted")

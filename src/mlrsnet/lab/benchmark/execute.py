@@ -166,6 +166,10 @@ def _downsample(steps: np.ndarray, values: np.ndarray, points: int) -> tuple[lis
     return [int(s) for s in steps[index]], _sig(values[index].tolist())
 
 
+#: The fitted WSD variants and the base rate each was fitted at (:func:`fitted_wsd`).
+_FITTED_BASE = {"fitted": "probe", "fitted-user": "user"}
+
+
 def _schedule(spec: RunSpec, reference: str | None) -> str:
     if spec.method == "mlrsnet:authors":
         if reference is None:
@@ -188,8 +192,8 @@ def _options(target: Target, method: str) -> dict[str, Any]:
         options["warmup"] = target.warmup
     if variant == "progress-only":
         options["progress_only"] = True
-    elif variant in ("fitted", "fitted-user"):
-        base = "user" if variant == "fitted-user" else "probe"
+    elif variant in _FITTED_BASE:
+        base = _FITTED_BASE[variant]
         fitted = fitted_wsd(target.optimizer, base)
         if fitted is None:
             path = FITTED_WSD_USER_FILE if base == "user" else FITTED_WSD_FILE
@@ -226,14 +230,14 @@ def run_training(
 
     torch.set_num_threads(1)
     options = _options(target, spec.method)
-    variant = split_variant(spec.method)[1]
     if probe is not None:
         lr = probe["lr"]
-        if variant == "fitted":  # the family's peak scales the probe's
-            lr *= fitted_wsd(target.optimizer)["peak"]  # type: ignore[index]  # _options checked
     lr = spec.lr if lr is None else lr
-    if variant == "fitted-user" and lr is not None:  # ... or the default rate
-        lr *= fitted_wsd(target.optimizer, "user")["peak"]  # type: ignore[index]
+    variant = split_variant(spec.method)[1]
+    if variant in _FITTED_BASE:  # the family's peak scales its base rate (_options checked it)
+        if lr is None:
+            raise ValueError(f"{spec.method} needs a base rate: a probe's or the spec's lr")
+        lr *= fitted_wsd(target.optimizer, _FITTED_BASE[variant])["peak"]  # type: ignore[index]
     folder = Path(out) / "runs" / spec.run_id
     config = RunConfig(
         task=target.task, out=str(folder), schedule=_schedule(spec, reference),
