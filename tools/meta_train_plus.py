@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=16, help="hidden units of the network")
     parser.add_argument("--meta-lr", type=float, default=0.01)
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--min-steps", type=int, default=None,
+                        help="draw every run's length log-uniformly in [MIN, MAX] steps "
+                             "instead of each task family's own range")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--family", choices=("plus", "wsd"), default="plus",
                         help="the network, or the parametric WSD family (the bar it must clear)")  # fmt: skip
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         meta_lr=args.meta_lr,
         hidden=args.hidden,
         max_steps=args.max_steps or quick.get("max_steps", 600),
+        min_steps=args.min_steps,
         seed=args.seed,
         quick=args.quick,
         monitor_every=args.monitor_every,

@@ -74,6 +74,10 @@ def test_instances_come_from_the_meta_training_set():
     quick = ESConfig(out="unused", quick=True)
     assert all(plus_training.sample_instance(rng, quick)["task"].startswith("digits")
                for _ in range(20))  # fmt: skip
+    long = ESConfig(out="unused", min_steps=100, max_steps=2000)
+    lengths = [plus_training.sample_instance(rng, long)["steps"] for _ in range(400)]
+    assert 100 <= min(lengths) < 130 and 1500 < max(lengths) <= 2000  # every family's range
+    assert 350 < np.median(lengths) < 550  # log-uniform: the median near sqrt(100 * 2000)
 
 
 def test_evaluate_trains_a_whole_run_and_counts_the_probe():
@@ -194,7 +198,9 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
     start = plus.save(tmp_path / "start.safetensors", plus.PlusNet(hidden=4), {"command": "t"})
     cases = [({"base": "default"}, "base must be one of"),
              ({"init": str(start), "hidden": 8}, "has 4 hidden units, the config 8"),
-             ({"init": str(start), "family": "wsd"}, "the WSD family has none")]  # fmt: skip
+             ({"init": str(start), "family": "wsd"}, "the WSD family has none"),
+             ({"min_steps": 500, "max_steps": 400}, "min_steps must be between 1 and max_steps"),
+             ({"min_steps": 0}, "min_steps must be between")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
                           monitor_instances=1, **change)  # fmt: skip
@@ -208,7 +214,7 @@ def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
     plus_training.meta_train(config, workers=1)
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    for key in ("base", "init"):
+    for key in ("base", "init", "min_steps"):
         del state["config"][key]
     state_path.write_text(json.dumps(state))
     plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults

@@ -70,6 +70,9 @@ class ESConfig:
         seed: Seed of everything.
         max_steps: The longest run drawn (lengths are log-uniform in each family's
             :attr:`~mlrsnet.lab.benchmark.tasksets.MetaTask.steps`, capped by this).
+        min_steps: When given, every family's lengths are log-uniform between this and
+            ``max_steps`` instead (longer runs than the families declare, e.g. the held-out
+            targets' range of lengths).
         quick: Digits tasks only and short runs (the ``--quick`` test).
         monitor_every: Every this many iterations (and after the first), the network is
             scored on fixed monitor instances against warmup-stable-decay at the same probe
@@ -97,6 +100,7 @@ class ESConfig:
     hidden: int = 16
     seed: int = 0
     max_steps: int = 600
+    min_steps: int | None = None
     quick: bool = False
     monitor_every: int = 10
     monitor_instances: int = 6
@@ -166,7 +170,11 @@ def sample_instance(rng: np.random.Generator, config: ESConfig) -> dict[str, Any
     families = [m for m in META_TRAINING if not config.quick or m.task.startswith("digits")]
     family = families[int(rng.integers(len(families)))]
     noise = float(family.noise_rates[int(rng.integers(len(family.noise_rates)))])
-    low, high = family.steps[0], max(family.steps[0], min(family.steps[1], config.max_steps))
+    if config.min_steps is None:
+        low = family.steps[0]
+        high = max(low, min(family.steps[1], config.max_steps))
+    else:
+        low, high = config.min_steps, config.max_steps
     steps = int(math.exp(rng.uniform(math.log(low), math.log(high))))
     return {
         "task": family.task,
@@ -378,6 +386,9 @@ def meta_train(
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
     if config.init is not None and config.family != "plus":
         raise ValueError("init starts the network's meta-training; the WSD family has none")
+    if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
+        raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
+                         f"got {config.min_steps}")  # fmt: skip
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
