@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="write the report from the records")
     parser.add_argument("--only", action="append", default=[], metavar="TARGET",
                         help="run only these targets (repeatable)")  # fmt: skip
+    parser.add_argument("--method", action="append", default=None, metavar="METHOD",
+                        help="run only this method's jobs, e.g. mlrsnet-plus:v3 (repeatable; "
+                             "never the tuned tier)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs (default 2)")
     parser.add_argument("--address", default=None, help="a Ray cluster to join")
     parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}")
@@ -120,7 +123,7 @@ def run(targets: list, seeds: tuple[int, ...], out: Path, args: argparse.Namespa
 
     execute(targets, out=out, workers=args.workers, address=args.address,
             data_dir=args.data_dir, reference=args.reference, seeds=seeds,
-            on_record=progress)  # fmt: skip
+            on_record=progress, methods=args.method)  # fmt: skip
     bar.close()
     print(f"suite finished in {time.time() - started:.0f} s; records in {out / 'records.jsonl'}")
 

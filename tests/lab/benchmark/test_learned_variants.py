@@ -25,8 +25,8 @@ def shipped(monkeypatch, tmp_path):
     monkeypatch.setattr(plan, "PLUS", ("v1",))
     fitted = tmp_path / "wsd_fitted.json"
     fitted.write_text(json.dumps({"options": {"sgd": FITTED, "adaptive": {**FITTED, "peak": 0.2}}}))
-    monkeypatch.setattr(plan, "FITTED_WSD_FILE", fitted)
-    monkeypatch.setattr(plan, "FITTED_WSD_USER_FILE", tmp_path / "absent.json")
+    monkeypatch.setattr(plan, "FITTED_WSD", {"fitted": fitted,
+                                             "fitted-user": tmp_path / "absent.json"})  # fmt: skip
     return tmp_path
 
 
@@ -39,17 +39,17 @@ def shipped_at_default(shipped, monkeypatch):
               {"command": "test", "config": {"base": "user"}})  # fmt: skip
     monkeypatch.setattr(plan, "PLUS", ("v1", "v2"))
     fitted = shipped / "wsd_fitted_user.json"
-    fitted.write_text(json.dumps({"options": {"sgd": {**FITTED, "peak": 3.0},
+    fitted.write_text(json.dumps({"config": {"base": "user"},
+                                  "options": {"sgd": {**FITTED, "peak": 3.0},
                                               "adaptive": {**FITTED, "peak": 0.5}}}))  # fmt: skip
-    monkeypatch.setattr(plan, "FITTED_WSD_USER_FILE", fitted)
+    monkeypatch.setitem(plan.FITTED_WSD, "fitted-user", fitted)
     return shipped
 
 
 def test_the_learned_tier_is_the_faithful_networks_then_mlrsnet_plus():
     target = tasksets.HELD_OUT[0]
     plus_runs = [f"mlrsnet-plus:{n}{v}" for n in plan.PLUS for v in plan.plus_variants(n)]
-    fitted = [] if plan.fitted_wsd() is None else ["wsd~fitted"]
-    fitted += [] if plan.fitted_wsd(base="user") is None else ["wsd~fitted-user"]
+    fitted = [f"wsd~{v}" for v in plan.FITTED_WSD if plan.fitted_wsd(variant=v) is not None]
     assert [m for m, _ in plan.learned_methods(target)] == [*plan.LEARNED, *plus_runs, *fitted]
     for method in plan.LEARNED:  # the faithful networks keep the paper's rate (their run ids)
         spec = plan.RunSpec(target.name, method, "learned", 0)
@@ -128,9 +128,38 @@ def test_an_unknown_variant_or_a_missing_family_is_refused(shipped, monkeypatch)
         execute._options(target, "mlrsnet-plus:v1~typo")
     with pytest.raises(ValueError, match="wsd~fitted needs a base rate"):  # no probe, no lr
         _train(target, "wsd~fitted", 0, shipped / "suite")
-    monkeypatch.setattr(plan, "FITTED_WSD_FILE", shipped / "absent.json")
+    with pytest.raises(ValueError, match="unknown variant 'fitted'"):  # the WSD family only
+        execute._options(target, "cosine~fitted")
+    with pytest.raises(ValueError, match="no fitted WSD family 'fitted-typo'"):
+        plan.fitted_wsd(variant="fitted-typo")
+    monkeypatch.setitem(plan.FITTED_WSD, "fitted", shipped / "absent.json")
     with pytest.raises(ValueError, match="needs the fitted family"):
         execute._options(target, "wsd~fitted")
+
+
+def test_each_network_is_measured_against_the_family_fitted_on_its_tasks(shipped, monkeypatch):
+    folder = shipped / "plus"
+    for name, config in (("v1", {}), ("v2", {"base": "user", "max_steps": 400}),
+                         ("v3", {"base": "user", "min_steps": 100, "max_steps": 2000}),
+                         ("v4", {"base": "user", "max_steps": 99})):  # fmt: skip
+        plus.save(folder / f"{name}.safetensors", plus.PlusNet(hidden=4),
+                  {"command": "test", "config": config})  # fmt: skip
+    fits = {"fitted": {"max_steps": 600}, "fitted-user": {"base": "user", "max_steps": 400},
+            "fitted-user-long": {"base": "user", "min_steps": 100, "max_steps": 2000}}  # fmt: skip
+    for variant, config in fits.items():
+        path = shipped / f"{variant}.json"
+        path.write_text(
+            json.dumps({"config": config, "options": {"sgd": FITTED, "adaptive": FITTED}})
+        )
+        monkeypatch.setitem(plan.FITTED_WSD, variant, path)
+    bars = {name: plan.plus_bar(name) for name in ("v1", "v2", "v3", "v4")}
+    assert bars == {"v1": "wsd~fitted", "v2": "wsd~fitted-user", "v3": "wsd~fitted-user-long",
+                    "v4": None}  # fmt: skip
+    learned = dict(plan.learned_methods(tasksets.HELD_OUT[1]))
+    assert learned["wsd~fitted"] is None  # at the probe's rate
+    assert learned["wsd~fitted-user"] == learned["wsd~fitted-user-long"] == tasksets.HELD_OUT[1].lr
+    assert report._bar("mlrsnet-plus:v3", at_default=True) == "wsd~fitted-user-long"
+    assert report._bar("mlrsnet-plus:gone", at_default=True) == "wsd~fitted-user"  # not shipped
 
 
 def _row(target, method, tier, values, metric, key="final_test_metric"):

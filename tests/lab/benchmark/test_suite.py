@@ -93,6 +93,16 @@ def test_a_lost_record_is_recomputed_from_its_finished_run(quick_suite):
     assert len(records.rows) == len(lines)
 
 
+def test_a_suite_can_run_some_methods_only(tmp_path):
+    target = tasksets.QUICK[0]
+    picked = ["mlrsnet-plus:v2", "mlrsnet-plus:v2~probe"]  # the default rate, the probe's
+    records = execute.execute([target], out=tmp_path, workers=1, seeds=(0,), methods=picked)
+    kinds = sorted((r["kind"], r.get("method", "")) for r in records.rows)
+    assert kinds == [("probe", ""), ("run", picked[0]), ("run", picked[1])]
+    with pytest.raises(ValueError, match="no target plans method.s. cosine~typo"):
+        execute.execute([target], out=tmp_path, workers=1, seeds=(0,), methods=["cosine~typo"])
+
+
 def test_a_damaged_records_file_is_refused_with_its_line(tmp_path):
     (tmp_path / "records.jsonl").write_text('{"id": "a"}\n{not json\n')
     with pytest.raises(ValueError, match="line 2"):

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,7 @@ import torch
 
 from mlrsnet.lab import metrics
 from mlrsnet.lab.benchmark.plan import (
-    FITTED_WSD_FILE,
-    FITTED_WSD_USER_FILE,
+    FITTED_WSD,
     GRID,
     TUNED,
     ProbeSpec,
@@ -166,10 +165,6 @@ def _downsample(steps: np.ndarray, values: np.ndarray, points: int) -> tuple[lis
     return [int(s) for s in steps[index]], _sig(values[index].tolist())
 
 
-#: The fitted WSD variants and the base rate each was fitted at (:func:`fitted_wsd`).
-_FITTED_BASE = {"fitted": "probe", "fitted-user": "user"}
-
-
 def _schedule(spec: RunSpec, reference: str | None) -> str:
     if spec.method == "mlrsnet:authors":
         if reference is None:
@@ -192,12 +187,10 @@ def _options(target: Target, method: str) -> dict[str, Any]:
         options["warmup"] = target.warmup
     if variant == "progress-only":
         options["progress_only"] = True
-    elif variant in _FITTED_BASE:
-        base = _FITTED_BASE[variant]
-        fitted = fitted_wsd(target.optimizer, base)
+    elif schedule == "wsd" and variant in FITTED_WSD:
+        fitted = fitted_wsd(target.optimizer, variant)
         if fitted is None:
-            path = FITTED_WSD_USER_FILE if base == "user" else FITTED_WSD_FILE
-            raise ValueError(f"{method} needs the fitted family ({path})")
+            raise ValueError(f"{method} needs the fitted family ({FITTED_WSD[variant]})")
         options.update({k: v for k, v in fitted.items() if k != "peak"})
     elif variant not in ("", "user-lr", "probe"):
         raise ValueError(f"unknown variant {variant!r} of {method!r}")
@@ -234,10 +227,10 @@ def run_training(
         lr = probe["lr"]
     lr = spec.lr if lr is None else lr
     variant = split_variant(spec.method)[1]
-    if variant in _FITTED_BASE:  # the family's peak scales its base rate (_options checked it)
+    if variant in FITTED_WSD:  # the family's peak scales its base rate (_options checked it)
         if lr is None:
             raise ValueError(f"{spec.method} needs a base rate: a probe's or the spec's lr")
-        lr *= fitted_wsd(target.optimizer, _FITTED_BASE[variant])["peak"]  # type: ignore[index]
+        lr *= fitted_wsd(target.optimizer, variant)["peak"]  # type: ignore[index]
     folder = Path(out) / "runs" / spec.run_id
     config = RunConfig(
         task=target.task, out=str(folder), schedule=_schedule(spec, reference),
@@ -328,6 +321,7 @@ def execute(
     reference: str | None = None,
     seeds: tuple[int, ...] | None = None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
+    methods: Collection[str] | None = None,
 ) -> Records:
     """Run every job of ``targets`` not yet in ``out/records.jsonl`` on Ray.
 
@@ -340,9 +334,14 @@ def execute(
         reference: The authors' reference folder (``mlrsnet:authors``).
         seeds: Evaluation seeds (default :data:`~mlrsnet.lab.benchmark.plan.EVAL_SEEDS`).
         on_record: Called with each new record and the counts done / total (progress).
+        methods: Run only these methods' jobs (and the probes they use), never the tuned
+            tier's evaluation runs; ``None``: every job.
 
     Returns:
         The records.
+
+    Raises:
+        ValueError: For a method no target plans.
     """
     import ray
 
@@ -350,6 +349,13 @@ def execute(
     records = Records(out / "records.jsonl")
     by_name = {t.name: t for t in targets}
     runs, probes = plan(targets) if seeds is None else plan(targets, seeds)
+    if methods is not None:
+        unknown = sorted(set(methods) - {r.method for r in runs})
+        if unknown:
+            raise ValueError(f"no target plans method(s) {', '.join(unknown)}")
+        runs = [r for r in runs if r.method in methods]
+        used = {ProbeSpec(r.target, r.seed).probe_id for r in runs if uses_probe(r)}
+        probes = [p for p in probes if p.probe_id in used]
     done = records.ids()
     eval_seeds = sorted({r.seed for r in runs if r.tier != "tuning"})
     start_ray(workers, address)
@@ -359,9 +365,8 @@ def execute(
     pending: dict[Any, tuple[str, float]] = {}
     probe_refs: dict[str, Any] = {}
     probe_rows = {row["id"]: row for row in records.rows if row.get("kind") == "probe"}
-    total = (
-        len(runs) + len(probes) + sum(len(TUNED) * len(eval_seeds) for t in targets)
-    )  # an upper bound: a tuned point at the default is the defaults run
+    tuned_runs = 0 if methods is not None else len(targets) * len(TUNED) * len(eval_seeds)
+    total = len(runs) + len(probes) + tuned_runs  # at most: a tuned default is a defaults run
 
     def submit_run(spec: RunSpec, probe_ref: Any = None) -> None:
         if spec.run_id in done or any(spec.run_id == v[0] for v in pending.values()):
@@ -386,6 +391,8 @@ def execute(
     submitted_tuned: set[tuple[str, str]] = set()
 
     def submit_tuned() -> None:
+        if methods is not None:  # the tuned tier is not one of the methods picked
+            return
         for target in targets:
             source = target.tuned_at or target.name
             for method in TUNED:

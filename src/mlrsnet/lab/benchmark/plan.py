@@ -17,8 +17,10 @@ MLR-SNet+ network (:data:`PLUS`) runs at the base rate it was meta-trained on
 (:func:`plus_base`: the probe's, or the target's default), and as issue 11's ablations
 (:func:`plus_variants`): with every input but ``t/T`` held constant (``~progress-only``), and
 at the other base rate (``~user-lr`` or ``~probe``); beside them the parametric
-warmup-stable-decay family fitted by the same meta-training at each base rate
-(``wsd~fitted`` at the probe's, ``wsd~fitted-user`` at the default; :func:`fitted_wsd`).
+warmup-stable-decay family fitted by the same meta-training on the same tasks at the same
+base rate (:data:`FITTED_WSD`: ``wsd~fitted`` at the probe's, ``wsd~fitted-user`` at the
+default, ``wsd~fitted-user-long`` at the default on runs of 100–2,000 steps; each network's
+own is :func:`plus_bar`).
 
 A run is identified by what it computes (target, method, learning rate, seed), so a tuned
 point that equals the default is the same run and is never computed twice.
@@ -41,10 +43,10 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "EVAL_SEEDS", "FITTED_WSD_FILE", "FITTED_WSD_USER_FILE", "GRID", "LEARNED", "PLUS",
-    "SHAPES", "TUNED", "TUNING_SEED", "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd",
-    "learned_methods", "plan", "plus_base", "plus_variants", "split_variant", "tuned_run",
-    "uses_probe",
+    "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "SHAPES", "TUNED", "TUNING_SEED",
+    "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
+    "learned_methods", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
+    "tuned_run", "uses_probe",
 ]  # fmt: skip
 
 #: The seeds every reported cell runs on (paired across methods: same data order and init).
@@ -61,10 +63,17 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
 PLUS: tuple[str, ...] = ("v1", "v2")
-#: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``) at
-#: the probe's rate (``--base probe``) and at the task's default rate (``--base user``).
-FITTED_WSD_FILE = Path(__file__).with_name("wsd_fitted.json")
-FITTED_WSD_USER_FILE = Path(__file__).with_name("wsd_fitted_user.json")
+#: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
+#: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
+#: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
+#: default rate on runs of 100–2,000 steps (``--base user --min-steps 100 --max-steps 2000``).
+FITTED_WSD: dict[str, Path] = {
+    "fitted": Path(__file__).with_name("wsd_fitted.json"),
+    "fitted-user": Path(__file__).with_name("wsd_fitted_user.json"),
+    "fitted-user-long": Path(__file__).with_name("wsd_fitted_user_long.json"),
+}
+#: The meta-training settings that decide which tasks a run draws and the rate it scales.
+_TASK_SETTINGS = ("base", "max_steps", "min_steps", "quick")
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
                    "adam": 1e-3, "l4": 0.15}  # fmt: skip
@@ -142,16 +151,66 @@ def split_variant(method: str) -> tuple[str, str]:
     return schedule, variant
 
 
-def fitted_wsd(optimizer: str = "sgd", base: str = "probe") -> dict[str, Any] | None:
-    """The warmup-stable-decay family fitted at base rate ``base`` (``"probe"`` or ``"user"``)
-    for a target's optimizer (``peak``, ``warmup``, ``cooldown``, ``power``), or ``None``
-    before it is fitted. ``peak`` multiplies the base rate; it is fitted per optimizer family
-    (SGD, adaptive), as MLR-SNet+'s scales are."""
-    path = {"probe": FITTED_WSD_FILE, "user": FITTED_WSD_USER_FILE}[base]
+def fitted_wsd(optimizer: str = "sgd", variant: str = "fitted") -> dict[str, Any] | None:
+    """The warmup-stable-decay family of :data:`FITTED_WSD` ``variant`` for a target's
+    optimizer (``peak``, ``warmup``, ``cooldown``, ``power``), or ``None`` before it is fitted.
+    ``peak`` multiplies the base rate it was fitted at (:func:`fitted_wsd_base`); it is fitted
+    per optimizer family (SGD, adaptive), as MLR-SNet+'s scales are.
+
+    Raises:
+        ValueError: For a variant not in :data:`FITTED_WSD`.
+    """
+    path = _fitted_path(variant)
     if not path.is_file():
         return None
     family = "adaptive" if optimizer == "adamw" else "sgd"
     return json.loads(path.read_text())["options"][family]
+
+
+def fitted_wsd_base(variant: str) -> str:
+    """The base rate :data:`FITTED_WSD` ``variant`` was fitted at: ``"probe"`` or ``"user"``
+    (its file's ``config.base``; fits made before the setting existed: the probe).
+
+    Example:
+        >>> fitted_wsd_base("fitted"), fitted_wsd_base("fitted-user")
+        ('probe', 'user')
+    """
+    return _task_settings(json.loads(_fitted_path(variant).read_text()))["base"]
+
+
+def _fitted_path(variant: str) -> Path:
+    if variant not in FITTED_WSD:
+        raise ValueError(f"no fitted WSD family {variant!r}; there are {sorted(FITTED_WSD)}")
+    return FITTED_WSD[variant]
+
+
+def _task_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What decides a meta-training's tasks and base rate, with the defaults of settings that
+    did not exist yet when it ran."""
+    from dataclasses import asdict
+
+    from mlrsnet.lab.plus_training import ESConfig
+
+    settings = {**asdict(ESConfig(out="")), **manifest.get("config", {})}
+    return {k: settings[k] for k in _TASK_SETTINGS}
+
+
+def plus_bar(network: str) -> str | None:
+    """The fitted WSD family that is shipped MLR-SNet+ ``network``'s bar (issue 11's
+    ablation b): the :data:`FITTED_WSD` variant fitted on the same tasks at the same base rate
+    (``"wsd~VARIANT"``), or ``None`` when none is.
+
+    Example:
+        >>> plus_bar("v1"), plus_bar("v2")
+        ('wsd~fitted', 'wsd~fitted-user')
+    """
+    from mlrsnet import plus
+
+    settings = _task_settings(plus.pretrained(network)[1])
+    for variant, path in FITTED_WSD.items():
+        if path.is_file() and _task_settings(json.loads(path.read_text())) == settings:
+            return f"wsd~{variant}"
+    return None
 
 
 def plus_base(network: str) -> str:
@@ -194,10 +253,10 @@ def learned_methods(target: Target) -> list[tuple[str, float | None]]:
         for variant in plus_variants(network):
             at_default = variant == "~user-lr" or (base == "user" and variant != "~probe")
             methods.append((f"mlrsnet-plus:{network}{variant}", target.lr if at_default else None))
-    if fitted_wsd() is not None:
-        methods.append(("wsd~fitted", None))
-    if fitted_wsd(base="user") is not None:
-        methods.append(("wsd~fitted-user", target.lr))
+    for variant, path in FITTED_WSD.items():
+        if path.is_file():
+            at_default = fitted_wsd_base(variant) == "user"
+            methods.append((f"wsd~{variant}", target.lr if at_default else None))
     return methods
 
 

@@ -26,6 +26,7 @@ from mlrsnet.lab.benchmark.plan import (
     TUNED,
     defaults_methods,
     learned_methods,
+    plus_bar,
     tuned_run,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
@@ -385,14 +386,17 @@ def acceptance(
     out("- SGD and AdamW, image and text, one network; win/tie/loss against the best "
         "*defaults* baseline per group: " + ", ".join(counts) + ".")  # fmt: skip
     out("")
-    # a network meta-trained at the default rate runs its ablation (c) at the probe's, and is
-    # measured against the WSD family fitted at the default rate
+    # a network meta-trained at the default rate runs its ablation (c) at the probe's; (b) is
+    # the WSD family fitted on the network's tasks at its base rate
     at_default = any(r.method == f"{network}~probe" for rows in result.values() for r in rows)
-    ablations = [(f"{network}~progress-only", "(a) only t/T")]
+    ablations = [
+        (f"{network}~progress-only", "(a) only t/T"),
+        (_bar(network, at_default), "(b) fitted WSD"),
+    ]
     if at_default:
-        ablations += [("wsd~fitted-user", "(b) fitted WSD"), (f"{network}~probe", "(c) probe")]
+        ablations += [(f"{network}~probe", "(c) probe")]
     else:
-        ablations += [("wsd~fitted", "(b) fitted WSD"), (f"{network}~user-lr", "(c) user lr")]
+        ablations += [(f"{network}~user-lr", "(c) user lr")]
     ablations += [(m, f"(d) {m}") for m in LEARNED]
     out("Ablations: the network minus each variant, mean of 5 paired seeds [95 % interval] "
         "(accuracy in points, perplexity and loss in their units; the sign says which is "
@@ -414,6 +418,17 @@ def acceptance(
             cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
         out(f"| `{target}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _bar(network: str, at_default: bool) -> str:
+    """Ablation (b) of ``network`` (``"mlrsnet-plus:NAME"``): the shipped network's own bar
+    (:func:`~mlrsnet.lab.benchmark.plan.plus_bar`), or for a network no longer shipped the
+    WSD family fitted at its base rate."""
+    from mlrsnet import plus
+
+    name = network.split(":", 1)[1]
+    bar = plus_bar(name) if name in plus.pretrained_names() else None
+    return bar or ("wsd~fitted-user" if at_default else "wsd~fitted")
 
 
 def _win_tie_loss_counts(
