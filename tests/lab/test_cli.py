@@ -190,6 +190,20 @@ def test_lr_probe_from_a_flag_or_a_config_file(tmp_path, capsys):
     assert (tmp_path / "toml" / "lr.csv").read_text() == (tmp_path / "flag" / "lr.csv").read_text()
 
 
+def test_a_network_meta_trained_at_the_users_rate_is_noted_under_the_probe(tmp_path, capsys):
+    argv = ["train", "--task", "digits-mlp", "--epochs", "1", "--batch-size", "512",
+            "--stop-after-steps", "1"]  # fmt: skip
+    assert main([*argv, "--schedule", "mlrsnet-plus:v2", "--lr", "probe",
+                 "--out", str(tmp_path / "v2")]) == 0  # fmt: skip
+    assert (
+        "note: mlrsnet-plus:v2 was meta-trained at the rate a user types" in capsys.readouterr().err
+    )
+    for schedule, lr in (("mlrsnet-plus:v2", "0.05"), ("mlrsnet-plus:v1", "probe")):
+        assert main([*argv, "--schedule", schedule, "--lr", lr,
+                     "--out", str(tmp_path / f"{schedule[-2:]}-{lr}")]) == 0  # fmt: skip
+        assert "note:" not in capsys.readouterr().err
+
+
 def test_compare_writes_table_and_plots(tmp_path, capsys):
     for schedule in ("fixed", "cosine"):
         for seed in (0, 1):

@@ -499,6 +499,8 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
         torch.set_num_threads(args.threads)
 
     config = _run_config(args, kind)
+    if not args.quiet:
+        _note_plus_base(config.schedule, config.lr)
     out = Path(config.out)
     created = _missing_ancestor(out)  # what the run creates; removed again if it fails empty
     # A checkpoint there means the runner resumes (or, for a finished run, only reads the
@@ -553,6 +555,23 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
             print(f"schedule network: {Path(config.out) / 'schedule.safetensors'} "
                   f"(use --schedule mlrsnet:{Path(config.out) / 'schedule.safetensors'})")  # fmt: skip
     return 0
+
+
+def _note_plus_base(schedule: str, lr: Any) -> None:
+    """Say so when an MLR-SNet+ network meta-trained at the rate a user types runs at the
+    probe's rate (the benchmark's ablation c for ``v2``: a worse use of it)."""
+    if lr != _PROBE or not schedule.startswith("mlrsnet-plus:"):
+        return
+    from mlrsnet import plus
+
+    try:
+        manifest = plus.resolve(schedule.split(":", 1)[1])[1]
+    except (FileNotFoundError, ValueError):
+        return  # the run reports a bad network with its own error
+    if manifest.get("config", {}).get("base") == "user":
+        print(f"note: {schedule} was meta-trained at the rate a user types and is meant to run "
+              "without the probe (at the task's rate or your --lr); at the probe's rate the "
+              "held-out benchmark measured it worse (docs/plus.md)", file=sys.stderr)  # fmt: skip
 
 
 def _print_probe(summary: dict[str, Any]) -> None:
