@@ -3,6 +3,7 @@
     python benchmarks/heldout.py --plan              # the jobs and their estimated cost
     python benchmarks/heldout.py                     # run (or resume) the whole suite
     python benchmarks/heldout.py --only ptb-lstm-short --only fmnist-cnn-1x   # some targets
+    python benchmarks/heldout.py --method mlrsnet-plus:v2    # one method's runs (and probes)
     python benchmarks/heldout.py --address auto      # the same suite on a running Ray cluster
     python benchmarks/heldout.py --report            # BENCHMARKS.md and figures from the records
     python benchmarks/heldout.py --quick --out /tmp/quick   # the CI-sized suite, then its report
@@ -60,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (ROOT / "benchmarks" / "results" / "quick" if args.quick else DEFAULT_OUT)
     seeds = (0, 1) if args.quick else planning.EVAL_SEEDS
 
+    if args.method is not None:
+        try:
+            planning.pick(*planning.plan(targets, seeds), args.method)
+        except ValueError as err:
+            parser.error(str(err))
     if args.plan:
-        return print_plan(targets, seeds, out)
+        return print_plan(targets, seeds, out, args.method)
     if not args.report:
         run(targets, seeds, out, args)
     if args.report or args.quick:
@@ -74,18 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_plan(targets: list, seeds: tuple[int, ...], out: Path) -> int:
+def print_plan(targets: list, seeds: tuple[int, ...], out: Path, methods: list | None) -> int:
     from mlrsnet.lab.benchmark import plan as planning
     from mlrsnet.lab.benchmark.execute import Records
 
     runs, probes = planning.plan(targets, seeds)
+    if methods is not None:  # as the run picks them: these methods' runs and their probes
+        runs, probes = planning.pick(runs, probes, methods)
     done = Records(out / "records.jsonl").ids() if (out / "records.jsonl").is_file() else set()
     print(f"{'target':32} {'jobs':>5} {'done':>5} {'hours':>6}  size")
     total = left = 0.0
     for target in targets:
         jobs = [r for r in runs if r.target == target.name]
         jobs += [p for p in probes if p.target == target.name]
-        tuned = len(planning.TUNED) * len(seeds)  # at most: a tuned default is the defaults run
+        tuned = 0 if methods is not None else len(planning.TUNED) * len(seeds)  # at most
         seconds = sum(planning.estimated_seconds(target, j) for j in jobs)
         seconds += tuned * target.seconds
         ids = [getattr(j, "run_id", None) or j.probe_id for j in jobs]
@@ -96,8 +104,9 @@ def print_plan(targets: list, seeds: tuple[int, ...], out: Path) -> int:
         print(f"{target.name:32} {len(jobs) + tuned:5d} {finished:5d} {seconds / 3600:6.2f}  "
               f"{target.note}")  # fmt: skip
     tiers = Counter(r.tier for r in runs)
+    tuned_runs = 0 if methods is not None else len(targets) * len(planning.TUNED) * len(seeds)
     print(f"\n{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in sorted(tiers.items()))}), "
-          f"{len(probes)} probes, up to {len(targets) * len(planning.TUNED) * len(seeds)} tuned "
+          f"{len(probes)} probes, up to {tuned_runs} tuned "
           "runs (fewer where the tuned rate is the default)")  # fmt: skip
     print(
         f"estimated run time: {total / 3600:.2f} h summed over runs "

@@ -34,6 +34,7 @@ from mlrsnet.lab.benchmark.plan import (
     RunSpec,
     estimated_seconds,
     fitted_wsd,
+    pick,
     plan,
     split_variant,
     tuned_run,
@@ -350,12 +351,7 @@ def execute(
     by_name = {t.name: t for t in targets}
     runs, probes = plan(targets) if seeds is None else plan(targets, seeds)
     if methods is not None:
-        unknown = sorted(set(methods) - {r.method for r in runs})
-        if unknown:
-            raise ValueError(f"no target plans method(s) {', '.join(unknown)}")
-        runs = [r for r in runs if r.method in methods]
-        used = {ProbeSpec(r.target, r.seed).probe_id for r in runs if uses_probe(r)}
-        probes = [p for p in probes if p.probe_id in used]
+        runs, probes = pick(runs, probes, methods)
     done = records.ids()
     eval_seeds = sorted({r.seed for r in runs if r.tier != "tuning"})
     start_ray(workers, address)

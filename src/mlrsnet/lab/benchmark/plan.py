@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from mlrsnet.lab.benchmark.tasksets import Target
 __all__ = [
     "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "SHAPES", "TUNED", "TUNING_SEED",
     "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
-    "learned_methods", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
+    "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
     "tuned_run", "uses_probe",
 ]  # fmt: skip
 
@@ -317,6 +318,23 @@ def plan(
                 add(RunSpec(target.name, method, "tuning", TUNING_SEED,
                             _grid_lr(target, factor), factor))  # fmt: skip
     return list(runs.values()), probes
+
+
+def pick(
+    runs: list[RunSpec], probes: list[ProbeSpec], methods: Iterable[str]
+) -> tuple[list[RunSpec], list[ProbeSpec]]:
+    """The runs of ``methods`` among :func:`plan`'s, and the probes they use.
+
+    Raises:
+        ValueError: For a method none of ``runs`` has.
+    """
+    methods = set(methods)
+    unknown = sorted(methods - {r.method for r in runs})
+    if unknown:
+        raise ValueError(f"no target plans method(s) {', '.join(unknown)}")
+    runs = [r for r in runs if r.method in methods]
+    used = {ProbeSpec(r.target, r.seed).probe_id for r in runs if uses_probe(r)}
+    return runs, [p for p in probes if p.probe_id in used]
 
 
 def estimated_seconds(target: Target, spec: RunSpec | ProbeSpec) -> float:
