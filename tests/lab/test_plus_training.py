@@ -138,6 +138,11 @@ def test_a_folder_goes_on_to_more_iterations_and_never_back(tmp_path):
     assert manifest["iterations"] == 2 and not np.array_equal(plus_training.flat_params(net), first)
     with pytest.raises(ValueError, match="already at iteration 2, past the 1"):
         plus_training.meta_train(config, workers=1)
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    tmp_path.rename(moved)  # a moved folder resumes where it stands, under its new path
+    net, manifest = plus.load(plus_training.meta_train(
+        ESConfig(**{**longer.__dict__, "out": str(moved)}), workers=1))  # fmt: skip
+    assert manifest["iterations"] == 2 and manifest["config"]["out"] == str(moved)
 
 
 def test_the_command_line_quick_mode(tmp_path):

@@ -61,8 +61,9 @@ class ESConfig:
     Attributes:
         out: The folder of the state, the history and the network.
         iterations: The ES iteration to stop at. It is the one setting a folder may be
-            resumed with another value of: more iterations go on, and the iteration the
-            folder stands at writes its network without training.
+            resumed with another value of (besides ``out``: a moved folder resumes): more
+            iterations go on, and the iteration the folder stands at writes its network
+            without training.
         pairs: Antithetic pairs (task instances) per iteration.
         sigma: Standard deviation of the perturbations.
         meta_lr: Adam's step on ``θ``.
@@ -395,7 +396,8 @@ def meta_train(
     state_path = out / "state.json"
     if state_path.is_file():
         state = json.loads(state_path.read_text())
-        settings = {k: v for k, v in asdict(config).items() if k != "iterations"}
+        # the folder is where the state is: a moved folder resumes under its new path
+        settings = {k: v for k, v in asdict(config).items() if k not in ("iterations", "out")}
         saved = {**asdict(ESConfig(out=config.out)), **state["config"]}  # older folders
         differs = sorted(k for k in settings if saved.get(k) != settings[k])
         if differs:
