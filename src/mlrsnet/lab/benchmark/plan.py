@@ -224,7 +224,7 @@ def plus_base(network: str) -> str:
     """
     from mlrsnet import plus
 
-    return plus.pretrained(network)[1].get("config", {}).get("base", "probe")
+    return _task_settings(plus.pretrained(network)[1])["base"]
 
 
 def plus_variants(network: str) -> tuple[str, ...]:
