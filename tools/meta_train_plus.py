@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-steps", type=int, default=None,
                         help="draw every run's length log-uniformly in [MIN, MAX] steps "
                              "instead of each task family's own range")  # fmt: skip
+    parser.add_argument("--passes", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="draw runs by passes over the data too (larger training fractions: "
+                             "tasksets.META_TRAINING_BY_PASSES), passes log-uniform in [LOW, HIGH]")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--family", choices=("plus", "wsd"), default="plus",
                         help="the network, or the parametric WSD family (the bar it must clear)")  # fmt: skip
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         hidden=args.hidden,
         max_steps=args.max_steps or quick.get("max_steps", 600),
         min_steps=args.min_steps,
+        passes=tuple(args.passes) if args.passes else None,
         seed=args.seed,
         quick=args.quick,
         monitor_every=args.monitor_every,

@@ -27,6 +27,7 @@ resumes at its last finished iteration; ``history.jsonl`` has one line per itera
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -48,7 +49,7 @@ from mlrsnet.lab.rundir import versions
 
 __all__ = [
     "BASES", "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
-    "sample_instance", "set_params", "shape_differences", "user_lr", "wsd_options",
+    "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ class ESConfig:
         min_steps: When given, every family's lengths are log-uniform between this and
             ``max_steps`` instead (longer runs than the families declare, e.g. the held-out
             targets' range of lengths).
+        passes: When given (``(low, high)``), runs are drawn from
+            :data:`~mlrsnet.lab.benchmark.tasksets.META_TRAINING_BY_PASSES` by passes over
+            the data as well as by length (:func:`sample_instance`): passes log-uniform in
+            ``[low, high]``, a length log-uniform in ``[min_steps, max_steps]``, and the
+            family's training fraction whose passes come nearest that length.
         quick: Digits tasks only and short runs (the ``--quick`` test).
         monitor_every: Every this many iterations (and after the first), the network is
             scored on fixed monitor instances against warmup-stable-decay at the same probe
@@ -102,6 +108,7 @@ class ESConfig:
     seed: int = 0
     max_steps: int = 600
     min_steps: int | None = None
+    passes: tuple[float, float] | None = None
     quick: bool = False
     monitor_every: int = 10
     monitor_instances: int = 6
@@ -164,11 +171,21 @@ def set_params(net: plus.PlusNet, theta: np.ndarray) -> plus.PlusNet:
     return net
 
 
-def sample_instance(rng: np.random.Generator, config: ESConfig) -> dict[str, Any]:
-    """A task instance from the meta-training set: what a run trains and for how long."""
-    from mlrsnet.lab.benchmark.tasksets import META_TRAINING
+def sample_instance(
+    rng: np.random.Generator, config: ESConfig, data_dir: str | None = None
+) -> dict[str, Any]:
+    """A task instance from the meta-training set: what a run trains and for how long.
 
-    families = [m for m in META_TRAINING if not config.quick or m.task.startswith("digits")]
+    With ``config.passes`` the run is drawn by passes over the data: passes ``p`` and a length
+    ``s`` log-uniform in their ranges, then the family's training fraction whose ``p`` passes
+    come nearest ``s`` steps (in log); the run is ``p`` passes of that fraction, kept within
+    the length range (a small dataset's run is then more passes), and its realised ``passes``
+    are recorded.
+    """
+    from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSES
+
+    task_set = META_TRAINING if config.passes is None else META_TRAINING_BY_PASSES
+    families = [m for m in task_set if not config.quick or m.task.startswith("digits")]
     family = families[int(rng.integers(len(families)))]
     noise = float(family.noise_rates[int(rng.integers(len(family.noise_rates)))])
     if config.min_steps is None:
@@ -177,14 +194,37 @@ def sample_instance(rng: np.random.Generator, config: ESConfig) -> dict[str, Any
     else:
         low, high = config.min_steps, config.max_steps
     steps = int(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return {
+    fraction = float(family.train_fractions[int(rng.integers(len(family.train_fractions)))])
+    instance = {
         "task": family.task,
-        "train_fraction": float(family.train_fractions[int(rng.integers(len(family.train_fractions)))]),
+        "train_fraction": fraction,
         "optimizer": family.optimizers[int(rng.integers(len(family.optimizers)))],
         "noise_rate": noise,
         "steps": steps,
         "seed": int(rng.integers(2**31 - 1)),
     }  # fmt: skip
+    if config.passes is not None:
+        passes = math.exp(rng.uniform(math.log(config.passes[0]), math.log(config.passes[1])))
+        per_pass = {f: steps_per_pass(family.task, f, data_dir) for f in family.train_fractions}
+        fraction = min(per_pass, key=lambda f: abs(math.log(passes * per_pass[f] / steps)))
+        instance["train_fraction"] = fraction
+        instance["steps"] = max(low, min(high, round(passes * per_pass[fraction])))
+        instance["passes"] = instance["steps"] / per_pass[fraction]
+    return instance
+
+
+@functools.lru_cache(maxsize=64)
+def steps_per_pass(task: str, train_fraction: float, data_dir: str | None = None) -> int:
+    """Optimizer steps of one pass over ``task``'s training split at ``train_fraction``.
+
+    Example:
+        >>> steps_per_pass("digits-mlp", 1.0)
+        18
+    """
+    from mlrsnet.lab import tasks
+
+    built = tasks.get(task, data_dir=text_data_dir(task, data_dir), train_fraction=train_fraction)
+    return len(built.train_loader(built.batch_size))
 
 
 def _task(instance: dict[str, Any], data_dir: str | None) -> Any:
@@ -390,6 +430,8 @@ def meta_train(
     if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
         raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
                          f"got {config.min_steps}")  # fmt: skip
+    if config.passes is not None and not 0 < config.passes[0] <= config.passes[1]:
+        raise ValueError(f"passes must be (low, high) with 0 < low <= high, got {config.passes}")
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,6 +440,7 @@ def meta_train(
         state = json.loads(state_path.read_text())
         # the folder is where the state is: a moved folder resumes under its new path
         settings = {k: v for k, v in asdict(config).items() if k not in ("iterations", "out")}
+        settings = json.loads(json.dumps(settings))  # as the file holds them: tuples are lists
         saved = {**asdict(ESConfig(out=config.out)), **state["config"]}  # older folders
         differs = sorted(k for k in settings if saved.get(k) != settings[k])
         if differs:
@@ -436,7 +479,7 @@ def meta_train(
         _append(out / "history.jsonl", {"iteration": 0, **monitor.score(theta)})
     while iteration < config.iterations:
         started = time.perf_counter()
-        instances = [sample_instance(rng, config) for _ in range(config.pairs)]
+        instances = [sample_instance(rng, config, data_dir) for _ in range(config.pairs)]
         noise = rng.standard_normal((config.pairs, theta.size))
         base_lrs = _base_lrs(config, instances, probe_remote, data_dir)
         runs = []
@@ -472,7 +515,9 @@ def meta_train(
         if on_iteration is not None:
             on_iteration(record)
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
-                "meta_training_set": "mlrsnet.lab.benchmark.tasksets.META_TRAINING",
+                "meta_training_set": "mlrsnet.lab.benchmark.tasksets."
+                                     + ("META_TRAINING" if config.passes is None
+                                        else "META_TRAINING_BY_PASSES"),
                 "iteration_seconds": _iteration_seconds(out / "history.jsonl"),
                 "versions": versions()}  # fmt: skip
     if config.family == "wsd":
@@ -500,7 +545,8 @@ class _Monitor:
                 saved["instances"], saved["base_lrs"], saved["wsd"])  # fmt: skip
             return
         rng = np.random.default_rng([config.seed, 1])
-        self.instances = [sample_instance(rng, config) for _ in range(config.monitor_instances)]
+        self.instances = [sample_instance(rng, config, data_dir)
+                          for _ in range(config.monitor_instances)]  # fmt: skip
         probes = ray.get([
             remote.remote(inst, None, schedule="wsd", data_dir=data_dir,
                           base_lr=user_lr(inst) if config.base == "user" else None)

@@ -74,7 +74,7 @@ FITTED_WSD: dict[str, Path] = {
     "fitted-user-long": Path(__file__).with_name("wsd_fitted_user_long.json"),
 }
 #: The meta-training settings that decide which tasks a run draws and the rate it scales.
-_TASK_SETTINGS = ("base", "max_steps", "min_steps", "quick")
+_TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick")
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
                    "adam": 1e-3, "l4": 0.15}  # fmt: skip
