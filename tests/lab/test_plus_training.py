@@ -80,6 +80,33 @@ def test_instances_come_from_the_meta_training_set():
     assert 350 < np.median(lengths) < 550  # log-uniform: the median near sqrt(100 * 2000)
 
 
+def test_instances_drawn_by_passes_over_the_data(shared_data, fashion_mnist_dir):
+    from mlrsnet.lab.benchmark.tasksets import HELD_OUT, META_TRAINING_BY_PASSES
+
+    rng = np.random.default_rng(2)
+    config = ESConfig(out="unused", min_steps=100, max_steps=2000, passes=(1.0, 16.0))
+    seen = [plus_training.sample_instance(rng, config, str(shared_data)) for _ in range(300)]
+    assert {s["task"] for s in seen} == {m.task for m in META_TRAINING_BY_PASSES}
+    assert {s["task"] for s in seen}.isdisjoint({t.task for t in HELD_OUT})
+    assert all(100 <= s["steps"] <= 2000 for s in seen)
+    for s in seen:  # the recorded passes are the run's: its steps over one pass's
+        per_pass = plus_training.steps_per_pass(s["task"], s["train_fraction"], str(shared_data))
+        assert s["passes"] == s["steps"] / per_pass
+        family = [m for m in META_TRAINING_BY_PASSES
+                  if m.task == s["task"] and s["optimizer"] in m.optimizers]  # fmt: skip
+        assert len(family) == 1 and s["train_fraction"] in family[0].train_fractions
+    assert max(s["train_fraction"] for s in seen
+               if s["task"] == "fmnist-mlp" and s["optimizer"] == "adamw") == 0.1  # fmt: skip
+    assert max(s["train_fraction"] for s in seen if s["optimizer"] == "sgd"
+               and s["task"] == "fmnist-mlp") == 0.5  # fmt: skip
+    # the datasets large enough for it make the drawn passes; the small ones more, not fewer
+    large = [s["passes"] for s in seen if s["task"] != "digits-mlp" and s["task"] != "digits-cnn"]
+    assert 1.0 <= min(large) < 1.3 and 12 < max(large) <= 16.5 and 2 < np.median(large) < 8
+    small = [s["passes"] for s in seen if s["task"].startswith("digits")]
+    assert min(small) >= 100 / plus_training.steps_per_pass("digits-mlp", 1.0)
+    assert plus_training.steps_per_pass("fmnist-mlp", 0.5) == 231  # 29,400 images / 128
+
+
 def test_evaluate_trains_a_whole_run_and_counts_the_probe():
     instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
                 "noise_rate": 0.2, "steps": 40, "seed": 3}  # fmt: skip
@@ -116,6 +143,20 @@ def test_quick_meta_training_runs_and_resumes_exactly(tmp_path):
     assert np.array_equal(plus_training.flat_params(resumed), plus_training.flat_params(net))
     history = (tmp_path / "b" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in history] == [0, 1, 2]  # 0: the monitor
+
+
+def test_a_meta_training_by_passes_resumes_and_names_its_task_set(tmp_path):
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=40, quick=True,
+                      monitor_instances=1, passes=(2.0, 4.0))  # fmt: skip
+    plus_training.meta_train(config, workers=1)
+    longer = ESConfig(**{**config.__dict__, "iterations": 2})  # the file holds passes as a list
+    manifest = plus.load(plus_training.meta_train(longer, workers=1))[1]
+    assert manifest["meta_training_set"].endswith("META_TRAINING_BY_PASSES")
+    assert manifest["config"]["passes"] == [2.0, 4.0]
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert all("passes" in inst for record in history[1:] for inst in record["instances"])
+    with pytest.raises(ValueError, match="passes"):
+        plus_training.meta_train(ESConfig(**{**longer.__dict__, "passes": (2.0, 8.0)}), workers=1)
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
@@ -205,7 +246,9 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"init": str(start), "hidden": 8}, "has 4 hidden units, the config 8"),
              ({"init": str(start), "family": "wsd"}, "the WSD family has none"),
              ({"min_steps": 500, "max_steps": 400}, "min_steps must be between 1 and max_steps"),
-             ({"min_steps": 0}, "min_steps must be between")]  # fmt: skip
+             ({"min_steps": 0}, "min_steps must be between"),
+             ({"passes": (0.0, 16.0)}, "passes must be"),
+             ({"passes": (8.0, 2.0)}, "passes must be")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
                           monitor_instances=1, **change)  # fmt: skip
@@ -219,7 +262,7 @@ def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
     plus_training.meta_train(config, workers=1)
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    for key in ("base", "init", "min_steps"):
+    for key in ("base", "init", "min_steps", "passes"):
         del state["config"][key]
     state_path.write_text(json.dumps(state))
     plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults

@@ -141,20 +141,24 @@ def test_each_network_is_measured_against_the_family_fitted_on_its_tasks(shipped
     folder = shipped / "plus"
     for name, config in (("v1", {}), ("v2", {"base": "user", "max_steps": 400}),
                          ("v3", {"base": "user", "min_steps": 100, "max_steps": 2000}),
-                         ("v4", {"base": "user", "max_steps": 99})):  # fmt: skip
+                         ("v4", {"base": "user", "min_steps": 100, "max_steps": 2000,
+                                 "passes": [1, 16]}),
+                         ("v5", {"base": "user", "max_steps": 99})):  # fmt: skip
         plus.save(folder / f"{name}.safetensors", plus.PlusNet(hidden=4),
                   {"command": "test", "config": config})  # fmt: skip
     fits = {"fitted": {"max_steps": 600}, "fitted-user": {"base": "user", "max_steps": 400},
-            "fitted-user-long": {"base": "user", "min_steps": 100, "max_steps": 2000}}  # fmt: skip
+            "fitted-user-long": {"base": "user", "min_steps": 100, "max_steps": 2000},
+            "fitted-user-passes": {"base": "user", "min_steps": 100, "max_steps": 2000,
+                                   "passes": [1, 16]}}  # fmt: skip
     for variant, config in fits.items():
         path = shipped / f"{variant}.json"
         path.write_text(
             json.dumps({"config": config, "options": {"sgd": FITTED, "adaptive": FITTED}})
         )
         monkeypatch.setitem(plan.FITTED_WSD, variant, path)
-    bars = {name: plan.plus_bar(name) for name in ("v1", "v2", "v3", "v4")}
+    bars = {name: plan.plus_bar(name) for name in ("v1", "v2", "v3", "v4", "v5")}
     assert bars == {"v1": "wsd~fitted", "v2": "wsd~fitted-user", "v3": "wsd~fitted-user-long",
-                    "v4": None}  # fmt: skip
+                    "v4": "wsd~fitted-user-passes", "v5": None}  # fmt: skip
     learned = dict(plan.learned_methods(tasksets.HELD_OUT[1]))
     assert learned["wsd~fitted"] is None  # at the probe's rate
     assert learned["wsd~fitted-user"] == learned["wsd~fitted-user-long"] == tasksets.HELD_OUT[1].lr
