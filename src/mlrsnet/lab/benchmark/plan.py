@@ -19,8 +19,9 @@ MLR-SNet+ network (:data:`PLUS`) runs at the base rate it was meta-trained on
 at the other base rate (``~user-lr`` or ``~probe``); beside them the parametric
 warmup-stable-decay family fitted by the same meta-training on the same tasks at the same
 base rate (:data:`FITTED_WSD`: ``wsd~fitted`` at the probe's, ``wsd~fitted-user`` at the
-default, ``wsd~fitted-user-long`` at the default on runs of 100–2,000 steps; each network's
-own is :func:`plus_bar`).
+default, ``wsd~fitted-user-long`` at the default on runs of 100–2,000 steps,
+``wsd~fitted-user-passes`` on such runs drawn by passes over the data too; each network's own
+is :func:`plus_bar`).
 
 A run is identified by what it computes (target, method, learning rate, seed), so a tuned
 point that equals the default is the same run and is never computed twice.
@@ -67,11 +68,13 @@ PLUS: tuple[str, ...] = ("v1", "v2", "v3")
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
 #: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
-#: default rate on runs of 100–2,000 steps (``--base user --min-steps 100 --max-steps 2000``).
+#: default rate on runs of 100–2,000 steps (``--base user --min-steps 100 --max-steps 2000``),
+#: and on such runs drawn by passes over the data too (``... --passes 1 16``).
 FITTED_WSD: dict[str, Path] = {
     "fitted": Path(__file__).with_name("wsd_fitted.json"),
     "fitted-user": Path(__file__).with_name("wsd_fitted_user.json"),
     "fitted-user-long": Path(__file__).with_name("wsd_fitted_user_long.json"),
+    "fitted-user-passes": Path(__file__).with_name("wsd_fitted_user_passes.json"),
 }
 #: The meta-training settings that decide which tasks a run draws and the rate it scales.
 _TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick")

@@ -29,7 +29,7 @@ from mlrsnet.lab.benchmark.plan import (
     plus_bar,
     tuned_run,
 )  # fmt: skip
-from mlrsnet.lab.benchmark.tasksets import META_TRAINING, Target
+from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSES, MetaTask, Target
 from mlrsnet.lab.metrics import higher_is_better
 
 __all__ = ["BEGIN", "END", "Row", "acceptance", "figures", "markdown", "tables", "write"]
@@ -205,10 +205,14 @@ def markdown(
             "reported as transfer evidence (`mlrsnet.lab.benchmark.tasksets.META_TRAINING`):")  # fmt: skip
         out("")
         for m in META_TRAINING:
-            noise = ", ".join(f"{r:.0%}" for r in m.noise_rates)
-            out(f"- `{m.task}` on {', '.join(f'{f:.0%}' for f in m.train_fractions)} of its "
-                f"training split, {' and '.join(m.optimizers)}, {m.steps[0]}–{m.steps[1]} steps, "
-                f"uniform label noise {noise}")  # fmt: skip
+            out(f"- {_meta_task(m)}, {m.steps[0]}–{m.steps[1]} steps")
+        out("")
+        out("The same tasks at larger training fractions, for runs drawn by passes over the data "
+            "(`META_TRAINING_BY_PASSES`; MLR-SNet+ meta-training with `--passes`, its lengths "
+            "from `--min-steps`/`--max-steps`):")  # fmt: skip
+        out("")
+        for m in META_TRAINING_BY_PASSES:
+            out(f"- {_meta_task(m)}")
         out("")
         out("*Held-out targets* — the only runs reported (`HELD_OUT`); every test set is whole:")
         out("")
@@ -418,6 +422,13 @@ def acceptance(
             cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
         out(f"| `{target}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _meta_task(m: MetaTask) -> str:
+    """One meta-training family in words (task, fractions, optimizers, label noise)."""
+    noise = ", ".join(f"{r:.0%}" for r in m.noise_rates)
+    return (f"`{m.task}` on {', '.join(f'{f:.0%}' for f in m.train_fractions)} of its training "
+            f"split, {' and '.join(m.optimizers)}, uniform label noise {noise}")  # fmt: skip
 
 
 def _bar(network: str, at_default: bool) -> str:
