@@ -64,7 +64,7 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
-PLUS: tuple[str, ...] = ("v1", "v2", "v3")
+PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4")
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
 #: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
