@@ -104,7 +104,7 @@ def test_instances_drawn_by_passes_over_the_data(shared_data, fashion_mnist_dir)
     assert 1.0 <= min(large) < 1.3 and 12 < max(large) <= 16.5 and 2 < np.median(large) < 8
     small = [s["passes"] for s in seen if s["task"].startswith("digits")]
     assert min(small) >= 100 / plus_training.steps_per_pass("digits-mlp", 1.0)
-    assert plus_training.steps_per_pass("fmnist-mlp", 0.5) == 231  # 29,400 images / 128
+    assert plus_training.steps_per_pass("fmnist-mlp", 0.5) == 231  # 29,500 images / 128
 
 
 def test_evaluate_trains_a_whole_run_and_counts_the_probe():
