@@ -229,6 +229,10 @@ def test_lists(capsys):
     assert lines[2].startswith(
         "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (meta-trained at --lr probe)"
     )
+    from mlrsnet.lab.benchmark.plan import PLUS, RECOMMENDED_PLUS
+
+    assert RECOMMENDED_PLUS in PLUS and lines[2].count("recommended") == 1
+    assert f"{RECOMMENDED_PLUS} (meta-trained at the task's --lr; recommended)" in lines[2]
 
 
 def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):

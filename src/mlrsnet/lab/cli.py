@@ -638,12 +638,13 @@ def _looked_in(datasets: Any, dataset: str, data_dir: str | None) -> str:
 def _cmd_schedules() -> int:
     from mlrsnet import hub, plus
     from mlrsnet.lab import baselines
-    from mlrsnet.lab.benchmark.plan import plus_base
+    from mlrsnet.lab.benchmark.plan import RECOMMENDED_PLUS, plus_base
 
     names = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
     print("baselines:", ", ".join(names))
     base_of = {"probe": "meta-trained at --lr probe", "user": "meta-trained at the task's --lr"}
-    plus_names = [f"{n} ({base_of[plus_base(n)]})" for n in plus.pretrained_names()]
+    plus_names = [f"{n} ({base_of[plus_base(n)]}{'; recommended' * (n == RECOMMENDED_PLUS)})"
+                  for n in plus.pretrained_names()]  # fmt: skip
     for kind, shipped in (("mlrsnet", hub.pretrained_names()), ("mlrsnet-plus", plus_names)):
         print(f"{kind} networks (--schedule {kind}:NAME):",
               ", ".join(shipped) if shipped else "none shipped")  # fmt: skip

@@ -45,7 +45,8 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "SHAPES", "TUNED", "TUNING_SEED",
+    "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
+    "TUNING_SEED",
     "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
     "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
     "tuned_run", "uses_probe",
@@ -65,6 +66,8 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
 PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4")
+#: The one of :data:`PLUS` to use: the best mean rank on the held-out benchmark (BENCHMARKS.md).
+RECOMMENDED_PLUS = "v2"
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
 #: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
