@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--init", default=None, help="start from this network (a shipped name or a file)"
     )
+    parser.add_argument("--init-peaks", default=None, metavar="WSD_JSON",
+                        help="start the network's scales at this fitted WSD family's peaks "
+                             "(the wsd.json of a --family wsd run)")  # fmt: skip
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         shaping=not args.no_shaping,
         base=args.base,
         init=args.init,
+        init_peaks=args.init_peaks,
     )
 
     def report(record: dict) -> None:

@@ -159,6 +159,28 @@ def test_a_meta_training_by_passes_resumes_and_names_its_task_set(tmp_path):
         plus_training.meta_train(ESConfig(**{**longer.__dict__, "passes": (2.0, 8.0)}), workers=1)
 
 
+def test_a_network_starts_at_a_fitted_familys_peaks(tmp_path):
+    fitted = tmp_path / "wsd.json"
+    fitted.write_text(json.dumps({"options": {"sgd": {"peak": 2.5}, "adaptive": {"peak": 0.3}}}))
+    config = ESConfig(out=str(tmp_path / "run"), iterations=0, pairs=1, max_steps=30, quick=True,
+                      monitor_instances=1, hidden=8, init="v2", init_peaks=str(fitted))  # fmt: skip
+    net, manifest = plus.load(plus_training.meta_train(config, workers=1))  # the start itself
+    assert manifest["config"]["init_peaks"] == str(fitted)
+    v2 = plus.pretrained("v2")[0]
+    params = net.numpy_params()
+    assert all(np.array_equal(a, b) for a, b in zip(params, v2.numpy_params(), strict=True))
+    m0 = plus.multiplier(params, plus.features(plus.init_state(), 0, 500))
+    assert net.scale("sgd") * m0 == pytest.approx(2.5, rel=1e-6)  # float32 weights
+    assert net.scale("adaptive") * m0 == pytest.approx(0.3, rel=1e-6)
+    with pytest.raises(ValueError, match="the sgd peak must be a positive number"):
+        plus_training.with_peaks(plus.PlusNet(hidden=4), {"sgd": -1.0})
+    with pytest.raises(ValueError, match="family must be one of"):
+        plus_training.with_peaks(plus.PlusNet(hidden=4), {"rmsprop": 1.0})
+    wsd = ESConfig(out=str(tmp_path / "wsd"), family="wsd", init_peaks=str(fitted))
+    with pytest.raises(ValueError, match="the WSD family has none"):
+        plus_training.meta_train(wsd, workers=1)
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=30, quick=True)
     plus_training.meta_train(config, workers=1)
@@ -262,7 +284,7 @@ def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
     plus_training.meta_train(config, workers=1)
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    for key in ("base", "init", "min_steps", "passes"):
+    for key in ("base", "init", "init_peaks", "min_steps", "passes"):
         del state["config"][key]
     state_path.write_text(json.dumps(state))
     plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults

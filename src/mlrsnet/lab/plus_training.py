@@ -49,7 +49,8 @@ from mlrsnet.lab.rundir import versions
 
 __all__ = [
     "BASES", "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
-    "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr", "wsd_options",
+    "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr", "with_peaks",
+    "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class ESConfig:
             benchmark runs it at that rate.
         init: Start from this network (a shipped name or a file, :func:`mlrsnet.plus.resolve`)
             instead of :meth:`mlrsnet.plus.PlusNet.from_shape`; its width must be ``hidden``.
+        init_peaks: A fitted WSD family's file (``wsd.json`` of a ``family="wsd"`` run):
+            start with the network's scales set so that each optimizer family's first rate
+            is that family's fitted peak times the base rate (:func:`with_peaks`).
     """
 
     out: str
@@ -116,6 +120,7 @@ class ESConfig:
     shaping: bool = True
     base: str = "probe"
     init: str | None = None
+    init_peaks: str | None = None
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
@@ -150,6 +155,32 @@ def wsd_options(theta: np.ndarray, family: str = "sgd") -> dict[str, float]:
         "cooldown": 0.8 * sigmoid(theta[2]),
         "power": math.exp(max(min(float(theta[3]), 3.0), -3.0)),
     }
+
+
+def with_peaks(net: plus.PlusNet, peaks: dict[str, float]) -> plus.PlusNet:
+    """Set ``net``'s scales so that a run's first rate is ``peaks[family]`` times its base rate
+    (``s_f · m_0 = peak``, ``m_0`` the multiplier at the start, before any loss); returns ``net``.
+
+    Example:
+        >>> net = with_peaks(plus.PlusNet.from_shape(hidden=4), {"sgd": 2.0, "adaptive": 0.5})
+        >>> m0 = plus.multiplier(net.numpy_params(), plus.features(plus.init_state(), 0, 100))
+        >>> round(net.scale("sgd") * m0, 6), round(net.scale("adaptive") * m0, 6)
+        (2.0, 0.5)
+
+    Raises:
+        ValueError: For a family not in :data:`mlrsnet.plus.OPTIMIZER_FAMILIES` or a peak
+            that is not a positive number.
+    """
+    m0 = plus.multiplier(net.numpy_params(), plus.features(plus.init_state(), 0, 1))
+    with torch.no_grad():
+        for family, peak in peaks.items():
+            if family not in plus.OPTIMIZER_FAMILIES:
+                raise ValueError(f"family must be one of {plus.OPTIMIZER_FAMILIES}, got {family!r}")
+            if not (isinstance(peak, (int, float)) and math.isfinite(peak) and peak > 0):
+                raise ValueError(f"the {family} peak must be a positive number, got {peak!r}")
+            index = plus.OPTIMIZER_FAMILIES.index(family)
+            net.log_scale[index] = math.log(peak / m0)
+    return net
 
 
 def flat_params(net: plus.PlusNet) -> np.ndarray:
@@ -425,7 +456,7 @@ def meta_train(
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
-    if config.init is not None and config.family != "plus":
+    if (config.init is not None or config.init_peaks is not None) and config.family != "plus":
         raise ValueError("init starts the network's meta-training; the WSD family has none")
     if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
         raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
@@ -468,6 +499,10 @@ def meta_train(
             theta = flat_params(start)
         else:
             theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
+        if config.init_peaks is not None:
+            fitted = json.loads(Path(config.init_peaks).read_text())["options"]
+            net = set_params(plus.PlusNet(hidden=config.hidden), theta)
+            theta = flat_params(with_peaks(net, {f: fitted[f]["peak"] for f in fitted}))
         adam = _Adam(theta.size, config.meta_lr)
         rng = np.random.default_rng(config.seed)
         iteration = 0
