@@ -66,7 +66,9 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
 PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4")
-#: The one of :data:`PLUS` to use: the best mean rank on the held-out benchmark (BENCHMARKS.md).
+#: The one of :data:`PLUS` to use, chosen on the held-out targets' validation splits (never
+#: their test metric): ahead of ``v1`` and ``v3`` there, and ``v4`` only level with it
+#: (docs/plus.md, *Which network to use*).
 RECOMMENDED_PLUS = "v2"
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
