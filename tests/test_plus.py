@@ -922,6 +922,10 @@ HOSTILE = [
     ("shape of another width", _tensors(**{"layer2.weight": torch.zeros(1, 5)}), GOOD_METADATA, False),
     ("extra tensor", _tensors(**{"extra": torch.zeros(3)}), GOOD_METADATA, False),
     ("missing tensor", _tensors(**{"layer1.bias": None}), GOOD_METADATA, False),
+    ("unknown prior", _tensors(), _with(prior="cosine"), True),
+    ("prior declared, no shape", _tensors(), _with(prior=plus.PRIOR_KIND), False),
+    ("shape without a prior", _tensors(prior_shape=torch.tensor([0.0, 0.2, 0.5, 2.0])),
+     GOOD_METADATA, False),
 ]  # fmt: skip
 
 
@@ -954,10 +958,10 @@ def test_hostile_files_are_refused_before_allocation(
         def __getattr__(self, name):
             return getattr(self._file, name)
 
-    def spy_init(self, hidden=16):
+    def spy_init(self, hidden=16, prior=None):
         widths.append(hidden)
         assert hidden <= plus.MAX_HIDDEN, "would allocate a huge network"
-        real_init(self, hidden)
+        real_init(self, hidden, prior)
 
     monkeypatch.setattr(safetensors, "safe_open", SpyOpen)
     monkeypatch.setattr(PlusNet, "__init__", spy_init)
@@ -1071,3 +1075,190 @@ def test_progress_only_holds_the_loss_inputs_at_zero():
     live.step(2.0)
     live.step(1.0)
     assert live.factor != rates["a"][1]  # the live network does read the loss
+
+
+# ------------------------------------------------------------------------------ residual networks
+
+PRIORS = [
+    plus.Prior(0.0, 0.2, 0.5),  # the 1 - sqrt cooldown (math.sqrt in both paths)
+    plus.Prior(0.0026, 0.2955, 0.266, 2.0),  # the family fitted on v4's runs, about
+    plus.Prior(0.1, 0.5, 1.7, 3.0),  # a long warmup, a convex cooldown
+    plus.Prior(0.0, 1.0, 1.0, 1.5),  # linear decay over the whole run
+]
+PEAKS = {"sgd": 2.18, "adaptive": 4.83}
+
+
+def make_residual(prior=PRIORS[1], seed=0, hidden=6, gain=0.0) -> PlusNet:
+    """A residual network; ``gain`` > 0 gives its output layer random weights of that scale."""
+    net = PlusNet.residual(prior, PEAKS, hidden=hidden, seed=seed)
+    if gain:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed + 100)
+            net.layer1.weight.mul_(gain)
+            net.layer2.weight.normal_(0.0, gain)
+            net.layer2.bias.normal_(0.0, gain)
+    return net
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [((-0.1, 0.2, 0.5), "warmup"), ((1.0, 0.0, 0.5), "warmup"), ((0.0, 1.2, 0.5), "cooldown"),
+     ((0.0, 0.2, 0.0), "power"), ((0.0, 0.2, math.inf), "power"), ((0.0, 0.2, 0.5, 1.0), "limit"),
+     ((0.0, 0.2, 0.5, math.nan), "limit"), ((0.5, 0.6, 0.5), "exceed the whole run")],
+)  # fmt: skip
+def test_bad_priors_are_refused_naming_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        plus.Prior(*fields)
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("total", [1, 7, 100, 1001])
+def test_the_scheduler_prior_is_warmup_stable_decay_exactly(prior, total):
+    """The scheduler's inlined shape against :func:`mlrsnet.shapes.warmup_stable_decay`."""
+    optimizer = make_optimizer(1.0)
+    scheduler = MLRSNetPlusLR(optimizer, make_residual(prior), total_steps=total)
+    prior = scheduler.net.prior  # as the network holds it (float32 numbers)
+    for step in range(-1, total + 3):
+        value, limit = scheduler._prior_at(step)
+        expected = shapes.warmup_stable_decay(
+            max(step, 0), total, warmup=prior.warmup, cooldown=prior.cooldown, power=prior.power
+        )
+        assert value == expected and value == prior.value(max(step, 0), total)
+        assert limit == prior.limit
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("cls,family", [(torch.optim.SGD, "sgd"), (torch.optim.AdamW, "adaptive")])
+def test_a_new_residual_network_is_exactly_its_prior_at_its_peaks(prior, cls, family):
+    """With the output layer at zero the correction is 1 whatever the loss: the rates are the
+    fitted family's, ``base · peak · prior(t, T)``."""
+    net = make_residual(prior, seed=1)
+    total, base = 90, 0.03
+    scheduler = MLRSNetPlusLR(make_optimizer(base, cls), net, total_steps=total)
+    assert scheduler.get_last_lr()[0] == base * net.scale(family) * net.prior.value(0, total)
+    rates = [r[0] for r in run_steps(scheduler, random_losses(total + 5, 1))]
+    expected = [base * net.scale(family) * net.prior.value(t, total) for t in range(total + 5)]
+    assert rates == expected
+    assert net.scale(family) == pytest.approx(PEAKS[family], rel=1e-6)  # float32 weights
+
+
+def test_a_residual_network_learns_only_its_correction():
+    net = make_residual(hidden=6)
+    assert sum(p.numel() for p in net.parameters()) == NUM_FEATURES * 6 + 6 + 6 + 1
+    assert {n for n, _ in net.named_buffers()} == {"log_scale", "prior_shape"}
+    assert torch.equal(net.layer2.weight, torch.zeros(1, 6)) and float(net.layer2.bias) == 0.0
+    assert bool((net.layer1.weight != 0).all())  # the hidden layer starts random, unused
+    assert PlusNet(hidden=6).prior is None
+
+
+def test_residual_construction_is_checked():
+    with pytest.raises(ValueError, match="peaks must give"):
+        PlusNet.residual(PRIORS[0], {"sgd": 1.0})
+    with pytest.raises(ValueError, match="adaptive peak"):
+        PlusNet.residual(PRIORS[0], {"sgd": 1.0, "adaptive": 0.0})
+    with pytest.raises(TypeError, match="prior must be a Prior"):
+        PlusNet(hidden=4, prior=(0.0, 0.2, 0.5, 2.0))
+
+
+def residual_pipeline(net, losses, total_steps):
+    """The pure functions for a residual network, with the shape from :mod:`mlrsnet.shapes`."""
+    params, prior, state, out = net.numpy_params(), net.prior, init_state(), []
+    for t, loss in enumerate(losses):
+        state = observe(state, loss, total_steps)
+        out.append(multiplier(params, features(state, t, total_steps),
+                              prior.value(t, total_steps), prior.limit))  # fmt: skip
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("seed,total", [(0, 50), (1, 300), (3, 7)])
+def test_residual_fast_path_agrees_with_the_pure_functions(prior, seed, total):
+    net = make_residual(prior, seed=seed, gain=2.0)
+    losses = random_losses(300, seed)
+    scheduler = MLRSNetPlusLR(make_optimizer(1.0), net, total_steps=total)
+    factors = []
+    for loss in losses:
+        scheduler.step(loss)
+        factors.append(scheduler.factor)
+    expected = residual_pipeline(net, losses, total)
+    np.testing.assert_allclose(factors, expected, rtol=1e-12, atol=0)
+    shape = np.array([net.prior.value(t, total) for t in range(len(losses))])
+    correction = expected / shape
+    assert np.ptp(correction) > 0.05  # the network moved the rate: not a trivial check
+    assert np.all(correction >= 1.0 / prior.limit) and np.all(correction <= prior.limit)
+
+
+def test_residual_forward_is_the_correction():
+    net = make_residual(seed=5, gain=2.0).double()
+    x = np.random.default_rng(5).uniform(-1, 1, (10, NUM_FEATURES))
+    with torch.no_grad():
+        got = net(torch.tensor(x)).numpy()
+    expected = [multiplier(net.numpy_params(), row, 1.0, net.prior.limit) for row in x]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(losses=LOSSES, total=st.integers(1, 300), gain=st.floats(0.0, 50.0))
+def test_every_residual_rate_is_finite_and_within_the_corrections_bounds(losses, total, gain):
+    net = make_residual(PRIORS[2], seed=7, gain=gain)
+    scheduler = MLRSNetPlusLR(make_optimizer(1.0), net, total_steps=total)
+    scale, prior = net.scale("sgd"), net.prior
+    value = prior.value(0, total)  # a skipped (non-finite) loss keeps the rate of the last read
+    rates = [r[0] for r in run_steps(scheduler, losses)]
+    for t, (loss, rate) in enumerate(zip(losses, rates, strict=True)):
+        if math.isfinite(loss) and abs(loss) <= plus.MAX_LOSS:
+            value = prior.value(t, total)
+        assert math.isfinite(rate)
+        assert value * scale / prior.limit * (1 - 1e-12) <= rate
+        assert rate <= value * scale * prior.limit * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("torch_order", [False, True])
+def test_residual_resume_mid_run_gives_identical_rates(torch_order):
+    net, total = make_residual(seed=9, gain=2.0), 120
+    losses = random_losses(120, 9)
+    whole = run_steps(MLRSNetPlusLR(make_optimizer(0.1), net, total_steps=total), losses,
+                      torch_order)  # fmt: skip
+    first = MLRSNetPlusLR(make_optimizer(0.1), net, total_steps=total)
+    got = run_steps(first, losses[:70], torch_order)
+    state = first.state_dict()
+    assert not any(k in state for k in ("_prior", "_warmup_steps", "_cooldown_steps"))
+    resumed = MLRSNetPlusLR(make_optimizer(0.1), net, total_steps=total)
+    resumed.load_state_dict(state)
+    got += run_steps(resumed, losses[70:], torch_order)
+    assert got == whole
+
+
+def test_a_residual_state_allows_multipliers_up_to_the_limit_only():
+    net = make_residual(PRIORS[2])  # limit 3
+    scheduler = MLRSNetPlusLR(make_optimizer(0.1), net, total_steps=10)
+    state = scheduler.state_dict()
+    scheduler.load_state_dict({**state, "_multiplier": 2.9})
+    assert scheduler.factor == 2.9
+    with pytest.raises(ValueError, match="_multiplier"):
+        scheduler.load_state_dict({**state, "_multiplier": 3.1})
+
+
+def test_residual_save_load_round_trip(tmp_path):
+    net = make_residual(PRIORS[2], seed=11, gain=1.0)
+    path = plus.save(tmp_path / "r.safetensors", net, {"note": "residual"})
+    loaded, manifest = plus.load(path)
+    assert loaded.prior == net.prior and loaded.hidden == net.hidden
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    losses = random_losses(40, 11)
+    assert run_steps(MLRSNetPlusLR(make_optimizer(), loaded, 40), losses) == run_steps(
+        MLRSNetPlusLR(make_optimizer(), net, 40), losses
+    )
+    assert manifest["note"] == "residual"
+
+
+@pytest.mark.parametrize("shape", [[0.0, 0.2, 0.5, 0.5], [0.0, 1.5, 0.5, 2.0],
+                                   [0.0, 0.2, -1.0, 2.0], [math.nan, 0.2, 0.5, 2.0]])  # fmt: skip
+def test_a_file_with_a_bad_prior_is_refused(tmp_path, shape):
+    tensors = {k: v.clone() for k, v in make_residual(hidden=4).state_dict().items()}
+    tensors["prior_shape"] = torch.tensor(shape)
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata=_with(prior=plus.PRIOR_KIND))
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        plus.load(path)

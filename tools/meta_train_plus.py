@@ -4,7 +4,8 @@
     python tools/meta_train_plus.py --quick --out /tmp/plus-quick   # a few minutes, as a test
 
 ``--base user`` meta-trains the network on the rate a user types (the task's default) instead
-of the probe's; ``--init v1`` starts from a shipped network instead of the default shape.
+of the probe's; ``--init v1`` starts from a shipped network instead of the default shape;
+``--prior WSD_JSON`` meta-trains a residual network that corrects a fitted WSD family.
 
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-peaks", default=None, metavar="WSD_JSON",
                         help="start the network's scales at this fitted WSD family's peaks "
                              "(the wsd.json of a --family wsd run)")  # fmt: skip
+    parser.add_argument("--prior", default=None, metavar="WSD_JSON",
+                        help="meta-train a residual network: this fitted WSD family (the wsd.json "
+                             "of a --family wsd run) times a bounded correction that starts at 1")  # fmt: skip
+    parser.add_argument("--limit", type=float, default=2.0,
+                        help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         base=args.base,
         init=args.init,
         init_peaks=args.init_peaks,
+        prior=args.prior,
+        limit=args.limit,
     )
 
     def report(record: dict) -> None:

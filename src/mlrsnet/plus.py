@@ -18,9 +18,15 @@ it: the peak) or the library's probe (:mod:`mlrsnet.probe`). ``s_f`` is how far 
 the network was meta-trained on (its manifest's ``config.base``: ``"probe"``, or ``"user"``
 for the rate a user types) is from a good peak for that family, learned with the rest (it
 starts at 1); nothing else depends on the loss's units or the optimizer, so one network serves
-SGD and AdamW, images and text. The maths are pure functions with explicit state
-(:func:`init_state`, :func:`observe`, :func:`features`, :func:`multiplier`); :class:`PlusNet`
-holds the weights and :class:`MLRSNetPlusLR` is the ``LRScheduler``.
+SGD and AdamW, images and text.
+
+A *residual* network (:meth:`PlusNet.residual`) instead corrects a fixed warmup-stable-decay
+shape (its :class:`Prior`, e.g. a family fitted by the same meta-training): the multiplier is
+``prior(t, T) · limit^tanh(o)``, a correction bounded in ``[1/limit, limit]`` that is exactly 1
+(the prior itself) while the output layer is zero, and its scales ``s_f`` are the prior's
+peaks, held fixed. The maths are pure functions with explicit state (:func:`init_state`,
+:func:`observe`, :func:`features`, :func:`multiplier`); :class:`PlusNet` holds the weights and
+:class:`MLRSNetPlusLR` is the ``LRScheduler``.
 
 Example:
     >>> import torch
@@ -63,7 +69,7 @@ from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
 
 __all__ = [
     "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES",
-    "LossState", "MLRSNetPlusLR", "PlusNet", "features", "init_state", "load", "multiplier",
+    "LossState", "MLRSNetPlusLR", "PlusNet", "Prior", "features", "init_state", "load", "multiplier",
     "observe", "optimizer_family", "pretrained", "pretrained_names", "resolve", "save",
 ]  # fmt: skip
 
@@ -208,31 +214,87 @@ def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
     return out
 
 
-def multiplier(params: Sequence[np.ndarray], x: np.ndarray) -> float:
-    """``2 σ(w2 · tanh(W1 x + b1) + b2)``: the factor of the base rate, in ``[0, 2]``
-    (float64 reaches the ends only for ``|o| > 37``).
+def multiplier(
+    params: Sequence[np.ndarray], x: np.ndarray, prior: float | None = None, limit: float = 2.0
+) -> float:
+    """The factor of the base rate from the network's output ``o = w2 · tanh(W1 x + b1) + b2``.
+
+    A plain network gives ``2 σ(o)``, in ``[0, 2]`` (float64 reaches the ends only for
+    ``|o| > 37``); a residual one gives ``prior · limit^tanh(o)``, its prior's value at this
+    step (:meth:`Prior.value`) times a correction in ``[1/limit, limit]``.
 
     Example:
         >>> params = [np.zeros((4, 13)), np.zeros(4), np.zeros(4), np.zeros(1)]
-        >>> multiplier(params, np.ones(13))
-        1.0
+        >>> multiplier(params, np.ones(13)), multiplier(params, np.ones(13), prior=0.3)
+        (1.0, 0.3)
     """
     w1, b1, w2, b2 = params
     o = float(w2 @ np.tanh(w1 @ x + b1) + b2[0])
+    if prior is not None:
+        return prior * limit ** math.tanh(o)
     return 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The fixed shape a residual network corrects: warmup-stable-decay
+    (:func:`mlrsnet.shapes.warmup_stable_decay`) and the correction's bound.
+
+    Attributes:
+        warmup: Fraction of the run spent warming up, in ``[0, 1)``.
+        cooldown: Fraction of the run spent cooling down, in ``[0, 1]`` (with ``warmup`` at
+            most 1).
+        power: The cooldown is ``1 - s**power``.
+        limit: The correction ``limit^tanh(o)`` lies in ``[1/limit, limit]``; above 1.
+
+    Raises:
+        ValueError: For a field out of its range.
+
+    Example:
+        >>> prior = Prior(warmup=0.0, cooldown=0.5, power=1.0)
+        >>> [prior.value(t, 4) for t in range(4)]
+        [1.0, 1.0, 1.0, 0.5]
+    """
+
+    warmup: float
+    cooldown: float
+    power: float
+    limit: float = 2.0
+
+    def __post_init__(self) -> None:
+        number("prior warmup", self.warmup, 0.0, 1.0, high_open=True)
+        number("prior cooldown", self.cooldown, 0.0, 1.0)
+        number("prior power", self.power, 0.0, low_open=True)
+        number("prior limit", self.limit, 1.0, low_open=True)
+        if self.warmup + self.cooldown > 1.0 + 1e-12:
+            raise ValueError(f"prior warmup {self.warmup} + cooldown {self.cooldown} exceed the "
+                             "whole run")  # fmt: skip
+
+    def value(self, step: int, total_steps: int) -> float:
+        """The shape at 0-based ``step`` of ``total_steps`` (its end past them), in ``(0, 1]``."""
+        return shapes.warmup_stable_decay(step, total_steps, warmup=self.warmup,
+                                          cooldown=self.cooldown, power=self.power)  # fmt: skip
+
+    def as_list(self) -> list[float]:
+        """``[warmup, cooldown, power, limit]``: how a network file holds it."""
+        return [self.warmup, self.cooldown, self.power, self.limit]
 
 
 # ------------------------------------------------------------------------------ the network
 
 
 class PlusNet(nn.Module):
-    """The MLR-SNet+ network: ``NUM_FEATURES -> hidden (tanh) -> 1``, output ``2 σ(o)``.
+    """The MLR-SNet+ network: ``NUM_FEATURES -> hidden (tanh) -> 1``, output ``2 σ(o)``, or
+    with a ``prior`` the correction ``limit^tanh(o)`` of that shape (:func:`multiplier`).
 
-    The weights are ordinary parameters (saved with :func:`mlrsnet.hub.save_schedule`'s
-    format by the lab); the scheduler reads a float64 numpy copy of them.
+    The weights are ordinary parameters (saved with :func:`save`); the scheduler reads a
+    float64 numpy copy of them. A residual network's prior and scales are buffers, not
+    parameters: they are the fixed shape the network corrects, and meta-training learns only
+    the correction.
 
     Args:
         hidden: Hidden units.
+        prior: The shape a residual network corrects (:meth:`residual` builds one).
 
     Example:
         >>> net = PlusNet(hidden=8)
@@ -240,13 +302,73 @@ class PlusNet(nn.Module):
         123
     """
 
-    def __init__(self, hidden: int = 16) -> None:
+    def __init__(self, hidden: int = 16, prior: Prior | None = None) -> None:
         super().__init__()
         self.hidden = positive_int("hidden", hidden)
+        if prior is not None and not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a Prior, got {type(prior).__name__}")
         self.layer1 = nn.Linear(NUM_FEATURES, hidden)
         self.layer2 = nn.Linear(hidden, 1)
         #: ``log s_f`` of every family of :data:`OPTIMIZER_FAMILIES` (0: the base rate as is).
-        self.log_scale = nn.Parameter(torch.zeros(len(OPTIMIZER_FAMILIES)))
+        self.log_scale: Tensor
+        if prior is None:
+            self.log_scale = nn.Parameter(torch.zeros(len(OPTIMIZER_FAMILIES)))
+        else:
+            self.register_buffer("log_scale", torch.zeros(len(OPTIMIZER_FAMILIES)))
+            self.register_buffer("prior_shape", torch.tensor(prior.as_list()))
+
+    @property
+    def prior(self) -> Prior | None:
+        """The shape a residual network corrects (``None`` for a plain network).
+
+        Raises:
+            ValueError: If the stored shape is out of range (a hand-edited network).
+        """
+        shape = getattr(self, "prior_shape", None)
+        if shape is None:
+            return None
+        warmup, cooldown, power, limit = (float(v) for v in shape.detach().double())
+        return Prior(warmup, cooldown, power, limit)
+
+    @classmethod
+    def residual(
+        cls, prior: Prior, peaks: dict[str, float], *, hidden: int = 16, seed: int = 0
+    ) -> PlusNet:
+        """A network that starts as exactly ``prior`` at ``peaks`` (its correction is 1).
+
+        The output layer is zero, so ``o = 0`` and the correction ``limit^0 = 1`` whatever
+        the inputs; the hidden layer has torch's initialisation under ``seed``. The scales are
+        ``s_f = peaks[f]``: a run's rate is ``base_lr · peaks[f] · prior(t, T)`` until
+        meta-training moves the output layer.
+
+        Args:
+            prior: The shape to correct.
+            peaks: The peak of every family of :data:`OPTIMIZER_FAMILIES`, as a multiple of the
+                base rate.
+            hidden: Hidden units.
+            seed: Seed of the hidden layer's initialisation.
+
+        Raises:
+            ValueError: If ``peaks`` does not give a positive number for each family.
+
+        Example:
+            >>> net = PlusNet.residual(Prior(0.0, 0.3, 0.5), {"sgd": 2.0, "adaptive": 4.0}, hidden=4)
+            >>> round(net.scale("adaptive"), 6), net.prior.cooldown
+            (4.0, 0.3)
+        """
+        if set(peaks) != set(OPTIMIZER_FAMILIES):
+            raise ValueError(f"peaks must give {OPTIMIZER_FAMILIES}, got {sorted(peaks)}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = cls(hidden=hidden, prior=prior)
+        with torch.no_grad():
+            net.layer2.weight.zero_()
+            net.layer2.bias.zero_()
+            for index, family in enumerate(OPTIMIZER_FAMILIES):
+                net.log_scale[index] = math.log(
+                    number(f"the {family} peak", peaks[family], 0.0, low_open=True)
+                )
+        return net
 
     def scale(self, family: str) -> float:
         """``s_f = exp(log_scale[f])`` (``log_scale`` clipped to ``±LOG_SCALE_LIMIT``).
@@ -264,8 +386,14 @@ class PlusNet(nn.Module):
         return math.exp(max(min(value, LOG_SCALE_LIMIT), -LOG_SCALE_LIMIT))
 
     def forward(self, x: Tensor) -> Tensor:
-        """The multiplier for features ``x`` (``[..., NUM_FEATURES]``), in ``(0, 2)``."""
-        return 2.0 * torch.sigmoid(self.layer2(torch.tanh(self.layer1(x)))).squeeze(-1)
+        """The learned factor for features ``x`` (``[..., NUM_FEATURES]``): the multiplier
+        ``2 σ(o)`` in ``(0, 2)``, or a residual network's correction ``limit^tanh(o)`` (the
+        prior's value depends on the step, not on ``x``: :func:`multiplier` applies it)."""
+        o = self.layer2(torch.tanh(self.layer1(x))).squeeze(-1)
+        prior = self.prior
+        if prior is not None:
+            return torch.pow(torch.as_tensor(prior.limit, dtype=o.dtype), torch.tanh(o))
+        return 2.0 * torch.sigmoid(o)
 
     def numpy_params(self) -> list[np.ndarray]:
         """``[W1, b1, w2, b2]`` as float64 numpy arrays (``w2`` flattened).
@@ -329,6 +457,8 @@ class PlusNet(nn.Module):
 PLUS_FORMAT = "mlrsnet-plus"
 #: The largest hidden width a file may declare (checked before anything is allocated).
 MAX_HIDDEN = 4096
+#: The ``prior`` metadata of a residual network's file: the shape :class:`Prior` describes.
+PRIOR_KIND = "warmup-stable-decay"
 
 
 def save(path: str | os.PathLike[str], net: PlusNet, manifest: dict[str, Any]) -> Path:
@@ -350,6 +480,8 @@ def save(path: str | os.PathLike[str], net: PlusNet, manifest: dict[str, Any]) -
     metadata = {"format": PLUS_FORMAT, "hidden": str(net.hidden),
                 "num_features": str(NUM_FEATURES),
                 "optimizer_families": ",".join(OPTIMIZER_FAMILIES)}  # fmt: skip
+    if net.prior is not None:
+        metadata["prior"] = PRIOR_KIND
     payload = save_tensors(tensors, metadata=metadata)
     atomic_write(path, payload)
     full = {**manifest, "format": PLUS_FORMAT, "hidden": net.hidden,
@@ -389,7 +521,12 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
             if families != ",".join(OPTIMIZER_FAMILIES):
                 raise ValueError(f"{path}: made for optimizer families {families!r}, this "
                                  f"version has {','.join(OPTIMIZER_FAMILIES)!r}")  # fmt: skip
-            net = PlusNet(hidden=int(hidden))
+            prior = metadata.get("prior")
+            if prior not in (None, PRIOR_KIND):
+                raise ValueError(f"{path}: unknown prior {prior!r} (this version knows "
+                                 f"{PRIOR_KIND!r})")  # fmt: skip
+            net = PlusNet(hidden=int(hidden),
+                          prior=None if prior is None else Prior(0.0, 0.2, 0.5))  # fmt: skip
             expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
             if set(f.keys()) != set(expected):
                 raise ValueError(f"{path}: tensors {sorted(f.keys())}, expected {sorted(expected)}")
@@ -406,6 +543,10 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
     if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
         raise ValueError(f"{path}: non-finite weights")
     net.load_state_dict({k: t.float() for k, t in tensors.items()})
+    try:
+        net.prior  # noqa: B018 - checks the stored shape
+    except ValueError as err:
+        raise ValueError(f"{path}: bad prior ({err})") from err
     manifest_path = path.with_suffix(".json")
     manifest: dict[str, Any] = {}
     if manifest_path.is_file():
@@ -515,11 +656,35 @@ class MLRSNetPlusLR(LRScheduler):
         self._count, self._initial, self._minimum = 0, math.nan, math.inf
         self._averages = [0.0] * len(LOSS_HALF_LIVES)
         self._losses_read = 0
-        self._multiplier = multiplier(self._params, features(init_state(), 0, self.total_steps))
+        prior = self._prior = net.prior
+        if prior is not None:  # the shape's step counts, as shapes.warmup_stable_decay has them
+            self._warmup_steps = round(prior.warmup * self.total_steps)
+            self._cooldown_steps = min(round(prior.cooldown * self.total_steps),
+                                       self.total_steps - self._warmup_steps)  # fmt: skip
+        self._max_multiplier = 2.0 if prior is None else prior.limit
+        self._multiplier = multiplier(self._params, features(init_state(), 0, self.total_steps),
+                                      *self._prior_at(0))  # fmt: skip
         self._observed: float | None = None
         self._observed_count = 0
         self.num_nonfinite = 0
         super().__init__(optimizer, last_epoch)
+
+    def _prior_at(self, step: int) -> tuple[()] | tuple[float, float]:
+        """``(prior.value(step, T), limit)`` for a residual network (the arguments
+        :func:`multiplier` takes after ``x``), ``()`` for a plain one; the same arithmetic as
+        :func:`mlrsnet.shapes.warmup_stable_decay` without its checks."""
+        prior = self._prior
+        if prior is None:
+            return ()
+        step = min(max(step, 0), self.total_steps - 1)
+        if step < self._warmup_steps:
+            return (step + 1) / self._warmup_steps, prior.limit
+        into_cooldown = step - (self.total_steps - self._cooldown_steps)
+        if into_cooldown < 0:
+            return 1.0, prior.limit
+        if prior.power == 0.5:
+            return 1.0 - math.sqrt(into_cooldown / self._cooldown_steps), prior.limit
+        return 1.0 - (into_cooldown / self._cooldown_steps) ** prior.power, prior.limit
 
     @property
     def loss_state(self) -> LossState:
@@ -528,7 +693,8 @@ class MLRSNetPlusLR(LRScheduler):
 
     @property
     def factor(self) -> float:
-        """The network's bounded multiplier ``m`` now in effect (in ``(0, 2)``)."""
+        """The network's bounded multiplier ``m`` now in effect (in ``(0, 2)``; for a residual
+        network, the prior's value times the correction, in ``(0, limit]``)."""
         return self._multiplier
 
     @property
@@ -592,7 +758,8 @@ class MLRSNetPlusLR(LRScheduler):
         """:func:`observe`, :func:`features` and :func:`multiplier` on host floats: the
         same loss state exactly, the same multiplier to rounding (the hidden bias folded into
         the matrix as the weight of an input of 1, and ``math.tanh`` for the progress inputs)."""
-        progress = self._losses_read / self.total_steps
+        step = self._losses_read
+        progress = step / self.total_steps
         self._losses_read += 1  # a skipped step still advances time, as MLRSNetLR counts it
         if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
             self.num_nonfinite += 1
@@ -613,12 +780,17 @@ class MLRSNetPlusLR(LRScheduler):
             x += _loss_inputs(corrected, minimum, self._initial)
         x.append(1.0)
         o = float(np.dot(self._output_weights, np.tanh(np.dot(self._hidden_weights, x)))) + self._b2
-        self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
+        if self._prior is None:
+            self._multiplier = 2.0 / (1.0 + math.exp(-max(min(o, 60.0), -60.0)))
+        else:
+            value, limit = self._prior_at(step)
+            self._multiplier = value * limit ** math.tanh(o)
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers only: torch's scheduler fields and the loss state (not the network)."""
         skip = ("optimizer", "net", "family", "_params", "_hidden_weights", "_output_weights",
-                "_b2", "_decays", "_scale")  # fmt: skip
+                "_b2", "_decays", "_scale", "_prior", "_warmup_steps", "_cooldown_steps",
+                "_max_multiplier")  # fmt: skip
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_averages"] = list(self._averages)
         return state
@@ -641,7 +813,7 @@ class MLRSNetPlusLR(LRScheduler):
         minimum, initial = state.get("_minimum"), state.get("_initial")
         if count and not (_is_finite(minimum) and _is_finite(initial)):
             raise ValueError(f"MLRSNetPlusLR state: bad loss extremes {initial!r}, {minimum!r}")
-        number("_multiplier", state.get("_multiplier"), 0.0, 2.0)
+        number("_multiplier", state.get("_multiplier"), 0.0, self._max_multiplier)
         if state.get("progress_only", False) != self.progress_only:
             raise ValueError(
                 f"state is for progress_only={state.get('progress_only', False)}, this "

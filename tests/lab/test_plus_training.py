@@ -270,7 +270,9 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"min_steps": 500, "max_steps": 400}, "min_steps must be between 1 and max_steps"),
              ({"min_steps": 0}, "min_steps must be between"),
              ({"passes": (0.0, 16.0)}, "passes must be"),
-             ({"passes": (8.0, 2.0)}, "passes must be")]  # fmt: skip
+             ({"passes": (8.0, 2.0)}, "passes must be"),
+             ({"prior": str(start), "family": "wsd"}, "the WSD family has none"),
+             ({"prior": str(start), "init": str(start)}, "no init or init_peaks")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
                           monitor_instances=1, **change)  # fmt: skip
@@ -284,9 +286,47 @@ def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
     plus_training.meta_train(config, workers=1)
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    for key in ("base", "init", "init_peaks", "min_steps", "passes"):
+    for key in ("base", "init", "init_peaks", "min_steps", "passes", "prior", "limit"):
         del state["config"][key]
     state_path.write_text(json.dumps(state))
     plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults
     with pytest.raises(ValueError, match="base"):
         plus_training.meta_train(ESConfig(**{**config.__dict__, "base": "user"}), workers=1)
+
+
+FITTED = {"sgd": {"peak": 2.5, "warmup": 0.01, "cooldown": 0.3, "power": 0.3},
+          "adaptive": {"peak": 4.0, "warmup": 0.01, "cooldown": 0.3, "power": 0.3}}  # fmt: skip
+
+
+def test_a_residual_network_starts_as_the_fitted_family_and_learns_its_correction(tmp_path):
+    fitted = tmp_path / "wsd.json"
+    fitted.write_text(json.dumps({"options": FITTED}))
+    start = plus_training.residual_start(fitted, hidden=4, limit=3.0)
+    assert start.prior.as_list() == pytest.approx([0.01, 0.3, 0.3, 3.0], rel=1e-7)  # float32
+    assert start.scale("sgd") == pytest.approx(2.5, rel=1e-7)
+    # the start trains exactly as the family it corrects (float32 against float64 numbers)
+    instance = {"task": "digits-mlp", "train_fraction": 1.0, "optimizer": "adamw",
+                "noise_rate": 0.0, "steps": 40, "seed": 5}  # fmt: skip
+    theta = plus_training.flat_params(start)
+    assert theta.size == plus.NUM_FEATURES * 4 + 4 + 4 + 1  # the correction's weights only
+    net_run = plus_training.evaluate(instance, theta, hidden=4, base_lr=1e-3, template=start)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731 - wsd_options' parameters of FITTED
+    family_theta = np.array([np.log(2.5), logit(0.01 / 0.2), logit(0.3 / 0.8), np.log(0.3),
+                             np.log(4.0)])  # fmt: skip
+    assert plus_training.wsd_options(family_theta, "adaptive") == pytest.approx(FITTED["adaptive"])
+    family = plus_training.evaluate(instance, family_theta, base_lr=1e-3, schedule="wsd-family")
+    assert net_run["val_loss"] == pytest.approx(family["val_loss"], rel=1e-4)
+    plain = plus_training.evaluate(instance, None, base_lr=1e-3, schedule="wsd")
+    assert abs(plain["val_loss"] / family["val_loss"] - 1) > 1e-3  # not a trivial check
+    config = ESConfig(out=str(tmp_path / "run"), iterations=1, pairs=1, max_steps=30,
+                      quick=True, monitor_instances=1, hidden=4, base="user",
+                      prior=str(fitted), limit=3.0)  # fmt: skip
+    net, manifest = plus.load(plus_training.meta_train(config, workers=1))
+    assert net.prior == start.prior and manifest["config"]["prior"] == str(fitted)
+    assert torch.equal(net.log_scale, start.log_scale)  # the family's peaks stay
+    moved = plus_training.flat_params(net) - theta  # Adam's first step: meta_lr on every weight
+    assert np.allclose(np.abs(moved), config.meta_lr, rtol=1e-3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        other = {**FITTED, "adaptive": {**FITTED["adaptive"], "power": 0.5}}
+        fitted.write_text(json.dumps({"options": other}))
+        plus_training.residual_start(fitted, hidden=4)

@@ -17,8 +17,9 @@ With ``shaping`` (the default) each difference is divided by the median ``|d_k|`
 iteration and clipped to ±3 (:func:`shape_differences`): one diverged run, whose objective
 jumps by several units, then moves ``θ`` no more than a few ordinary pairs do. Adam divides
 by the gradient's scale anyway, so only the outliers' weight changes.
-``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape` (hold, then a 1 − √ cooldown) or at
-another network (``init``).
+``θ`` starts at :meth:`mlrsnet.plus.PlusNet.from_shape` (hold, then a 1 − √ cooldown), at
+another network (``init``), or (``prior``) at a fitted WSD family that a residual network
+corrects: then ``θ`` is the correction's weights only, and ES starts at the family's solution.
 
 The runs are Ray tasks (a local cluster by default, ``address`` for a running one); the
 state is checkpointed after every iteration (``state.json``), so a killed meta-training
@@ -27,6 +28,7 @@ resumes at its last finished iteration; ``history.jsonl`` has one line per itera
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -49,7 +51,8 @@ from mlrsnet.lab.rundir import versions
 
 __all__ = [
     "BASES", "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
-    "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr", "with_peaks",
+    "residual_start", "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr",
+    "with_peaks",
     "wsd_options",
 ]  # fmt: skip
 
@@ -101,6 +104,11 @@ class ESConfig:
         init_peaks: A fitted WSD family's file (``wsd.json`` of a ``family="wsd"`` run):
             start with the network's scales set so that each optimizer family's first rate
             is that family's fitted peak times the base rate (:func:`with_peaks`).
+        prior: A fitted WSD family's file: meta-train a *residual* network
+            (:meth:`mlrsnet.plus.PlusNet.residual`) that is this family times a bounded
+            correction, starting at exactly the family (the correction 1); ES learns the
+            correction only (:func:`residual_start`).
+        limit: The residual correction's bound (``[1/limit, limit]``).
     """
 
     out: str
@@ -121,6 +129,8 @@ class ESConfig:
     base: str = "probe"
     init: str | None = None
     init_peaks: str | None = None
+    prior: str | None = None
+    limit: float = 2.0
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
@@ -183,8 +193,27 @@ def with_peaks(net: plus.PlusNet, peaks: dict[str, float]) -> plus.PlusNet:
     return net
 
 
+def residual_start(
+    path: str | os.PathLike[str], *, hidden: int, seed: int = 0, limit: float = 2.0
+) -> plus.PlusNet:
+    """The residual network that starts as the WSD family fitted in ``path`` (the ``wsd.json``
+    of a ``family="wsd"`` meta-training): its shape as the prior, its peaks as the scales.
+
+    Raises:
+        ValueError: If the file's optimizer families do not share one shape (the family's
+            warmup, cooldown and power are common to both: :func:`wsd_options`).
+    """
+    options = json.loads(Path(path).read_text())["options"]
+    shape = {k: v for k, v in options["sgd"].items() if k != "peak"}
+    if any({k: v for k, v in o.items() if k != "peak"} != shape for o in options.values()):
+        raise ValueError(f"{path}: the optimizer families' shapes differ; a prior has one")
+    prior = plus.Prior(shape["warmup"], shape["cooldown"], shape["power"], limit)
+    peaks = {family: options[family]["peak"] for family in plus.OPTIMIZER_FAMILIES}
+    return plus.PlusNet.residual(prior, peaks, hidden=hidden, seed=seed)
+
+
 def flat_params(net: plus.PlusNet) -> np.ndarray:
-    """The network's weights as one float64 vector."""
+    """The network's weights as one float64 vector (a residual network's: its correction's)."""
     return np.concatenate([p.detach().double().reshape(-1).numpy() for p in net.parameters()])
 
 
@@ -326,6 +355,7 @@ def evaluate(
     base_lr: float | None = None,
     data_dir: str | None = None,
     schedule: str = "mlrsnet-plus",
+    template: plus.PlusNet | None = None,
 ) -> dict[str, Any]:
     """Train one task instance with the network ``theta`` (or a baseline ``schedule``).
 
@@ -337,6 +367,8 @@ def evaluate(
         data_dir: Root of the text data.
         schedule: ``"mlrsnet-plus"``, ``"wsd-family"`` (``theta`` from :func:`wsd_options`)
             or a baseline name (``"wsd"``, ``"cosine"``, ...).
+        template: The network ``theta`` goes into (a copy of it; by default a plain
+            ``PlusNet(hidden)``): a residual network's prior and scales come from here.
 
     Returns:
         ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
@@ -358,7 +390,8 @@ def evaluate(
     options: dict[str, Any] = {"optimizer": instance["optimizer"]}
     lr = base_lr
     if schedule == "mlrsnet-plus":
-        options["network"] = set_params(plus.PlusNet(hidden=hidden), np.asarray(theta))
+        net = plus.PlusNet(hidden=hidden) if template is None else copy.deepcopy(template)
+        options["network"] = set_params(net, np.asarray(theta))
     elif schedule == "wsd-family":
         family = wsd_options(np.asarray(theta), _family(instance["optimizer"]))
         schedule, lr = "wsd", base_lr * family.pop("peak")
@@ -456,14 +489,22 @@ def meta_train(
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
-    if (config.init is not None or config.init_peaks is not None) and config.family != "plus":
-        raise ValueError("init starts the network's meta-training; the WSD family has none")
+    if (config.init is not None or config.init_peaks is not None or config.prior is not None) \
+            and config.family != "plus":  # fmt: skip
+        raise ValueError("init and prior start the network's meta-training; the WSD family "
+                         "has none")  # fmt: skip
+    if config.prior is not None and (config.init is not None or config.init_peaks is not None):
+        raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
     if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
         raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
                          f"got {config.min_steps}")  # fmt: skip
     if config.passes is not None and not 0 < config.passes[0] <= config.passes[1]:
         raise ValueError(f"passes must be (low, high) with 0 < low <= high, got {config.passes}")
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
+    template = None
+    if config.prior is not None:
+        template = residual_start(config.prior, hidden=config.hidden, seed=config.seed,
+                                  limit=config.limit)  # fmt: skip
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
@@ -491,6 +532,8 @@ def meta_train(
     else:
         if config.family == "wsd":
             theta = WSD_START.copy()
+        elif template is not None:
+            theta = flat_params(template)
         elif config.init is not None:
             start, _ = plus.resolve(config.init)
             if start.hidden != config.hidden:
@@ -509,7 +552,7 @@ def meta_train(
     start_ray(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
     probe_remote = ray.remote(num_cpus=1, max_retries=1)(probe)
-    monitor = _Monitor(config, remote, data_dir, out / "monitor.json", schedule)
+    monitor = _Monitor(config, remote, data_dir, out / "monitor.json", schedule, template)
     if iteration == 0:
         _append(out / "history.jsonl", {"iteration": 0, **monitor.score(theta)})
     while iteration < config.iterations:
@@ -522,7 +565,8 @@ def meta_train(
             for sign in (1.0, -1.0):
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
                                           hidden=config.hidden, base_lr=base_lr,
-                                          data_dir=data_dir, schedule=schedule))  # fmt: skip
+                                          data_dir=data_dir, schedule=schedule,
+                                          template=template))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
@@ -561,7 +605,8 @@ def meta_train(
         atomic_write(path, json.dumps({**manifest, "theta": theta.tolist(),
                                        "options": options}, indent=2).encode())  # fmt: skip
         return path
-    net = set_params(plus.PlusNet(hidden=config.hidden), theta)
+    net = plus.PlusNet(hidden=config.hidden) if template is None else template
+    net = set_params(net, theta)
     return plus.save(out / "plus.safetensors", net.float(), manifest)
 
 
@@ -569,11 +614,11 @@ class _Monitor:
     """Fixed instances, their probe rates and WSD's loss on them (computed once, kept in a file)."""
 
     def __init__(self, config: ESConfig, remote: Any, data_dir: str | None, path: Path,
-                 schedule: str) -> None:  # fmt: skip
+                 schedule: str, template: plus.PlusNet | None = None) -> None:  # fmt: skip
         import ray
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
-        self.schedule = schedule
+        self.schedule, self.template = schedule, template
         if path.is_file():
             saved = json.loads(path.read_text())
             self.instances, self.base_lrs, self.wsd = (
@@ -597,7 +642,7 @@ class _Monitor:
 
         results = ray.get([
             self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir,
-                               schedule=self.schedule)
+                               schedule=self.schedule, template=self.template)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
         ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
