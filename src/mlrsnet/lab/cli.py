@@ -643,8 +643,14 @@ def _cmd_schedules() -> int:
     names = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
     print("baselines:", ", ".join(names))
     base_of = {"probe": "meta-trained at --lr probe", "user": "meta-trained at the task's --lr"}
-    plus_names = [f"{n} ({base_of[plus_base(n)]}{'; recommended' * (n == RECOMMENDED_PLUS)})"
-                  for n in plus.pretrained_names()]  # fmt: skip
+    plus_names = []
+    for name in plus.pretrained_names():
+        notes = [base_of[plus_base(name)]]
+        if plus.pretrained(name)[0].prior is not None:
+            notes.append("corrects a fitted warmup-stable-decay")
+        if name == RECOMMENDED_PLUS:
+            notes.append("recommended")
+        plus_names.append(f"{name} ({'; '.join(notes)})")
     for kind, shipped in (("mlrsnet", hub.pretrained_names()), ("mlrsnet-plus", plus_names)):
         print(f"{kind} networks (--schedule {kind}:NAME):",
               ", ".join(shipped) if shipped else "none shipped")  # fmt: skip

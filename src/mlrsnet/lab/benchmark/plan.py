@@ -65,7 +65,7 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
-PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4")
+PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4", "v6")
 #: The one of :data:`PLUS` to use, chosen on the held-out targets' validation splits (never
 #: their test metric): ahead of ``v1`` and ``v3`` there, and ``v4`` only level with it
 #: (docs/plus.md, *Which network to use*).
