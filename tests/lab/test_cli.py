@@ -233,6 +233,7 @@ def test_lists(capsys):
 
     assert RECOMMENDED_PLUS in PLUS and lines[2].count("recommended") == 1
     assert f"{RECOMMENDED_PLUS} (meta-trained at the task's --lr; recommended)" in lines[2]
+    assert "v6 (meta-trained at the task's --lr; corrects a fitted warmup-stable-decay)" in lines[2]
 
 
 def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):

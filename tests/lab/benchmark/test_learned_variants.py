@@ -240,3 +240,24 @@ def test_the_acceptance_of_a_network_at_the_default_rate_reads_its_own_ablations
     assert header.startswith("| target | (a) only t/T | (b) fitted WSD | (c) probe |")
     cells = next(line for line in lines if line.startswith("| `fmnist-cnn-1x`")).split(" | ")
     assert cells[2].startswith("-1.00 [") and cells[3].startswith("+1.00 [")  # (b) the user family
+
+
+def test_each_shipped_residual_network_corrects_the_family_benchmarked_as_its_bar():
+    """A residual network's prior and scales are the fitted family the benchmark runs as its
+    ablation (b), and the family file its manifest names is the one the registry copied."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    residual = [n for n in plan.PLUS if plus.pretrained(n)[0].prior is not None]
+    assert residual  # v6
+    for name in residual:
+        net, manifest = plus.pretrained(name)
+        variant = plan.plus_bar(name).removeprefix("wsd~")
+        source = json.loads((root / manifest["config"]["prior"]).read_text())["options"]
+        assert source == json.loads(plan.FITTED_WSD[variant].read_text())["options"]
+        for optimizer, family in (("sgd", "sgd"), ("adamw", "adaptive")):
+            options = plan.fitted_wsd(optimizer, variant)
+            assert net.scale(family) == pytest.approx(options["peak"], rel=1e-6)  # float32
+            shape = [options["warmup"], options["cooldown"], options["power"]]
+            assert net.prior.as_list()[:3] == pytest.approx(shape, rel=1e-6)
+        assert net.prior.limit == manifest["config"]["limit"]
