@@ -67,9 +67,9 @@ LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsne
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
 PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4", "v6")
 #: The one of :data:`PLUS` to use, chosen on the held-out targets' validation splits (never
-#: their test metric): ahead of ``v1`` and ``v3`` there, and ``v4`` only level with it
+#: their test metric): ``v6`` has the best mean validation rank of the five there
 #: (docs/plus.md, *Which network to use*).
-RECOMMENDED_PLUS = "v2"
+RECOMMENDED_PLUS = "v6"
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
 #: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
