@@ -352,9 +352,9 @@ class PlusNet(nn.Module):
             ValueError: If ``peaks`` does not give a positive number for each family.
 
         Example:
-            >>> net = PlusNet.residual(Prior(0.0, 0.3, 0.5), {"sgd": 2.0, "adaptive": 4.0}, hidden=4)
-            >>> round(net.scale("adaptive"), 6), net.prior.cooldown
-            (4.0, 0.3)
+            >>> net = PlusNet.residual(Prior(0.0, 0.25, 0.5), {"sgd": 2.0, "adaptive": 4.0}, hidden=4)
+            >>> round(net.scale("adaptive"), 6), net.prior.cooldown  # float32 buffers
+            (4.0, 0.25)
         """
         if set(peaks) != set(OPTIMIZER_FAMILIES):
             raise ValueError(f"peaks must give {OPTIMIZER_FAMILIES}, got {sorted(peaks)}")
