@@ -1146,7 +1146,7 @@ def test_a_residual_network_learns_only_its_correction():
     net = make_residual(hidden=6)
     assert sum(p.numel() for p in net.parameters()) == NUM_FEATURES * 6 + 6 + 6 + 1
     assert {n for n, _ in net.named_buffers()} == {"log_scale", "prior_shape"}
-    assert torch.equal(net.layer2.weight, torch.zeros(1, 6)) and float(net.layer2.bias) == 0.0
+    assert torch.equal(net.layer2.weight, torch.zeros(1, 6)) and net.layer2.bias.item() == 0.0
     assert bool((net.layer1.weight != 0).all())  # the hidden layer starts random, unused
     assert PlusNet(hidden=6).prior is None
 
