@@ -1,6 +1,7 @@
 """The held-out transfer benchmark: every target, three learning-rate tiers, 5 seeds, on Ray.
 
     python benchmarks/heldout.py --plan              # the jobs and their estimated cost
+    python benchmarks/heldout.py --suite convergence --plan   # the suite at convergence
     python benchmarks/heldout.py                     # run (or resume) the whole suite
     python benchmarks/heldout.py --only ptb-lstm-short --only fmnist-cnn-1x   # some targets
     python benchmarks/heldout.py --method mlrsnet-plus:v2    # one method's runs (and probes)
@@ -26,11 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "heldout"
+SUITE_OUT = {"heldout": DEFAULT_OUT, "convergence": ROOT / "benchmarks" / "results" / "convergence"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", action="store_true", help="list the jobs and their cost")
+    parser.add_argument("--suite", choices=("heldout", "convergence"), default="heldout",
+                        help="the short-horizon held-out suite (default) or the suite at "
+                             "convergence")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="the CI-sized suite (2 seeds)")
     parser.add_argument("--report", action="store_true", help="write the report from the records")
     parser.add_argument("--only", action="append", default=[], metavar="TARGET",
@@ -52,13 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     from mlrsnet.lab.benchmark import plan as planning
     from mlrsnet.lab.benchmark import tasksets
 
-    suite = tasksets.targets("quick" if args.quick else "heldout")
+    quick_name = "quick" if args.suite == "heldout" else "quick-convergence"
+    suite = tasksets.targets(quick_name if args.quick else args.suite)
     known = {t.name for t in suite}
     unknown = sorted(set(args.only) - known)
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     targets = [t for t in suite if not args.only or t.name in args.only]
-    out = args.out or (ROOT / "benchmarks" / "results" / "quick" if args.quick else DEFAULT_OUT)
+    results = ROOT / "benchmarks" / "results"
+    out = args.out or (results / quick_name if args.quick else SUITE_OUT[args.suite])
     seeds = (0, 1) if args.quick else planning.EVAL_SEEDS
 
     if args.method is not None:
@@ -93,7 +100,7 @@ def print_plan(targets: list, seeds: tuple[int, ...], out: Path, methods: list |
     for target in targets:
         jobs = [r for r in runs if r.target == target.name]
         jobs += [p for p in probes if p.target == target.name]
-        tuned = 0 if methods is not None else len(planning.TUNED) * len(seeds)  # at most
+        tuned = 0 if methods is not None else len(planning.TUNED) * len(target.check_seeds or seeds)
         seconds = sum(planning.estimated_seconds(target, j) for j in jobs)
         seconds += tuned * target.seconds
         ids = [getattr(j, "run_id", None) or j.probe_id for j in jobs]
@@ -104,7 +111,9 @@ def print_plan(targets: list, seeds: tuple[int, ...], out: Path, methods: list |
         print(f"{target.name:32} {len(jobs) + tuned:5d} {finished:5d} {seconds / 3600:6.2f}  "
               f"{target.note}")  # fmt: skip
     tiers = Counter(r.tier for r in runs)
-    tuned_runs = 0 if methods is not None else len(targets) * len(planning.TUNED) * len(seeds)
+    tuned_runs = 0 if methods is not None else sum(
+        len(planning.TUNED) * len(t.check_seeds or seeds) for t in targets
+    )
     print(f"\n{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in sorted(tiers.items()))}), "
           f"{len(probes)} probes, up to {tuned_runs} tuned "
           "runs (fewer where the tuned rate is the default)")  # fmt: skip

@@ -361,7 +361,9 @@ def execute(
     pending: dict[Any, tuple[str, float]] = {}
     probe_refs: dict[str, Any] = {}
     probe_rows = {row["id"]: row for row in records.rows if row.get("kind") == "probe"}
-    tuned_runs = 0 if methods is not None else len(targets) * len(TUNED) * len(eval_seeds)
+    tuned_runs = 0 if methods is not None else sum(
+        len(TUNED) * len(t.check_seeds or eval_seeds) for t in targets
+    )
     total = len(runs) + len(probes) + tuned_runs  # at most: a tuned default is a defaults run
 
     def submit_run(spec: RunSpec, probe_ref: Any = None) -> None:
@@ -398,7 +400,7 @@ def execute(
                 if factor is None:
                     continue
                 submitted_tuned.add((target.name, method))
-                for seed in eval_seeds:
+                for seed in target.check_seeds or eval_seeds:
                     submit_run(tuned_run(target, method, factor, seed))
 
     submit_tuned()

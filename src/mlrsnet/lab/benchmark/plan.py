@@ -45,7 +45,7 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
+    "CONVERGENCE_ANCHORS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
     "TUNING_SEED",
     "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
     "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
@@ -85,7 +85,17 @@ FITTED_WSD: dict[str, Path] = {
 _TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick")
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
-                   "adam": 1e-3, "l4": 0.15}  # fmt: skip
+                   "adam": 1e-3, "l4": 0.15, "dadaptation-sgd": 1.0, "dadaptation-adam": 1.0,
+                   "dog": 1.0}  # fmt: skip
+#: The convergence suite's rows besides the hand shapes: a constant rate and the
+#: learning-rate-free methods a practitioner would pick instead of a schedule (``"{family}"``
+#: is the target's: ``sgd`` or ``adamw``/``adam``), each at its package's defaults;
+#: Mechanic tunes the scale of the target's optimizer at the target's rate.
+CONVERGENCE_ANCHORS: tuple[str, ...] = (
+    "fixed", "schedulefree-{sf}", "prodigy", "dadaptation-{da}", "dog", "mechanic",
+)  # fmt: skip
+#: The shapes the convergence suite runs at the probe's rate (the two the tuned tier tunes).
+CONVERGENCE_PROBED: tuple[str, ...] = TUNED
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,26 @@ def plus_variants(network: str) -> tuple[str, ...]:
     return ("", "~progress-only", "~user-lr" if plus_base(network) == "probe" else "~probe")
 
 
+def _allowed(target: Target, method: str) -> bool:
+    return target.methods is None or method in target.methods
+
+
+def _convergence_learned(target: Target) -> list[tuple[str, float | None]]:
+    """The faithful MLR-SNet meta-trained on the target's modality (the shipped Penn Treebank
+    network for text; the shipped Fashion-MNIST and the authors' CIFAR networks for images) at
+    the paper's rule for SGD or the target's rate for AdamW, and the recommended MLR-SNet+
+    network at its base rate."""
+    from mlrsnet.lab import tasks
+
+    rate = target.lr if target.optimizer == "adamw" else None
+    if tasks.spec(target.task).modality == "text":
+        faithful = ["mlrsnet:ptb-lstm"]
+    else:
+        faithful = ["mlrsnet:fmnist-resnet", "mlrsnet:authors"]
+    plus_rate = target.lr if plus_base(RECOMMENDED_PLUS) == "user" else None
+    return [(m, rate) for m in faithful] + [(f"mlrsnet-plus:{RECOMMENDED_PLUS}", plus_rate)]
+
+
 def learned_methods(target: Target) -> list[tuple[str, float | None]]:
     """The learned tier of ``target``: (method, learning rate) pairs, ``None`` for the paper's
     rule (MLR-SNet with SGD) or the probe's rate (MLR-SNet+ and the fitted WSD family at the
@@ -256,6 +286,8 @@ def learned_methods(target: Target) -> list[tuple[str, float | None]]:
         >>> [m for m, _ in learned_methods(HELD_OUT[0])][:3]
         ['mlrsnet:fmnist-resnet', 'mlrsnet:ptb-lstm', 'mlrsnet:authors']
     """
+    if target.profile == "convergence":
+        return [(m, lr) for m, lr in _convergence_learned(target) if _allowed(target, m)]
     methods = [(m, target.lr if target.optimizer == "adamw" else None) for m in LEARNED]
     for network in PLUS:
         base = plus_base(network)
@@ -278,6 +310,13 @@ def defaults_methods(target: Target) -> list[tuple[str, float]]:
         ['cosine', 'linear', 'wsd', 'onecycle', 'schedulefree-adamw', 'prodigy']
     """
     schedule_free = "schedulefree-adamw" if target.optimizer == "adamw" else "schedulefree-sgd"
+    if target.profile == "convergence":
+        adaptive = target.optimizer == "adamw"
+        names = [m.format(sf="adamw" if adaptive else "sgd", da="adam" if adaptive else "sgd")
+                 for m in CONVERGENCE_ANCHORS]  # fmt: skip
+        methods = [(m, target.lr) for m in SHAPES]
+        methods += [(m, _OWN_DEFAULT_LR.get(m, target.lr)) for m in names]
+        return [(m, lr) for m, lr in methods if _allowed(target, m)]
     methods = [(m, target.lr) for m in SHAPES]
     methods += [(m, _OWN_DEFAULT_LR[m]) for m in (schedule_free, "prodigy")]
     methods += [(m, _OWN_DEFAULT_LR.get(m, target.lr)) for m in target.extras]
@@ -313,14 +352,18 @@ def plan(
         runs.setdefault(spec.run_id, spec)
 
     for target in targets:
+        probed = CONVERGENCE_PROBED if target.profile == "convergence" else SHAPES
         for seed in seeds:
             for method, lr in defaults_methods(target):
                 add(RunSpec(target.name, method, "defaults", seed, lr))
-            probes.append(ProbeSpec(target.name, seed))
-            for method in SHAPES:
-                add(RunSpec(target.name, method, "probe", seed))
-            for method, lr in learned_methods(target):
-                add(RunSpec(target.name, method, "learned", seed, lr))
+            seed_runs = [RunSpec(target.name, m, "probe", seed) for m in probed
+                         if _allowed(target, m)]  # fmt: skip
+            seed_runs += [RunSpec(target.name, m, "learned", seed, lr)
+                          for m, lr in learned_methods(target)]  # fmt: skip
+            if any(uses_probe(r) for r in seed_runs):
+                probes.append(ProbeSpec(target.name, seed))
+            for spec in seed_runs:
+                add(spec)
         for method in TUNED if target.tuned_at is None else ():
             for factor in GRID:
                 add(RunSpec(target.name, method, "tuning", TUNING_SEED,

@@ -16,11 +16,11 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
-    "HELD_OUT", "META_TRAINING", "META_TRAINING_BY_PASSES", "QUICK", "MetaTask", "Target",
-    "overlap", "targets",
+    "CONVERGENCE", "HELD_OUT", "LENGTH_METHODS", "META_TRAINING", "META_TRAINING_BY_PASSES",
+    "QUICK", "QUICK_CONVERGENCE", "SUITES", "MetaTask", "Target", "overlap", "targets",
 ]  # fmt: skip
 
 
@@ -65,6 +65,14 @@ class Target:
         tuned_at: Another target whose tuned learning rate this one reuses instead of running
             its own grid (the length variants reuse 1x's: tuned once, then the length changed).
         note: Why the size was chosen.
+        profile: Which rows it runs: ``"short"`` (the short-horizon suite: every shipped
+            MLR-SNet+ network with its ablations and fitted families) or ``"convergence"`` (the
+            suite at convergence: the learning-rate-free anchors, the faithful networks and the
+            recommended MLR-SNet+ network; :func:`mlrsnet.lab.benchmark.plan.defaults_methods`).
+        methods: Only these methods' defaults, probe and learned runs (the tuned tier runs as
+            always); ``None``: every method of the profile, ``()``: the tuned tier only.
+        check_seeds: A learning-curve check (twice another target's length): the tuned tier
+            only, on these seeds instead of every evaluation seed.
     """
 
     name: str
@@ -81,6 +89,9 @@ class Target:
     seconds: float = 10.0
     tuned_at: str | None = None
     note: str = ""
+    profile: str = "short"
+    methods: tuple[str, ...] | None = None
+    check_seeds: tuple[int, ...] | None = None
 
     @property
     def noisy(self) -> bool:
@@ -113,6 +124,9 @@ META_TRAINING_BY_PASSES: tuple[MetaTask, ...] = (
 _SGD_EXTRAS = ("fixed", "multistep", "exponential", "sgdr", "adam", "hd", "rtho", "l4")
 _NOISY = "10 % of the training split for 16 epochs (736 steps): long enough to fit noise"
 _HALF = "half the training split (29,500 images), so that 1x is 2 epochs of 230 steps"
+
+#: The suites by name (filled below).
+SUITES: dict[str, tuple[Target, ...]] = {}
 
 #: The held-out targets: the only runs reported as transfer evidence.
 HELD_OUT: tuple[Target, ...] = (
@@ -147,6 +161,69 @@ HELD_OUT: tuple[Target, ...] = (
                             "its 10k-word softmax makes each step cost 9x the small CNN's"),
 )  # fmt: skip
 
+_CNN = "the whole training split (57,000 images after the validation split)"
+#: What the length variants of the convergence suite run besides the tuned tier: the best
+#: defaults rows of the short-horizon suite, the learning-rate-free anchors, the faithful and
+#: the recommended MLR-SNet+ networks.
+LENGTH_METHODS: tuple[str, ...] = (
+    "cosine", "wsd", "schedulefree-sgd", "prodigy", "mlrsnet:fmnist-resnet", "mlrsnet-plus:v6",
+)  # fmt: skip
+
+#: The benchmark at convergence: models of the size users train on one core, trained until
+#: the best tuned baseline's metric stops improving (each target's ``-2x-check`` twin runs the
+#: tuned tier at twice the length to show it); whole training sets except where the point is
+#: the data (10 %, label noise). Every test set is whole.
+CONVERGENCE: tuple[Target, ...] = (
+    Target("conv-fmnist-mlp-sgd", "optimizer", "fmnist-mlp-wide", 20, 0.05,
+           profile="convergence", seconds=60,
+           note="MLP 784-512-256-10 (0.54M parameters), the whole training split, 20 epochs"),
+    Target("conv-fmnist-mlp-adamw", "optimizer", "fmnist-mlp-wide-adamw", 20, 1e-3,
+           optimizer="adamw", profile="convergence", seconds=62,
+           note="the same MLP with AdamW 1e-3 (weight decay 0.01), 20 epochs"),
+    Target("conv-fmnist-cnn-1x", "training length", "fmnist-cnn2", 10, 0.05,
+           profile="convergence", seconds=105,
+           note=f"two-conv CNN (0.11M parameters), {_CNN}, 10 epochs"),
+    Target("conv-fmnist-cnn-0.5x", "training length", "fmnist-cnn2", 5, 0.05,
+           profile="convergence", seconds=53, tuned_at="conv-fmnist-cnn-1x",
+           methods=LENGTH_METHODS, note="the CNN at half the length (5 epochs)"),
+    Target("conv-fmnist-cnn-2x", "training length", "fmnist-cnn2", 20, 0.05,
+           profile="convergence", seconds=210, tuned_at="conv-fmnist-cnn-1x",
+           methods=LENGTH_METHODS,
+           note="the CNN at twice the length (20 epochs): also 1x's learning-curve check"),
+    Target("conv-fmnist-cnn-10pct", "dataset size", "fmnist-cnn2", 50, 0.05,
+           train_fraction=0.1, profile="convergence", seconds=55,
+           note="10 % of the training split (5,700 images) for 50 epochs (2,250 steps)"),
+    Target("conv-fmnist-cnn-uniform40", "label noise", "fmnist-cnn2", 40, 0.05,
+           train_fraction=0.2, noise="uniform", noise_rate=0.4, profile="convergence",
+           seconds=85, note="20 % of the training split under 40 % uniform noise, 40 epochs "
+                            "(3,560 steps): long enough to memorise noisy labels"),
+    Target("conv-shakespeare-gpt", "data modality", "shakespeare-gpt", 3, 1e-3,
+           optimizer="adamw", warmup=0.05, profile="convergence", seconds=130,
+           note="4-layer GPT 96 wide (0.46M parameters), the whole training text, 3 epochs "
+                "(1,470 steps), 5 % linear warmup as nanoGPT"),
+    Target("conv-shakespeare-lstm", "data modality", "shakespeare-lstm-256", 3, 20.0,
+           profile="convergence", seconds=95,
+           note="1-layer LSTM 256 (0.54M parameters), the whole training text, 3 epochs, "
+                "SGD 20 clipped at 0.25"),
+)  # fmt: skip
+
+
+def _checks(suite: tuple[Target, ...]) -> tuple[Target, ...]:
+    """The learning-curve checks of ``suite``: each target without a longer twin, at twice its
+    length, tuned tier only, on two seeds."""
+    epochs = {t.name: t.epochs for t in suite}
+    longer = {t.tuned_at for t in suite if t.tuned_at and t.epochs > epochs[t.tuned_at]}
+    return tuple(
+        replace(t, name=f"{t.name}-2x-check", axis="learning curve", epochs=2 * t.epochs,
+                seconds=2 * t.seconds, tuned_at=t.name, methods=(), check_seeds=(0, 1),
+                note=f"{t.name} at twice its length: is it at its plateau?")
+        for t in suite
+        if t.tuned_at is None and t.name not in longer
+    )  # fmt: skip
+
+
+CONVERGENCE = CONVERGENCE + _checks(CONVERGENCE)
+
 #: A suite small enough for CI: digits tasks, which are meta-training tasks — so the quick
 #: suite checks the machinery and is never transfer evidence.
 QUICK: tuple[Target, ...] = (
@@ -155,18 +232,29 @@ QUICK: tuple[Target, ...] = (
            noise="uniform", noise_rate=0.4, seconds=1),
 )  # fmt: skip
 
+#: The convergence suite's machinery at CI size (digits: meta-training tasks, never evidence):
+#: every row of the profile on one target, a length variant and a learning-curve check.
+QUICK_CONVERGENCE: tuple[Target, ...] = (
+    Target("quick-conv-digits-mlp", "quick", "digits-mlp", 2, 0.1, profile="convergence",
+           seconds=1),
+    Target("quick-conv-digits-mlp-0.5x", "quick", "digits-mlp", 1, 0.1, profile="convergence",
+           seconds=1, tuned_at="quick-conv-digits-mlp", methods=("cosine", "mlrsnet-plus:v6")),
+)  # fmt: skip
+QUICK_CONVERGENCE = QUICK_CONVERGENCE + _checks(QUICK_CONVERGENCE)
+SUITES.update(convergence=CONVERGENCE, heldout=HELD_OUT, quick=QUICK,
+              **{"quick-convergence": QUICK_CONVERGENCE})  # fmt: skip
+
 
 def targets(suite: str) -> tuple[Target, ...]:
-    """The targets of ``suite``: ``"heldout"`` or ``"quick"``.
+    """The targets of ``suite``: ``"convergence"``, ``"heldout"`` (the short-horizon suite),
+    ``"quick"`` or ``"quick-convergence"``.
 
     Raises:
         ValueError: For another name.
     """
-    if suite == "heldout":
-        return HELD_OUT
-    if suite == "quick":
-        return QUICK
-    raise ValueError(f"suite must be 'heldout' or 'quick', got {suite!r}")
+    if suite not in SUITES:
+        raise ValueError(f"suite must be one of {', '.join(map(repr, SUITES))}, got {suite!r}")
+    return SUITES[suite]
 
 
 def overlap(meta: tuple[MetaTask, ...], held_out: tuple[Target, ...]) -> list[str]:

@@ -40,6 +40,7 @@ __all__ = [
     "resnet18",
     "shufflenet_v2",
     "small_cnn",
+    "two_conv_cnn",
     "wide_resnet",
 ]
 
@@ -599,6 +600,69 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> n
         torch.Size([2, 10])
     """
     return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=width)
+
+
+class TwoConvCNN(nn.Module):
+    """Two conv-ReLU-max-pool stages and a two-layer classifier; see :func:`two_conv_cnn`."""
+
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, width: int = 16, hidden: int = 64,
+        image_size: int = 28,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        width = positive_int("width", width)
+        hidden = positive_int("hidden", hidden)
+        image_size = positive_int("image_size", image_size)
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(2 * width * (image_size // 4) ** 2, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+        _init_cnn(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+def two_conv_cnn(
+    num_classes: int = 10, in_channels: int = 1, width: int = 16, hidden: int = 64,
+    image_size: int = 28,
+) -> nn.Module:  # fmt: skip
+    """The CNN of a first PyTorch tutorial: two 3x3 conv-ReLU-max-pool stages (``width`` and
+    ``2 * width`` channels), then a hidden layer of ``hidden`` units and the logits.
+
+    Args:
+        num_classes: Number of output logits.
+        in_channels: Input image channels.
+        width: Channels of the first conv layer.
+        hidden: Units of the hidden linear layer.
+        image_size: Side of the (square) input images, a multiple of 4.
+
+    Returns:
+        The model (105,866 parameters for 10 classes on 1x28x28 images at the defaults).
+
+    Raises:
+        ValueError: On non-positive sizes or an image size that is no multiple of 4.
+
+    Example:
+        >>> model = two_conv_cnn()
+        >>> model(torch.zeros(2, 1, 28, 28)).shape, count_parameters(model)
+        (torch.Size([2, 10]), 105866)
+    """
+    return TwoConvCNN(num_classes, in_channels, width, hidden, image_size)
 
 
 class MLP(nn.Module):
