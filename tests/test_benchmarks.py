@@ -84,3 +84,17 @@ def test_shipped_schedules_alone_are_constant_and_in_stages_a_staircase():
         assert max(alone[20:]) / min(alone[20:]) < 1.05  # one snapshot: a constant factor
         assert staged[:100] == alone[:100]  # the first stage is the first snapshot
         assert staged[-1] < 0.9 * staged[99]  # later snapshots step down
+
+
+def test_gpu_nosync_loop_runs_every_scheduler_and_refuses_without_cuda(monkeypatch, capsys):
+    import torch
+
+    module = runpy.run_path(str(ROOT / "benchmarks" / "gpu_nosync.py"), run_name="gpu_nosync")
+    rows = [module["loop"](kind, 12, 16, 8, seed=0, device="cpu") for kind in
+            ("torch-cosine", "mlrsnet-lag1", "plus-lag1", "mlrsnet-lag0", "plus-lag0")]  # fmt: skip
+    assert all(r["steps_per_second"] > 0 and 0 <= r["lr_final"] < 0.05 * 4.9 for r in rows)
+    assert rows[0]["lr_final"] == 0.0 and all(r["lr_final"] > 0 for r in rows[1:])
+    assert not any(r["sync_checked"] for r in rows)  # the sync check is CUDA's
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert module["main"]([]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err

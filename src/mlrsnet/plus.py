@@ -59,13 +59,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from mlrsnet import shapes
 from mlrsnet.atomic import atomic_write
 from mlrsnet.checks import number, positive_int
 from mlrsnet.hub import shipped_dir, shipped_names
-from mlrsnet.scheduler import _check_loss, _in_distributed_run, _mean_over_ranks
+from mlrsnet.lossdriven import LossDrivenLR
 
 __all__ = [
     "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES",
@@ -603,7 +602,7 @@ def resolve(spec: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
 # ------------------------------------------------------------------------------ the scheduler
 
 
-class MLRSNetPlusLR(LRScheduler):
+class MLRSNetPlusLR(LossDrivenLR):
     """MLR-SNet+ as a ``torch.optim.lr_scheduler.LRScheduler``: ``lr = base_lr · m(features)``.
 
     Two orders, as :class:`~mlrsnet.MLRSNetLR`: ``step(loss)`` before ``optimizer.step()``
@@ -624,6 +623,13 @@ class MLRSNetPlusLR(LRScheduler):
         family: The optimizer's family for the network's scale ``s_f``
             (:data:`OPTIMIZER_FAMILIES`); ``None`` reads it off the optimizer
             (:func:`optimizer_family`).
+        distributed: Average the loss over ``torch.distributed`` ranks before it is read, so
+            that every rank sets the same rate; ``None``: when a process group of several
+            ranks is initialised.
+        loss_lag: Read each loss this many steps after it is given, copied to the host without
+            blocking, so that a loop on a GPU never waits for the schedule (0: at once; the
+            rates are exactly those of ``loss_lag=0`` that many steps later; see
+            :mod:`mlrsnet.lossdriven`).
 
     Raises:
         ValueError: For a non-positive ``total_steps`` or non-finite network weights.
@@ -638,6 +644,8 @@ class MLRSNetPlusLR(LRScheduler):
         *,
         progress_only: bool = False,
         family: str | None = None,
+        distributed: bool | None = None,
+        loss_lag: int = 0,
     ) -> None:
         if not isinstance(net, PlusNet):
             raise TypeError(f"net must be a PlusNet, got {type(net).__name__}")
@@ -664,9 +672,11 @@ class MLRSNetPlusLR(LRScheduler):
         self._max_multiplier = 2.0 if prior is None else prior.limit
         self._multiplier = multiplier(self._params, features(init_state(), 0, self.total_steps),
                                       *self._prior_at(0))  # fmt: skip
-        self._observed: float | None = None
-        self._observed_count = 0
         self.num_nonfinite = 0
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        device = params[0].device if params else torch.device("cpu")
+        self._init_loss_reading(device=device, distributed=distributed, loss_lag=loss_lag,
+                                host_losses=True, mean_dtype=torch.float64)  # fmt: skip
         super().__init__(optimizer, last_epoch)
 
     def _prior_at(self, step: int) -> tuple[()] | tuple[float, float]:
@@ -706,58 +716,25 @@ class MLRSNetPlusLR(LRScheduler):
         """``base_lr · s_f · m`` for every parameter group."""
         return [base * self._scale * self._multiplier for base in self.base_lrs]
 
-    def observe(self, loss: Tensor | float) -> None:
-        """Record a training loss for the next :meth:`step` (torch's order); several are averaged."""
-        value = _as_float(loss, "observe")
-        self._observed = value if self._observed is None else self._observed + value
-        self._observed_count += 1
+    # -- the maths of a step (the mechanism is LossDrivenLR's) ---------------------------
 
-    def step(self, loss: Tensor | float | None = None) -> None:  # type: ignore[override]
-        """Read a loss (given, or observed) and set the learning rates.
+    #: ``step()`` before any loss was observed keeps the rate (a trainer's first call).
+    keeps_rate_without_loss = True
 
-        Raises:
-            RuntimeError: If ``loss`` is given while observed losses wait to be read.
-        """
-        if self.last_epoch < 0:  # the constructor's call: the rates at the start
-            self.last_epoch, self._step_count = 0, self._step_count + 1
-            self._apply()
-            return
-        if loss is None:
-            if self._observed_count == 0:
-                if not hasattr(self, "_last_lr"):  # constructed to resume (last_epoch >= 0)
-                    self._apply()
-                logger.debug("MLRSNetPlusLR: step() with no loss observed: lr kept")
-                return
-            value = self._observed / self._observed_count  # type: ignore[operator]
-            self._observed, self._observed_count = None, 0
-        else:
-            if self._observed_count:
-                raise RuntimeError("step(loss) while observed losses wait for step()")
-            value = _as_float(loss, "step")
-        if _in_distributed_run():  # every rank reads the same loss: identical rates
-            device = next(iter(self.optimizer.param_groups[0]["params"])).device
-            value = float(_mean_over_ranks(value, device, torch.float64))
-        self._read(value)
-        self.last_epoch += 1
-        self._step_count += 1
-        self._apply()
+    def _constructor_step(self) -> bool:
+        if self.last_epoch >= 0:
+            return False
+        self.last_epoch, self._step_count = 0, self._step_count + 1  # the rates at the start
+        return True
 
-    def _apply(self) -> None:
-        last = []
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            value = base * self._scale * self._multiplier
-            if isinstance(group["lr"], Tensor):
-                group["lr"].fill_(value)
-                last.append(group["lr"].clone())
-            else:
-                group["lr"] = value
-                last.append(value)
-        self._last_lr = last
+    def _rate(self, base: float | Tensor) -> float | Tensor:
+        return base * self._scale * self._multiplier
 
-    def _read(self, loss: float) -> None:
+    def _read_loss(self, loss: Tensor | float) -> None:
         """:func:`observe`, :func:`features` and :func:`multiplier` on host floats: the
         same loss state exactly, the same multiplier to rounding (the hidden bias folded into
         the matrix as the weight of an input of 1, and ``math.tanh`` for the progress inputs)."""
+        loss = loss if isinstance(loss, float) else float(loss)
         step = self._losses_read
         progress = step / self.total_steps
         self._losses_read += 1  # a skipped step still advances time, as MLRSNetLR counts it
@@ -788,11 +765,13 @@ class MLRSNetPlusLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers only: torch's scheduler fields and the loss state (not the network)."""
-        skip = ("optimizer", "net", "family", "_params", "_hidden_weights", "_output_weights",
-                "_b2", "_decays", "_scale", "_prior", "_warmup_steps", "_cooldown_steps",
-                "_max_multiplier")  # fmt: skip
-        state = {k: v for k, v in self.__dict__.items() if k not in skip}
+        state = {k: v for k, v in self.__dict__.items() if k not in _NOT_STATE}
         state["_averages"] = list(self._averages)
+        waiting = self._waiting_state()  # as plain numbers
+        state["_observed"] = waiting["observed_loss"].item() if self._observed_count else None
+        state["_observed_count"] = self._observed_count
+        state["_observes"] = self._observes
+        state["_lagged_losses"] = waiting["lagged_losses"].tolist()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -802,6 +781,19 @@ class MLRSNetPlusLR(LRScheduler):
             ValueError: If a number is missing, of the wrong kind or out of range.
         """
         state = dict(state_dict)
+        count, observed = state.pop("_observed_count", 0), state.pop("_observed", None)
+        lagged = state.pop("_lagged_losses", [])
+        if count and (isinstance(observed, bool) or not isinstance(observed, (int, float))):
+            raise ValueError(f"MLRSNetPlusLR state: bad observed loss {observed!r}")
+        if not (isinstance(lagged, list) and all(_is_finite(v) for v in lagged)):
+            raise ValueError(f"MLRSNetPlusLR state: bad lagged losses {lagged!r}")
+        waiting = self._check_waiting_state(
+            {"observed_count": count, "observes": state.pop("_observes", False),
+             "observed_loss": torch.tensor([float(observed)] if count else [], dtype=torch.float64),
+             "lagged_losses": torch.tensor(lagged, dtype=torch.float64)},
+            "MLRSNetPlusLR state",
+        )  # fmt: skip
+        state = {k: v for k, v in state.items() if k not in _NOT_STATE}
         averages = state.get("_averages")
         if not (isinstance(averages, list) and len(averages) == len(LOSS_HALF_LIVES)
                 and all(isinstance(a, float) and math.isfinite(a) for a in averages)):  # fmt: skip
@@ -831,12 +823,19 @@ class MLRSNetPlusLR(LRScheduler):
             number("base_lrs", float(base) if isinstance(base, Tensor) else base, 0.0)
         self.__dict__.update(state)
         self._averages = list(averages)
+        self._restore_waiting(waiting)
 
 
 def _is_finite(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _as_float(loss: Tensor | float, where: str) -> float:
-    _check_loss(loss, where, "MLRSNetPlusLR")
-    return loss.item() if isinstance(loss, Tensor) else float(loss)
+#: What :meth:`MLRSNetPlusLR.state_dict` leaves out: the optimizer, the network and what is
+#: computed from them, the settings of the loss reading, and the waiting losses (saved in their
+#: own checked format).
+_NOT_STATE = frozenset((
+    "optimizer", "net", "family", "_params", "_hidden_weights", "_output_weights", "_b2",
+    "_decays", "_scale", "_prior", "_warmup_steps", "_cooldown_steps", "_max_multiplier",
+    "device", "distributed", "loss_lag", "_host_losses", "_mean_dtype", "_lagged", "_observed",
+    "_observed_count", "_observes",
+))  # fmt: skip

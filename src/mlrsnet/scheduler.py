@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from mlrsnet.functional import STAGE_SCALES, State, mlrsnet_forward, stage_gamma
+from mlrsnet.lossdriven import LossDrivenLR, mean_over_ranks
 from mlrsnet.net import MLRSNet
 
 __all__ = ["MLRSNetLR", "StageHook"]
@@ -112,7 +112,7 @@ class _NumpyNet:
         return 0.5 + 0.5 * math.tanh(self.head_w.dot(h) + self.head_b)
 
 
-class MLRSNetLR(LRScheduler):
+class MLRSNetLR(LossDrivenLR):
     """Set each group's learning rate to ``initial lr × A(loss)`` every step.
 
     ``A`` is an :class:`~mlrsnet.MLRSNet`; the group's learning rate at
@@ -170,7 +170,10 @@ class MLRSNetLR(LRScheduler):
     devices the step is a handful of small kernels and never waits for the
     device, provided each group's ``lr`` is a tensor (create the optimizer with
     ``lr=torch.tensor(γ)``); with a float ``lr`` torch's optimizers need a host
-    number, which costs one device synchronisation per step.
+    number, which costs one device synchronisation per step. ``loss_lag=1`` avoids
+    it with any ``lr``: the loss is copied to the host without waiting and read one
+    step later by the numpy path (the rates are exactly those of ``loss_lag=0`` one
+    step later; :mod:`mlrsnet.lossdriven`).
 
     Args:
         optimizer: Any ``torch.optim.Optimizer``.
@@ -196,7 +199,10 @@ class MLRSNetLR(LRScheduler):
         num_classes: ``C`` of the paper's rule (the vocabulary size for language models).
         language_model: The rule reads the perplexity ``exp(L)``, as the authors' language
             models do.
-        fast: Use the numpy path on CPU (the torch path is the reference).
+        fast: Use the numpy path on CPU, and on other devices with ``loss_lag`` (the torch
+            path is the reference).
+        loss_lag: Read each loss this many steps after it is given, copied to the host
+            without blocking (0: at once; see :class:`~mlrsnet.lossdriven.LaggedLosses`).
         last_epoch: As in ``LRScheduler``; leave it at -1 and use
             :meth:`load_state_dict` to resume.
 
@@ -232,6 +238,7 @@ class MLRSNetLR(LRScheduler):
         num_classes: int | None = None,
         language_model: bool = False,
         fast: bool = True,
+        loss_lag: int = 0,
         last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -250,7 +257,6 @@ class MLRSNetLR(LRScheduler):
         self._warned_stage_scale = False
         # a bias-corrected moving average of the training loss: (sum, weight), see _track
         self._loss_sum, self._loss_weight = 0.0, 0.0
-        self.distributed = distributed
         if (
             isinstance(loss_scale, bool)
             or not isinstance(loss_scale, (int, float))
@@ -269,12 +275,9 @@ class MLRSNetLR(LRScheduler):
         self.stage_index = 0
         self.num_steps = 0
         self._warned_nonfinite = False
-        # torch's order: the losses observed since the last step (one as given, several as a
-        # float64 sum), and whether observe() was ever called (step() then holds when empty)
-        self._observed: Tensor | float | None = None
-        self._observed_count = 0
-        self._observes = False
-        self._fast = fast and self.device.type == "cpu"
+        self._fast = fast and (
+            self.device.type == "cpu" or (isinstance(loss_lag, int) and loss_lag > 0)
+        )
         self._numpy_net: _NumpyNet | None = None
         first_net = self._nets[0]
         if self._fast:
@@ -289,11 +292,15 @@ class MLRSNetLR(LRScheduler):
             self._factor_np = self._factor.numpy()
             self._nonfinite = torch.zeros((), dtype=torch.int64)
             self._nonfinite_np = self._nonfinite.numpy()
+            if self.device.type != "cpu":  # copy the network to the host now, not in the loop
+                self._numpy_net = _NumpyNet(first_net, self._rows, self._c_np)
         else:
             self._h, self._c = first_net.init_state()
             dtype = first_net.head.weight.dtype
             self._factor = torch.ones((), dtype=dtype, device=self.device)
             self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._init_loss_reading(device=self.device, distributed=distributed, loss_lag=loss_lag,
+                                host_losses=self._fast, mean_dtype=self._factor.dtype)  # fmt: skip
         super().__init__(optimizer, last_epoch)
 
     # -- the torch protocol -------------------------------------------------------
@@ -323,54 +330,17 @@ class MLRSNetLR(LRScheduler):
 
     def get_lr(self) -> list[float | Tensor]:
         """``initial lr × factor`` for each group."""
-        return [self._scaled(base) for base in self.base_lrs]
+        return [self._rate(base) for base in self.base_lrs]
 
-    def step(self, loss: Tensor | float | None = None) -> None:  # type: ignore[override]
-        """Read a training loss and set every group's learning rate.
+    # -- the maths of a step (the mechanism is LossDrivenLR's) ---------------------------
 
-        ``step(loss)`` (the paper's order, before ``optimizer.step()``) reads this
-        step's loss and sets this step's learning rate. ``step()`` (torch's order,
-        after ``optimizer.step()``) reads the loss given to :meth:`observe` (the
-        mean of several) and sets the next step's learning rate; with nothing
-        observed since the last step it keeps the learning rate and the state.
-
-        Args:
-            loss: The training loss of this step: a float or a one-element tensor
-                (it is detached; nothing is back-propagated into it).
-
-        Raises:
-            TypeError: If ``loss`` is not a number or tensor, or is missing and no
-                loss was ever given to :meth:`observe`.
-            ValueError: If ``loss`` has more than one element.
-            RuntimeError: If ``loss`` is given while observed losses wait to be read.
-        """
-        if loss is None:
-            if getattr(self, "_is_initial", False):
-                self._apply_lrs()
-                return
-            if self._observed_count == 0:
-                if self._observes:
-                    logger.debug("MLRSNetLR: step() with no loss observed: lr kept")
-                    return
-                raise TypeError(
-                    "MLRSNetLR.step() needs this step's training loss: scheduler.step(loss) "
-                    "before optimizer.step(), or scheduler.observe(loss) before a step() "
-                    "after optimizer.step() (torch's order; see docs/integrations.md)"
-                )
-            loss = self._take_observed()
-        else:
-            _check_loss(loss, "step")
-            if self._observed_count:
-                raise RuntimeError(
-                    "MLRSNetLR.step(loss): a loss given to observe() waits to be read by step(); "
-                    "use one order: step(loss), or observe(loss) then step()"
-                )
+    def _before_read(self) -> None:
         if self.stage_index + 1 < len(self._nets):
             self._maybe_start_stage()
-        if self.reads_mean_over_ranks():
-            loss = _mean_over_ranks(loss, self.device, self._factor.dtype)
+
+    def _read_loss(self, loss: Tensor | float) -> None:
         if self._fast:
-            x = loss.item() if isinstance(loss, Tensor) else float(loss)
+            x = loss if isinstance(loss, float) else float(loss)
             if self._tracks_loss:
                 self._track(x)  # the host number the numpy path reads anyway: no tensor ops
             self._step_numpy(x / self.loss_scale if self.loss_scale != 1.0 else x)
@@ -378,72 +348,11 @@ class MLRSNetLR(LRScheduler):
             if self._tracks_loss:
                 self._track(loss)
             self._step_torch(loss / self.loss_scale if self.loss_scale != 1.0 else loss)
+
+    def _count_step(self) -> None:
         self.num_steps += 1
         self.last_epoch = self.num_steps
         self._step_count += 1
-        self._apply_lrs()
-
-    def observe(self, loss: Tensor | float) -> None:
-        """Record a training loss for the next :meth:`step` without stepping (torch's order).
-
-        Call it after ``backward`` and before (or after) ``optimizer.step()``; the
-        ``step()`` that follows ``optimizer.step()`` sets the next step's learning
-        rate from this loss. Losses observed several times before one ``step()``
-        (gradient accumulation: once per micro-batch) are averaged. Give the loss
-        as trained, not scaled by a ``GradScaler`` nor divided for accumulation.
-
-        Args:
-            loss: A training loss: a float or a one-element tensor (it is detached;
-                on CPU its value is read now, elsewhere it stays on its device).
-
-        Raises:
-            TypeError: If ``loss`` is not a number or tensor.
-            ValueError: If ``loss`` has more than one element.
-
-        Example:
-            >>> net = MLRSNet()
-            >>> def scheduler():
-            ...     return MLRSNetLR(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1), net)
-            >>> a, b = scheduler(), scheduler()
-            >>> a.observe(torch.tensor(2.0)); a.observe(4.0); a.step()  # accumulation: the mean
-            >>> b.observe(3.0); b.step()
-            >>> a.get_last_lr() == b.get_last_lr()
-            True
-        """
-        _check_loss(loss, "observe")
-        if isinstance(loss, Tensor):
-            loss = loss.detach()
-            loss = loss.item() if self._fast else loss.clone()
-        else:
-            loss = float(loss)
-        if self._observed_count == 0:
-            self._observed = loss  # one loss is read as given: bit-identical to step(loss)
-        elif isinstance(loss, float) and isinstance(self._observed, float):
-            self._observed += loss
-        else:
-            self._observed = _as_sum(self._observed) + _as_sum(loss)
-        self._observed_count += 1
-        self._observes = True
-
-    @property
-    def observed_count(self) -> int:
-        """How many losses :meth:`observe` recorded that no :meth:`step` has read yet."""
-        return self._observed_count
-
-    def _take_observed(self) -> Tensor | float:
-        loss, count = self._observed, self._observed_count
-        assert loss is not None
-        self._observed, self._observed_count = None, 0
-        return loss if count == 1 else loss / count
-
-    def reads_mean_over_ranks(self) -> bool:
-        """Whether the network reads the loss averaged over ``torch.distributed`` ranks.
-
-        ``distributed=None`` is decided on first use: a process group of several ranks.
-        """
-        if self.distributed is None:
-            self.distributed = _in_distributed_run()
-        return self.distributed
 
     def network_input(self, loss: Tensor | float) -> Tensor:
         """What the network reads for this training loss: the mean over ranks where
@@ -462,7 +371,7 @@ class MLRSNetLR(LRScheduler):
         x = torch.as_tensor(loss.detach() if isinstance(loss, Tensor) else loss)
         x = x.to(weight.device, weight.dtype).reshape(())
         if self.reads_mean_over_ranks():
-            x = _mean_over_ranks(x, weight.device, weight.dtype)
+            x = mean_over_ranks(x, weight.device, weight.dtype)
         return x / self.loss_scale
 
     def _track(self, loss: Tensor | float) -> None:
@@ -526,24 +435,12 @@ class MLRSNetLR(LRScheduler):
         if self.device.type == "cpu" and not bool(ok):
             self._warn_nonfinite()
 
-    def _scaled(self, base: float | Tensor) -> float | Tensor:
+    def _rate(self, base: float | Tensor) -> float | Tensor:
         if isinstance(base, Tensor):
             return base * self._factor.to(base.device)
         if self._fast:
             return base * float(self._factor_np)
         return base * self._factor.item()
-
-    def _apply_lrs(self) -> None:
-        last = []
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            value = self._scaled(base)
-            if isinstance(group["lr"], Tensor):
-                group["lr"].copy_(value)
-                last.append(group["lr"].clone())
-            else:
-                group["lr"] = float(value)
-                last.append(group["lr"])
-        self._last_lr = last
 
     def _warn_nonfinite(self) -> None:
         if not self._warned_nonfinite:
@@ -643,10 +540,7 @@ class MLRSNetLR(LRScheduler):
             "loss_average": torch.tensor(
                 [float(self._loss_sum), float(self._loss_weight)], dtype=torch.float64
             ),
-            # torch's order: the losses observed and not read yet (one value, or their sum)
-            "observed_loss": _saved_observed(self._observed),
-            "observed_count": self._observed_count,
-            "observes": self._observes,
+            **self._waiting_state(),  # the losses observed or lagged and not read yet
         }
         for i, stage_net in enumerate(self._nets):
             for name, value in stage_net.state_dict().items():
@@ -736,12 +630,7 @@ class MLRSNetLR(LRScheduler):
             stage = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
             stage_net.check_state(stage, source=f"saved stage {i} network")
             weights.append(stage)
-        observed_count = _count(state_dict, "observed_count", where, default=0)
-        observed = state_dict.get("observed_loss")
-        if observed_count and not (
-            isinstance(observed, Tensor) and observed.numel() == 1 and observed.is_floating_point()
-        ):  # a pending loss may be non-finite: step() skips it as it would have
-            raise ValueError(f"{where}: observed_count without one observed_loss")
+        waiting = self._check_waiting_state(state_dict, where)
         # -- everything checked: restore -----------------------------------------------
         for stage_net, stage in zip(self._nets, weights, strict=True):
             stage_net.load_checked(stage)
@@ -756,12 +645,7 @@ class MLRSNetLR(LRScheduler):
         self.last_epoch = last_epoch
         self._step_count = step_count
         self.stage_index = stage_index
-        self._observed_count = observed_count
-        self._observed = None
-        if observed_count:
-            saved_loss = observed.detach().reshape(()).clone()
-            self._observed = saved_loss.item() if self._fast else saved_loss.to(self.device)
-        self._observes = bool(state_dict.get("observes", False))
+        self._restore_waiting(waiting)
         self.base_lrs = [
             b.clone() if isinstance(b, Tensor) else float(b) for b in state_dict["base_lrs"]
         ]
@@ -769,36 +653,6 @@ class MLRSNetLR(LRScheduler):
             group["initial_lr"] = base.clone() if isinstance(base, Tensor) else base
         self._numpy_net = None
         self._apply_lrs()
-
-
-def _check_loss(loss: Any, method: str, owner: str = "MLRSNetLR") -> None:
-    """A loss a loss-driven scheduler can read: a number or a one-element tensor."""
-    if isinstance(loss, Tensor):
-        if loss.numel() != 1:
-            raise ValueError(
-                f"{owner}.{method}(loss): the loss must be a scalar, got shape {tuple(loss.shape)}"
-            )
-    elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
-        raise TypeError(
-            f"{owner}.{method}(loss): the loss must be a float or a tensor, got {type(loss).__name__}"
-        )
-
-
-def _as_sum(loss: Tensor | float) -> Tensor | float:
-    """A loss as a term of a sum of observed losses: float64 (float32 on MPS, which lacks it)."""
-    if not isinstance(loss, Tensor):
-        return loss
-    dtype = torch.float32 if loss.device.type == "mps" else torch.float64
-    return loss.reshape(()).to(dtype)
-
-
-def _saved_observed(observed: Tensor | float | None) -> Tensor:
-    """The pending observed loss for a state dict: ``[]`` when none, ``[value]`` in its dtype."""
-    if observed is None:
-        return torch.zeros(0, dtype=torch.float64)
-    if isinstance(observed, Tensor):
-        return observed.detach().reshape(1).clone()
-    return torch.tensor([observed], dtype=torch.float64)
 
 
 def _one_number(value: Any) -> float | None:
@@ -907,15 +761,3 @@ def _check_stages(
             )
     boundaries = [math.floor(f * total_steps + 1e-9) if total_steps else 0 for f in fractions]
     return boundaries, nets
-
-
-def _in_distributed_run() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _mean_over_ranks(loss: Tensor | float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    dist = torch.distributed
-    value = torch.as_tensor(loss, dtype=dtype).reshape(()).to(device, copy=True)
-    dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / dist.get_world_size()

@@ -114,7 +114,7 @@ class MLRSNetCallback(pl.Callback):
         for scheduler in schedulers:
             # fed in torch's order from now on: a step without a loss (a training_step that
             # returned None) keeps the lr, even before the first loss
-            scheduler._observes = True
+            scheduler.mark_observing()
         self.schedulers = schedulers
         self._wrap(pl_module)
 
