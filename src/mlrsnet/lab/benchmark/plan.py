@@ -47,7 +47,7 @@ from mlrsnet.lab.benchmark.tasksets import Target
 __all__ = [
     "CONVERGENCE_ANCHORS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
     "TUNING_SEED",
-    "ProbeSpec", "RunSpec", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
+    "ProbeSpec", "RunSpec", "cells", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
     "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
     "tuned_run", "uses_probe",
 ]  # fmt: skip
@@ -369,6 +369,19 @@ def plan(
                 add(RunSpec(target.name, method, "tuning", TUNING_SEED,
                             _grid_lr(target, factor), factor))  # fmt: skip
     return list(runs.values()), probes
+
+
+def cells(target: Target) -> set[tuple[str, str]]:
+    """The ``(method, tier)`` cells a report of ``target`` shows: its planned runs' (the tuning
+    grid aside) and the tuned tier's.
+
+    Example:
+        >>> from mlrsnet.lab.benchmark.tasksets import QUICK_CONVERGENCE
+        >>> sorted(cells(QUICK_CONVERGENCE[2]))
+        [('cosine', 'tuned'), ('wsd', 'tuned')]
+    """
+    runs, _ = plan([target], seeds=(0,))
+    return {(r.method, r.tier) for r in runs if r.tier != "tuning"} | {(m, "tuned") for m in TUNED}
 
 
 def pick(

@@ -22,13 +22,11 @@ from mlrsnet.lab.benchmark.execute import Records, tuned_factor
 from mlrsnet.lab.benchmark.plan import (
     EVAL_SEEDS,
     LEARNED,
-    SHAPES,
     TUNED,
-    defaults_methods,
-    learned_methods,
     plus_bar,
     tuned_run,
 )  # fmt: skip
+from mlrsnet.lab.benchmark.plan import cells as planned_cells
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSES, MetaTask, Target
 from mlrsnet.lab.metrics import higher_is_better
 
@@ -98,24 +96,21 @@ def tables(records: Records, targets: list[Target] | tuple[Target, ...],
             factor = tuned_factor(records.rows, source, method)
             if factor is None:
                 continue
-            for seed in seeds:
+            for seed in target.check_seeds or seeds:
                 row = by_id.get(tuned_run(target, method, factor, seed).run_id)
                 if row is not None:
                     cells[(method, "tuned")].append(row)
         rows = []
+        target_seeds = target.check_seeds or seeds
         for (method, tier), recs in cells.items():
-            recs = sorted((r for r in recs if r["seed"] in seeds), key=lambda r: r["seed"])
-            if [r["seed"] for r in recs] != sorted(seeds):
+            recs = sorted((r for r in recs if r["seed"] in target_seeds), key=lambda r: r["seed"])
+            if [r["seed"] for r in recs] != sorted(target_seeds):
                 continue
             rows.append(Row(target.name, method, tier, recs))
             if target.noisy and method == "cosine" and tier in ("defaults", "tuned"):
                 rows.append(Row(target.name, method, f"{tier} + early stop", recs,
                                 key="val_selected_test_metric"))  # fmt: skip
-        expected = {(m, "defaults") for m, _ in defaults_methods(target)}
-        expected |= {(m, "probe") for m in SHAPES}
-        expected |= {(m, "learned") for m, _ in learned_methods(target)}
-        expected |= {(m, "tuned") for m in TUNED}
-        if expected <= {(r.method, r.tier) for r in rows}:  # every cell on every seed
+        if planned_cells(target) <= {(r.method, r.tier) for r in rows}:  # every cell, every seed
             result[target.name] = sorted(rows, key=_order)
     return result
 
