@@ -45,7 +45,7 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
-from mlrsnet.lab.benchmark.execute import start_ray, text_data_dir
+from mlrsnet.lab.executor import start_ray, text_data_dir
 from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
 
@@ -485,21 +485,7 @@ def meta_train(
     """
     import ray
 
-    if config.family not in ("plus", "wsd"):
-        raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
-    if config.base not in BASES:
-        raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
-    if (config.init is not None or config.init_peaks is not None or config.prior is not None) \
-            and config.family != "plus":  # fmt: skip
-        raise ValueError("init and prior start the network's meta-training; the WSD family "
-                         "has none")  # fmt: skip
-    if config.prior is not None and (config.init is not None or config.init_peaks is not None):
-        raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
-    if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
-        raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
-                         f"got {config.min_steps}")  # fmt: skip
-    if config.passes is not None and not 0 < config.passes[0] <= config.passes[1]:
-        raise ValueError(f"passes must be (low, high) with 0 < low <= high, got {config.passes}")
+    _check_es_config(config)
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
     template = None
     if config.prior is not None:
@@ -509,46 +495,9 @@ def meta_train(
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
     if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        # the folder is where the state is: a moved folder resumes under its new path
-        settings = {k: v for k, v in asdict(config).items() if k not in ("iterations", "out")}
-        settings = json.loads(json.dumps(settings))  # as the file holds them: tuples are lists
-        saved = {**asdict(ESConfig(out=config.out)), **state["config"]}  # older folders
-        differs = sorted(k for k in settings if saved.get(k) != settings[k])
-        if differs:
-            raise ValueError(
-                f"{out} holds a meta-training with other settings ({', '.join(differs)})"
-            )
-        if state["iteration"] > config.iterations:
-            raise ValueError(
-                f"{out} is already at iteration {state['iteration']}, past the "
-                f"{config.iterations} asked for (its earlier iterates are not kept)"
-            )
-        theta = np.asarray(state["theta"])
-        adam = _Adam(theta.size, config.meta_lr, state["adam"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
-        iteration = state["iteration"]
+        theta, adam, rng, iteration = _resumed(config, out, json.loads(state_path.read_text()))
     else:
-        if config.family == "wsd":
-            theta = WSD_START.copy()
-        elif template is not None:
-            theta = flat_params(template)
-        elif config.init is not None:
-            start, _ = plus.resolve(config.init)
-            if start.hidden != config.hidden:
-                raise ValueError(f"init {config.init!r} has {start.hidden} hidden units, "
-                                 f"the config {config.hidden}")  # fmt: skip
-            theta = flat_params(start)
-        else:
-            theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
-        if config.init_peaks is not None:
-            fitted = json.loads(Path(config.init_peaks).read_text())["options"]
-            net = set_params(plus.PlusNet(hidden=config.hidden), theta)
-            theta = flat_params(with_peaks(net, {f: fitted[f]["peak"] for f in fitted}))
-        adam = _Adam(theta.size, config.meta_lr)
-        rng = np.random.default_rng(config.seed)
-        iteration = 0
+        theta, adam, rng, iteration = _fresh(config, template)
     start_ray(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=1)(evaluate)
     probe_remote = ray.remote(num_cpus=1, max_retries=1)(probe)
@@ -593,6 +542,88 @@ def meta_train(
         }).encode())  # fmt: skip
         if on_iteration is not None:
             on_iteration(record)
+    return _save_result(config, out, theta, iteration, command, template)
+
+
+def _check_es_config(config: ESConfig) -> None:
+    """Refuse settings of :func:`meta_train` that do not go together.
+
+    Raises:
+        ValueError: Naming the setting.
+    """
+    if config.family not in ("plus", "wsd"):
+        raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
+    if config.base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    if (config.init is not None or config.init_peaks is not None or config.prior is not None) \
+            and config.family != "plus":  # fmt: skip
+        raise ValueError("init and prior start the network's meta-training; the WSD family "
+                         "has none")  # fmt: skip
+    if config.prior is not None and (config.init is not None or config.init_peaks is not None):
+        raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
+    if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
+        raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
+                         f"got {config.min_steps}")  # fmt: skip
+    if config.passes is not None and not 0 < config.passes[0] <= config.passes[1]:
+        raise ValueError(f"passes must be (low, high) with 0 < low <= high, got {config.passes}")
+
+
+#: Where a meta-training stands: ``θ``, its Adam, the random stream and the iteration.
+_Start = tuple[np.ndarray, _Adam, np.random.Generator, int]
+
+
+def _resumed(config: ESConfig, out: Path, state: dict[str, Any]) -> _Start:
+    """Where the meta-training in ``out`` (its ``state.json``: ``state``) stopped.
+
+    Raises:
+        ValueError: If it has other settings than ``config``, or is past its iterations.
+    """
+    # the folder is where the state is: a moved folder resumes under its new path
+    settings = {k: v for k, v in asdict(config).items() if k not in ("iterations", "out")}
+    settings = json.loads(json.dumps(settings))  # as the file holds them: tuples are lists
+    saved = {**asdict(ESConfig(out=config.out)), **state["config"]}  # older folders
+    differs = sorted(k for k in settings if saved.get(k) != settings[k])
+    if differs:
+        raise ValueError(f"{out} holds a meta-training with other settings ({', '.join(differs)})")
+    if state["iteration"] > config.iterations:
+        raise ValueError(
+            f"{out} is already at iteration {state['iteration']}, past the "
+            f"{config.iterations} asked for (its earlier iterates are not kept)"
+        )
+    theta = np.asarray(state["theta"])
+    adam = _Adam(theta.size, config.meta_lr, state["adam"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    return theta, adam, rng, state["iteration"]
+
+
+def _fresh(config: ESConfig, template: plus.PlusNet | None) -> _Start:
+    """Where a new meta-training starts: ``θ`` of the WSD family's start, of the residual
+    network ``template``, of ``config.init`` or of the shape's network, with its peaks set
+    by ``config.init_peaks``; a fresh Adam and the random stream of ``config.seed``."""
+    if config.family == "wsd":
+        theta = WSD_START.copy()
+    elif template is not None:
+        theta = flat_params(template)
+    elif config.init is not None:
+        start, _ = plus.resolve(config.init)
+        if start.hidden != config.hidden:
+            raise ValueError(f"init {config.init!r} has {start.hidden} hidden units, "
+                             f"the config {config.hidden}")  # fmt: skip
+        theta = flat_params(start)
+    else:
+        theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
+    if config.init_peaks is not None:
+        fitted = json.loads(Path(config.init_peaks).read_text())["options"]
+        net = set_params(plus.PlusNet(hidden=config.hidden), theta)
+        theta = flat_params(with_peaks(net, {f: fitted[f]["peak"] for f in fitted}))
+    return theta, _Adam(theta.size, config.meta_lr), np.random.default_rng(config.seed), 0
+
+
+def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int, command: str,
+                 template: plus.PlusNet | None) -> Path:  # fmt: skip
+    """Write what the meta-training found, with its manifest: the WSD family's options
+    (``wsd.json``) or the network (``plus.safetensors``); returns the file."""
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
                 "meta_training_set": "mlrsnet.lab.benchmark.tasksets."
                                      + ("META_TRAINING" if config.passes is None

@@ -597,51 +597,168 @@ def run(
 
 def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | None,
          on_epoch: StepCallback | None, stop_after_steps: int | None) -> dict[str, Any]:  # fmt: skip
-    """:func:`run`, holding the run directory's lock."""
+    """:func:`run`, holding the run directory's lock: set the run up (or resume it), then train.
+
+    The loop: a step per batch (logged, and checkpointed every ``checkpoint_every`` steps),
+    and at each epoch's end an evaluation, the epoch's record, a checkpoint and the summary.
+    """
     run_dir.prepare()
     device = resolve_device(config.device)
+    task = _build_task(config)
+    s = _settings(config, kind, task, device)
+    fingerprint = _fingerprint(config, s)
+    checkpoint = run_dir.load_checkpoint()
+    if checkpoint is not None:
+        summary = _check_resumable(checkpoint, fingerprint, run_dir)
+        if summary is not None:  # the run was complete
+            return summary
+    r = _start(config, kind, run_dir, device, task, s, fingerprint, checkpoint)
+    model, method, state = r.model, r.method, r.state
+    steps_this_call = 0
+    while state.epoch < s.epochs:
+        loader = task.train_loader(s.batch_size, epoch=state.epoch, seed=config.seed,
+                                   device=device, start=state.batch_index)  # fmt: skip
+        if state.batch_index == 0:
+            state.carry = None
+        for inputs, targets in loader:
+            outputs = call_model(model, task.model_inputs(inputs, state.carry))
+            loss = task.loss_fn(outputs, targets)
+            result = method.step(loss, meta_loss=r.meta.loss, meta_batch=r.meta.batch)
+            state.carry = task.next_carry(outputs)
+            r.log_step(float(loss.detach()), result, on_step)
+            steps_this_call += 1
+            mid_epoch = state.batch_index < s.steps_per_epoch
+            if (
+                config.checkpoint_every
+                and state.global_step % config.checkpoint_every == 0
+                and mid_epoch
+            ):
+                r.save_checkpoint()
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps and mid_epoch:
+                r.save_checkpoint()
+                return r.write_summary(completed=False)
+        # -- epoch end: evaluate, let the method end its epoch, log, checkpoint ----------
+        record = r.evaluate()
+        run_dir.log_epoch(record)
+        state.end_epoch()
+        if on_epoch is not None:
+            on_epoch(record)
+        r.save_checkpoint(completed=state.epoch >= s.epochs)
+        r.write_summary(completed=state.epoch >= s.epochs)
+        if (
+            stop_after_steps is not None
+            and steps_this_call >= stop_after_steps
+            and state.epoch < s.epochs
+        ):
+            return r.write_summary(completed=False)
+    return r.write_summary(completed=True)
+
+
+def _build_task(config: RunConfig) -> Task:
+    """The run's task, with the variant ``config`` asks for.
+
+    Raises:
+        ValueError: If ``config.validation`` asks for a held-out split the task does not have.
+    """
     task = task_registry.get(config.task, data_dir=config.data_dir, seed=config.seed,
                              train_fraction=config.train_fraction, noise=config.noise,
                              noise_rate=config.noise_rate, num_meta=config.num_meta)  # fmt: skip
     if config.validation and getattr(task, "num_meta", 1) == 0:
         raise ValueError("validation=True needs a held-out split: num_meta must be at least 1")
-    s = _settings(config, kind, task, device)
-    fingerprint = _fingerprint(config, s)
-    checkpoint = run_dir.load_checkpoint()
-    if checkpoint is not None:
-        _checked_checkpoint(checkpoint, run_dir.path / CHECKPOINT_FILE)
-        differs = _differs(checkpoint["fingerprint"], fingerprint)
-        if differs:
-            raise ValueError(
-                f"{run_dir.path} holds a run with other settings ({', '.join(differs)}); "
-                "use another --out or the same settings to resume"
-            )
-        if checkpoint.get("completed"):
-            run_dir.check_logs(checkpoint)  # a cut or changed log is refused here too
-            summary = _completed_summary(run_dir)
-            if summary is not None:
-                logger.info("%s: run already completed", run_dir.path)
-                return summary
-            # killed between the last checkpoint and its summary: the loop below has nothing
-            # left to train and writes the summary from the checkpoint
-            logger.warning("%s: the run is complete but its summary is not; rewriting it",
-                           run_dir.path)  # fmt: skip
+    return task
 
+
+def _check_resumable(checkpoint: dict[str, Any], fingerprint: dict[str, Any],
+                     run_dir: RunDir) -> dict[str, Any] | None:  # fmt: skip
+    """Check that ``checkpoint`` is this run's; returns the summary when the run is complete.
+
+    Raises:
+        ValueError: If the checkpoint is not a run checkpoint, belongs to a run with other
+            settings, or (completed) its logs were cut or changed.
+    """
+    _checked_checkpoint(checkpoint, run_dir.path / CHECKPOINT_FILE)
+    differs = _differs(checkpoint["fingerprint"], fingerprint)
+    if differs:
+        raise ValueError(
+            f"{run_dir.path} holds a run with other settings ({', '.join(differs)}); "
+            "use another --out or the same settings to resume"
+        )
+    if not checkpoint.get("completed"):
+        return None
+    run_dir.check_logs(checkpoint)  # a cut or changed log is refused here too
+    summary = _completed_summary(run_dir)
+    if summary is not None:
+        logger.info("%s: run already completed", run_dir.path)
+        return summary
+    # killed between the last checkpoint and its summary: the loop has nothing left to
+    # train and writes the summary from the checkpoint
+    logger.warning("%s: the run is complete but its summary is not; rewriting it",
+                   run_dir.path)  # fmt: skip
+    return None
+
+
+def _start(config: RunConfig, kind: str, run_dir: RunDir, device: torch.device, task: Task,
+           s: Settings, fingerprint: dict[str, Any],
+           checkpoint: dict[str, Any] | None) -> _Run:  # fmt: skip
+    """The run's model, method and state: new (gamma and the probe found), or as
+    ``checkpoint`` left them (the RNG included); the logs opened, the clock started."""
     torch.manual_seed(config.seed)
     model = task.build_model(seed=config.seed, device=device)
     model.train()
-    state = RunState()
+    state = _initial_state(config, s, task, model, device, checkpoint, run_dir)
+    probed = state.probe if config.lr == PROBE else None
+    lr = probed["lr"] if probed is not None else config.lr
+    summary_base = _summary_base(config, kind, s, task, state, fingerprint, device, probed)
+
+    def save_snapshots(snapshots: dict[str, MLRSNet], epoch: int) -> None:
+        run_dir.save_schedule(snapshots, len(s.save_epochs), {
+            **summary_base, "epochs_trained": epoch, "save_epochs": s.save_epochs,
+            "metrics": {"final_test_metric": state.test_metric, "best_test_metric": state.best_metric},
+        })  # fmt: skip
+
+    method = _build_method(config, s, task, model, state.gamma, lr, device, save_snapshots)
+    if checkpoint is not None:
+        _restore(lambda: _load_checkpoint(checkpoint, model, method, device), run_dir)
+        logger.info("%s: resuming at epoch %d, batch %d (step %d)", run_dir.path,
+                    state.epoch + 1, state.batch_index, state.global_step)  # fmt: skip
+    run_dir.open_logs(checkpoint)
+    meta = MetaBatches(task, model, config, s, device, served=state.meta_served)
+    return _Run(config=config, run_dir=run_dir, device=device, task=task, s=s,
+                fingerprint=fingerprint, summary_base=summary_base, model=model, method=method,
+                state=state, meta=meta, started=time.perf_counter())  # fmt: skip
+
+
+def _initial_state(config: RunConfig, s: Settings, task: Task, model: nn.Module,
+                   device: torch.device, checkpoint: dict[str, Any] | None,
+                   run_dir: RunDir) -> RunState:  # fmt: skip
+    """A new run's state (its gamma and, with ``lr="probe"``, its probe), or the checkpoint's."""
     if checkpoint is None:
+        state = RunState()
         state.gamma = _gamma(config, s, task, model, device)
         if config.lr == PROBE:
             state.probe = _probe(config, s, task, model)
-    else:
-        state = _restore(lambda: RunState.from_state_dict(checkpoint["state"], device), run_dir)
-        if config.lr == PROBE:
-            _checked_probe(state.probe, run_dir.path / CHECKPOINT_FILE)
-            logger.info("probe: base rate %.4g from the checkpoint", state.probe["lr"])
-    probed = state.probe if config.lr == PROBE else None
-    lr = probed["lr"] if probed is not None else config.lr
+        return state
+    state = _restore(lambda: RunState.from_state_dict(checkpoint["state"], device), run_dir)
+    if config.lr == PROBE:
+        _checked_probe(state.probe, run_dir.path / CHECKPOINT_FILE)
+        logger.info("probe: base rate %.4g from the checkpoint", state.probe["lr"])
+    return state
+
+
+def _load_checkpoint(checkpoint: dict[str, Any], model: nn.Module, method: TrainingMethod,
+                     device: torch.device) -> None:  # fmt: skip
+    """Load the checkpoint's model, method and RNG states."""
+    model.load_state_dict(checkpoint["model"])
+    method.load_state_dict(checkpoint["method"])
+    torch.set_rng_state(checkpoint["rng_cpu"])
+    if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+
+
+def _summary_base(config: RunConfig, kind: str, s: Settings, task: Task, state: RunState,
+                  fingerprint: dict[str, Any], device: torch.device,
+                  probed: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    """What every summary of the run (and its schedule files' manifests) records."""
     summary_base = {
         "task": config.task, "schedule": fingerprint["schedule"],
         "label": config.label or fingerprint["schedule"], "kind": kind, "seed": config.seed,
@@ -658,125 +775,102 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     if probed is not None:  # the rate it found and its cost (not in wall_seconds)
         summary_base.update(probe_lr=probed["lr"], probe_steps=probed["steps"],
                             probe_seconds=probed["seconds"])  # fmt: skip
+    return summary_base
 
-    def save_snapshots(snapshots: dict[str, MLRSNet], epoch: int) -> None:
-        run_dir.save_schedule(snapshots, len(s.save_epochs), {
-            **summary_base, "epochs_trained": epoch, "save_epochs": s.save_epochs,
-            "metrics": {"final_test_metric": state.test_metric, "best_test_metric": state.best_metric},
-        })  # fmt: skip
 
-    method = _build_method(config, s, task, model, state.gamma, lr, device, save_snapshots)
-    if checkpoint is not None:
+@dataclasses.dataclass
+class _Run:
+    """A started run: what its loop drives, and how the run logs, checkpoints and sums up."""
 
-        def restore() -> None:
-            model.load_state_dict(checkpoint["model"])
-            method.load_state_dict(checkpoint["method"])
-            torch.set_rng_state(checkpoint["rng_cpu"])
-            if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+    config: RunConfig
+    run_dir: RunDir
+    device: torch.device
+    task: Task
+    s: Settings
+    fingerprint: dict[str, Any]
+    summary_base: dict[str, Any]
+    model: nn.Module
+    method: TrainingMethod
+    state: RunState
+    meta: MetaBatches
+    started: float  # time.perf_counter() when this call's training began
 
-        _restore(restore, run_dir)
-        logger.info("%s: resuming at epoch %d, batch %d (step %d)", run_dir.path,
-                    state.epoch + 1, state.batch_index, state.global_step)  # fmt: skip
-    run_dir.open_logs(checkpoint)
-    meta = MetaBatches(task, model, config, s, device, served=state.meta_served)
-    started = time.perf_counter()
+    def wall_seconds(self) -> float:
+        """Seconds the run has trained, in this call and the calls before."""
+        return self.state.elapsed + (time.perf_counter() - self.started)
 
-    def save_checkpoint(completed: bool = False) -> None:
-        state.meta_served = meta.served
+    def log_step(self, loss: float, result: StepResult, on_step: StepCallback | None) -> None:
+        """Count the step taken, log its learning rate and loss, and tell ``on_step``."""
+        self.state.add_step(loss, result)
+        self.run_dir.log_step(self.state.global_step, result.lr, loss)
+        if on_step is not None:
+            on_step({"step": self.state.global_step, "total_steps": self.s.total_steps,
+                     "epoch": self.state.epoch + 1, "loss": loss, "lr": result.lr})  # fmt: skip
+
+    def save_checkpoint(self, completed: bool = False) -> None:
+        """Checkpoint the state, the model, the method and the RNG."""
+        state, device = self.state, self.device
+        state.meta_served = self.meta.served
         saved = state.state_dict()
-        saved["elapsed"] = state.elapsed + (time.perf_counter() - started)
-        run_dir.save_checkpoint({
-            "fingerprint": fingerprint, "completed": completed, "state": saved,
-            "model": model.state_dict(), "method": method.state_dict(),
+        saved["elapsed"] = self.wall_seconds()
+        self.run_dir.save_checkpoint({
+            "fingerprint": self.fingerprint, "completed": completed, "state": saved,
+            "model": self.model.state_dict(), "method": self.method.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         })  # fmt: skip
 
-    def write_summary(completed: bool) -> dict[str, Any]:
-        last = (run_dir.read_metrics() or [{}])[-1]
+    def write_summary(self, completed: bool) -> dict[str, Any]:
+        """Write the summary (``summary.json``) from the last epoch's record; returns it."""
+        state = self.state
+        last = (self.run_dir.read_metrics() or [{}])[-1]
         summary = {
-            **summary_base, "final_test_metric": last.get("test_metric"),
+            **self.summary_base, "final_test_metric": last.get("test_metric"),
             "final_test_loss": last.get("test_loss"), "best_test_metric": state.best_metric,
-            "wall_seconds": state.elapsed + (time.perf_counter() - started),
+            "wall_seconds": self.wall_seconds(),
             "nonfinite_steps_skipped": state.nonfinite_steps, "completed": completed,
-            **method.summary(),
+            **self.method.summary(),
         }  # fmt: skip
-        if config.validation:
+        if self.config.validation:
             summary.update(final_val_metric=last.get("val_metric"),
                            final_val_loss=last.get("val_loss"),
                            val_selected_test_metric=state.val_selected_test_metric)  # fmt: skip
-        run_dir.write_summary(summary)
+        self.run_dir.write_summary(summary)
         return summary
 
-    steps_this_call = 0
-    while state.epoch < s.epochs:
-        loader = task.train_loader(s.batch_size, epoch=state.epoch, seed=config.seed,
-                                   device=device, start=state.batch_index)  # fmt: skip
-        if state.batch_index == 0:
-            state.carry = None
-        for inputs, targets in loader:
-            outputs = call_model(model, task.model_inputs(inputs, state.carry))
-            loss = task.loss_fn(outputs, targets)
-            result = method.step(loss, meta_loss=meta.loss, meta_batch=meta.batch)
-            state.carry = task.next_carry(outputs)
-            loss_value = float(loss.detach())
-            state.add_step(loss_value, result)
-            run_dir.log_step(state.global_step, result.lr, loss_value)
-            if on_step is not None:
-                on_step({"step": state.global_step, "total_steps": s.total_steps,
-                         "epoch": state.epoch + 1, "loss": loss_value, "lr": result.lr})  # fmt: skip
-            steps_this_call += 1
-            mid_epoch = state.batch_index < s.steps_per_epoch
-            if (
-                config.checkpoint_every
-                and state.global_step % config.checkpoint_every == 0
-                and mid_epoch
-            ):
-                save_checkpoint()
-            if stop_after_steps is not None and steps_this_call >= stop_after_steps and mid_epoch:
-                save_checkpoint()
-                return write_summary(completed=False)
-        # -- epoch end: evaluate, let the method end its epoch, log, checkpoint ----------
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluate at an epoch's end and let the method end its epoch; returns the epoch's
+        record (the best metrics so far updated)."""
+        task, state, method = self.task, self.state, self.method
         method.eval()
-        result = task.evaluate(model, device=device)
+        result = task.evaluate(self.model, device=self.device)
         val = (
-            task.evaluate(model, device=device, split="meta")
-            if method.needs_val_loss or config.validation
+            task.evaluate(self.model, device=self.device, split="meta")
+            if method.needs_val_loss or self.config.validation
             else None
         )
         method.train()
         state.test_metric = metrics.reported(task.metric, result["metric"])
         if metrics.is_better(task.metric, state.test_metric, state.best_metric):
             state.best_metric = state.test_metric
-        validation = {}
-        if config.validation:
-            val_metric = metrics.reported(task.metric, val["metric"])
-            validation = {"val_loss": val["loss"], "val_metric": val_metric}
-            if metrics.is_better(task.metric, val_metric, state.best_val_metric):
-                state.best_val_metric = val_metric
-                state.val_selected_test_metric = state.test_metric
-        record = {
+        validation = self._validation(val) if self.config.validation else {}
+        return {
             "epoch": state.epoch + 1, "step": state.global_step,
             "train_loss": state.loss_sum / state.loss_count if state.loss_count else math.nan,
             "test_loss": result["loss"],
             "test_metric": state.test_metric, **validation, "lr": method.lr,
-            "wall_seconds": round(state.elapsed + (time.perf_counter() - started), 3),
+            "wall_seconds": round(self.wall_seconds(), 3),
             **method.epoch_end(val_loss=None if val is None else val["loss"]),
         }  # fmt: skip
-        run_dir.log_epoch(record)
-        state.end_epoch()
-        if on_epoch is not None:
-            on_epoch(record)
-        save_checkpoint(completed=state.epoch >= s.epochs)
-        write_summary(completed=state.epoch >= s.epochs)
-        if (
-            stop_after_steps is not None
-            and steps_this_call >= stop_after_steps
-            and state.epoch < s.epochs
-        ):
-            return write_summary(completed=False)
-    return write_summary(completed=True)
+
+    def _validation(self, val: dict[str, float]) -> dict[str, float]:
+        """The epoch's validation loss and metric; the test metric at the best validation
+        metric so far is kept (early stopping on the clean validation split)."""
+        val_metric = metrics.reported(self.task.metric, val["metric"])
+        if metrics.is_better(self.task.metric, val_metric, self.state.best_val_metric):
+            self.state.best_val_metric = val_metric
+            self.state.val_selected_test_metric = self.state.test_metric
+        return {"val_loss": val["loss"], "val_metric": val_metric}
 
 
 def _completed_summary(run_dir: RunDir) -> dict[str, Any] | None:

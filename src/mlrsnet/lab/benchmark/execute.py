@@ -41,11 +41,11 @@ from mlrsnet.lab.benchmark.plan import (
     uses_probe,
 )  # fmt: skip
 from mlrsnet.lab.benchmark.tasksets import Target
+from mlrsnet.lab.executor import start_ray, text_data_dir
 from mlrsnet.lab.probing import probe_task
 
 __all__ = [
-    "CURVE_POINTS", "Records", "execute", "run_probe", "run_training", "start_ray",
-    "text_data_dir", "tuned_factor",
+    "CURVE_POINTS", "Records", "execute", "run_probe", "run_training", "tuned_factor",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -105,14 +105,6 @@ def _strict(value: Any) -> Any:
     return value
 
 
-def text_data_dir(task_name: str, data_dir: str | None) -> str | None:
-    """``data_dir`` (the root of the text data) for a text task, ``None`` for an image task
-    (whose data the task finds itself: the Debian package, or scikit-learn's digits)."""
-    from mlrsnet.lab import tasks
-
-    return data_dir if tasks.spec(task_name).modality == "text" else None
-
-
 def _task(target: Target, seed: int, data_dir: str | None) -> Any:
     from mlrsnet.lab import tasks
 
@@ -141,18 +133,6 @@ def run_probe(target: Target, spec: ProbeSpec, *, data_dir: str | None = None) -
         "seconds": time.perf_counter() - started,
         "curve": {"lr": _sig(result.lrs), "loss": _sig(result.smoothed)},
     }  # fmt: skip
-
-
-def start_ray(workers: int, address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a local one of ``workers`` CPUs (once)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 
 def _sig(values: Iterable[float], digits: int = 5) -> list[float | None]:

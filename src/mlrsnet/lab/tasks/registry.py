@@ -208,13 +208,7 @@ def get(
         (1097, 200, 'accuracy')
     """
     task_spec = spec(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    train_fraction = float(train_fraction)
-    if not 0.0 < train_fraction <= 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
-    if noise is None and noise_rate:
-        raise ValueError("noise_rate was given without a noise kind ('uniform' or 'pairflip')")
+    train_fraction = _checked_variant(seed, train_fraction, noise, noise_rate)
     common = dict(
         name=name,
         epochs=task_spec.epochs,
@@ -240,22 +234,68 @@ def get(
                 f"{name} is a language-modelling task: its meta data is the validation split "
                 "and label noise does not apply (noise/num_meta must be left unset)"
             )
-        stream = data.train
-        if train_fraction < 1.0:
-            stream = stream[: max(2 * task_spec.batch_size, int(stream.numel() * train_fraction))]
-        kwargs = {"vocab_size": data.vocab_size, **task_spec.model_kwargs, **model_kwargs}
-        return TextTask(
-            modality="text",
-            num_classes=data.vocab_size,
-            metric="perplexity",
-            model_kwargs=kwargs,
-            corpus=data,
-            train_stream=stream,
-            bptt=task_spec.bptt,
-            train_fraction=train_fraction,
-            **common,
-        )
+        return _text_task(task_spec, data, train_fraction, model_kwargs, common)
+    return _image_task(
+        task_spec, data, train_fraction, noise, noise_rate, num_meta, model_kwargs, common
+    )
 
+
+def _checked_variant(
+    seed: int, train_fraction: float, noise: str | None, noise_rate: float
+) -> float:
+    """Check :func:`get`'s seed and variant; returns ``train_fraction`` as a float.
+
+    Raises:
+        ValueError: Naming the bad argument.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    train_fraction = float(train_fraction)
+    if not 0.0 < train_fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+    if noise is None and noise_rate:
+        raise ValueError("noise_rate was given without a noise kind ('uniform' or 'pairflip')")
+    return train_fraction
+
+
+def _text_task(
+    task_spec: TaskSpec,
+    data: TextCorpus,
+    train_fraction: float,
+    model_kwargs: dict[str, Any],
+    common: dict[str, Any],
+) -> TextTask:
+    """A language-modelling task: its training stream cut to ``train_fraction`` (a prefix)."""
+    stream = data.train
+    if train_fraction < 1.0:
+        stream = stream[: max(2 * task_spec.batch_size, int(stream.numel() * train_fraction))]
+    kwargs = {"vocab_size": data.vocab_size, **task_spec.model_kwargs, **model_kwargs}
+    return TextTask(
+        modality="text",
+        num_classes=data.vocab_size,
+        metric="perplexity",
+        model_kwargs=kwargs,
+        corpus=data,
+        train_stream=stream,
+        bptt=task_spec.bptt,
+        train_fraction=train_fraction,
+        **common,
+    )
+
+
+def _image_task(
+    task_spec: TaskSpec,
+    data: ImageDataset,
+    train_fraction: float,
+    noise: str | None,
+    noise_rate: float,
+    num_meta: int | None,
+    model_kwargs: dict[str, Any],
+    common: dict[str, Any],
+) -> ImageTask:
+    """A classification task: its meta set held out, its training split subsampled to
+    ``train_fraction`` and its labels corrupted (the seeds derived from ``common["seed"]``)."""
+    seed = common["seed"]
     num_meta = task_spec.num_meta if num_meta is None else num_meta
     train_idx, meta_idx = meta_split(
         data.train_labels, num_meta, seed=derive_seed(seed, "meta"), num_classes=data.num_classes
@@ -279,7 +319,7 @@ def get(
     kwargs = {**_image_model_kwargs(task_spec, data), **task_spec.model_kwargs, **model_kwargs}
     logger.info(
         "task %s: %d train / %d meta / %d test, noise=%s realised %.4f",
-        name,
+        common["name"],
         train_idx.numel(),
         meta_idx.numel(),
         data.test_labels.numel(),
