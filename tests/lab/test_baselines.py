@@ -35,6 +35,10 @@ ALL = [
     "schedulefree-sgd",
     "schedulefree-adamw",
     "prodigy",
+    "dadaptation-sgd",
+    "dadaptation-adam",
+    "dog",
+    "mechanic",
     "mlrsnet",
     "mlrsnet-plus",
 ]
@@ -536,6 +540,8 @@ RESUME_CASES = [(n, {}) for n in ALL] + [
     ("l4", {"direction": "adam"}),
     ("schedulefree-sgd", {"warmup_steps": 10}),
     ("prodigy", {"cosine": True}),
+    ("mechanic", {"optimizer": "adamw"}),
+    ("fixed", {"optimizer": "adamw"}),
 ]
 
 
@@ -725,9 +731,10 @@ def test_mlrsnet_plus_takes_a_shipped_name_or_a_path(tmp_path, monkeypatch):
 def test_base_rate_optimizer_names_what_a_probe_can_give():
     """The optimizer whose base rate ``lr`` is (what ``--lr probe`` probes), or None."""
     got = {name: baselines.base_rate_optimizer(name) for name in baselines.names()}
-    not_a_base_rate = {"adam", "l4", "schedulefree-sgd", "schedulefree-adamw", "prodigy", "mlrsnet"}
+    not_a_base_rate = {"adam", "l4", "schedulefree-sgd", "schedulefree-adamw", "prodigy", "mlrsnet",
+                       "dadaptation-sgd", "dadaptation-adam", "dog"}  # fmt: skip
     assert {name for name, optimizer in got.items() if optimizer is None} == not_a_base_rate
     assert got["adamw"] == "adamw" and got["sgdr"] == "sgd" and got["cosine"] == "sgd"
-    for name in ("cosine", "linear", "wsd", "onecycle", "mlrsnet-plus"):  # the option decides
+    for name in ("cosine", "linear", "wsd", "onecycle", "fixed", "mechanic", "mlrsnet-plus"):
         assert baselines.base_rate_optimizer(name, {"optimizer": "adamw"}) == "adamw"
     assert baselines.base_rate_optimizer("sgdr", {"optimizer": "adamw"}) == "sgd"  # no option

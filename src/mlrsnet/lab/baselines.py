@@ -28,6 +28,7 @@ implemented in :mod:`mlrsnet.lab.hypergradient`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import math
@@ -637,10 +638,10 @@ def _fraction(name: str, value: Any, high: float = 1.0) -> float:
 
 
 # ------------------------------------------------------------ hand-designed
-@_register("fixed", 0.1, rate_of="sgd", nesterov=False)
-def _build_fixed(ctx: _Ctx, *, nesterov: bool) -> Schedule:
-    r"""Constant learning rate, momentum SGD: :math:`\eta_t = \eta_0`."""
-    return Schedule(ctx.name, _sgd(ctx, nesterov), **ctx.common())
+@_register("fixed", 0.1, rate_of="sgd", optimizer="sgd", nesterov=False)
+def _build_fixed(ctx: _Ctx, *, optimizer: str, nesterov: bool) -> Schedule:
+    r"""Constant learning rate: :math:`\eta_t = \eta_0`, momentum SGD or AdamW."""
+    return Schedule(ctx.name, _shape_optimizer(ctx, optimizer, nesterov), **ctx.common())
 
 
 @_register(
@@ -1056,6 +1057,164 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
         sched = lrs.CosineAnnealingLR(opt, T_max=ctx.total_steps)
         return _ProdigySchedule(ctx.name, opt, sched, interval="step", **ctx.common())
     return _ProdigySchedule(ctx.name, opt, **ctx.common())
+
+
+# ---------------------------------------------------------- learning-rate-free
+def _zero_missing_gradients(params: list[Tensor]) -> None:
+    """Give a parameter without a gradient (frozen, or unused this step) a zero one, for the
+    packages that read every parameter's: a zero gradient adds nothing to their sums."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
+class _DAdaptationSchedule(Schedule):
+    """D-Adaptation: report the step size a step uses, ``d * lr`` (``d`` before the step;
+    D-Adaptation SGD divides it by the first gradient's norm, ``g0_norm``)."""
+
+    def _current_lr(self) -> float:
+        group = self.optimizer.param_groups[0]
+        return float(group["d"] * group["lr"] / group.get("g0_norm", 1.0))
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        group = self.optimizer.param_groups[0]
+        if group["k"] == 0 and all(p.grad is None or not p.grad.any() for p in self.params):
+            # the package divides by the first gradient's norm (ZeroDivisionError)
+            logger.warning("%s: the first gradient is zero; the step is not taken", self.name)
+            return self._current_lr()
+        d = group["d"]
+        self.optimizer.step()
+        return float(d * group["lr"] / group.get("g0_norm", 1.0))
+
+
+class _DoGSchedule(Schedule):
+    """DoG: report the step size ``eta`` the last step used (set inside ``step``)."""
+
+    def _current_lr(self) -> float:
+        eta = self.optimizer.param_groups[0].get("eta")
+        return float(eta[0]) if eta else 0.0
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        _zero_missing_gradients(self.params)  # the package reads every parameter's gradient
+        self.optimizer.step()
+        return self._current_lr()
+
+
+class _MechanicSchedule(Schedule):
+    """Mechanic: report the base rate times the learned scale ``sum(s)`` after the step."""
+
+    def _current_lr(self) -> float:
+        state = self.optimizer.state.get("_mechanic")
+        scale = 0.0 if state is None else float(torch.sum(state["s"]))
+        return float(self.optimizer.param_groups[0]["lr"]) * scale
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        _zero_missing_gradients(self.params)  # its norms need a gradient of every parameter
+        grad_mode = torch.is_grad_enabled()
+        try:
+            self.optimizer.step()
+        finally:  # the package turns gradients off and back on only when its step returns
+            torch.set_grad_enabled(grad_mode)
+        return self._current_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`Schedule.state_dict`, Mechanic's per-parameter references keyed by their
+        index (the package keys them by the parameter tensors, which a new model does not
+        share)."""
+        state = super().state_dict()
+        optimizer_state = dict(state["optimizer"]["state"])
+        if "_mechanic" in optimizer_state:
+            index = {id(p): i for i, p in enumerate(self.params)}
+            optimizer_state["_mechanic"] = {
+                (f"{_PARAM_KEY}{index[id(k)]}" if isinstance(k, Tensor) else k): v
+                for k, v in optimizer_state["_mechanic"].items()
+            }
+        state["optimizer"] = {**state["optimizer"], "state": optimizer_state}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = self.optimizer.state.get("_mechanic")
+        if saved is not None:
+            params = self.params
+            self.optimizer.state["_mechanic"] = {
+                (params[int(k[len(_PARAM_KEY):])]
+                 if isinstance(k, str) and k.startswith(_PARAM_KEY) else k): copy.deepcopy(v)
+                for k, v in saved.items()
+            }  # fmt: skip
+
+
+#: The prefix of a parameter's index in Mechanic's saved state.
+_PARAM_KEY = "param:"
+
+
+@_register("dadaptation-sgd", 1.0, d0=1e-6, growth_rate=math.inf)
+def _build_dadaptation_sgd(ctx: _Ctx, *, d0: float, growth_rate: float) -> Schedule:
+    """D-Adaptation SGD (Defazio & Mishchenko, ICML 2023), ``dadaptation.DAdaptSGD``: ``lr``
+    multiplies the estimated step size (1.0, the package's default); the task's momentum and
+    weight decay."""
+    from dadaptation import DAdaptSGD
+
+    opt = DAdaptSGD(ctx.params, lr=ctx.lr, momentum=ctx.momentum, weight_decay=ctx.weight_decay,
+                    d0=d0, growth_rate=growth_rate)  # fmt: skip
+    return _DAdaptationSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register("dadaptation-adam", 1.0, beta2=0.999, eps=1e-8, decouple=True, d0=1e-6,
+           growth_rate=math.inf)  # fmt: skip
+def _build_dadaptation_adam(
+    ctx: _Ctx, *, beta2: float, eps: float, decouple: bool, d0: float, growth_rate: float
+) -> Schedule:
+    """D-Adaptation Adam, ``dadaptation.DAdaptAdam``: decoupled weight decay (AdamW's) unless
+    ``decouple=False``; ``lr`` multiplies the estimated step size."""
+    from dadaptation import DAdaptAdam
+
+    boolean("decouple", decouple)
+    with contextlib.redirect_stdout(io.StringIO()) as out:  # it prints its weight decay kind
+        opt = DAdaptAdam(ctx.params, lr=ctx.lr, betas=(ctx.beta1, beta2), eps=eps,
+                         weight_decay=ctx.weight_decay, decouple=decouple, d0=d0,
+                         growth_rate=growth_rate)  # fmt: skip
+    if out.getvalue().strip():
+        logger.debug("dadaptation: %s", out.getvalue().strip())
+    return _DAdaptationSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register("dog", 1.0, reps_rel=1e-6, eps=1e-8)
+def _build_dog(ctx: _Ctx, *, reps_rel: float, eps: float) -> Schedule:
+    """DoG, distance over gradients (Ivgi, Hinder & Carmon, ICML 2023), ``dog.DoG``: plain SGD
+    whose step size is the largest distance from the start over the root of the summed squared
+    gradient norms; ``lr`` multiplies it (1.0, the package's default). The last iterate is
+    evaluated (the package's ``PolynomialDecayAverager`` is not used)."""
+    from dog import DoG
+
+    opt = DoG(ctx.params, reps_rel=reps_rel, lr=ctx.lr, weight_decay=ctx.weight_decay, eps=eps)
+    return _DoGSchedule(ctx.name, opt, **ctx.common())
+
+
+@_register("mechanic", 0.1, rate_of="sgd", optimizer="sgd", nesterov=False, s_decay=0.01,
+           s_init=1e-8)  # fmt: skip
+def _build_mechanic(
+    ctx: _Ctx, *, optimizer: str, nesterov: bool, s_decay: float, s_init: float
+) -> Schedule:
+    """Mechanic (Cutkosky, Defazio & Mehta, NeurIPS 2023), ``mechanic_pytorch.mechanize``: the
+    task's optimizer (SGD or AdamW) at ``lr``, its updates scaled by a learned factor that
+    starts at ``s_init`` (the package's defaults)."""
+    from mechanic_pytorch import mechanize
+
+    require(optimizer in SHAPE_OPTIMIZERS, "optimizer", optimizer, f"one of {SHAPE_OPTIMIZERS}")
+    boolean("nesterov", nesterov)
+    tune = {"s_decay": s_decay, "s_init": s_init, "log_func": lambda data: None}
+    if optimizer == "sgd":
+        opt = mechanize(torch.optim.SGD, **tune)(
+            ctx.params, lr=ctx.lr, momentum=ctx.momentum, weight_decay=ctx.weight_decay,
+            nesterov=nesterov,
+        )  # fmt: skip
+    else:
+        require(not nesterov, "nesterov", nesterov, "False with optimizer='adamw'")
+        opt = mechanize(torch.optim.AdamW, **tune)(
+            ctx.params, lr=ctx.lr, betas=(ctx.beta1, 0.999), weight_decay=ctx.weight_decay
+        )
+    return _MechanicSchedule(ctx.name, opt, **ctx.common())
 
 
 # ------------------------------------------------------------------- MLR-SNet
