@@ -1,6 +1,7 @@
 """The quick suite end to end on a local Ray cluster: records, resume, report, figures."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,31 @@ def test_report_rows_agree_with_the_records(quick_suite):
     noisy = result["quick-digits-mlp-adamw"]
     stopped = next(r for r in noisy if r.tier == "defaults + early stop")
     assert stopped.values() == [r["val_selected_test_metric"] for r in stopped.records]
+
+
+def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
+    """``heldout.py --suite convergence --quick``: every planned job recorded once, the
+    learning-rate-free anchors among them, and a report with each target and its check."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "heldout.py"), "--suite", "convergence",
+               "--quick", "--workers", "1", "--out", str(tmp_path),
+               "--reference", str(SHARED / "reference")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _records(tmp_path)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    runs, probes = plan.plan(tasksets.QUICK_CONVERGENCE, (0, 1))
+    assert {r.run_id for r in runs} | {p.probe_id for p in probes} <= set(ids)
+    first = tasksets.QUICK_CONVERGENCE[0].name
+    methods = {r["method"] for r in rows if r.get("target") == first and r["kind"] == "run"}
+    assert {"fixed", "dadaptation-sgd", "dog", "mechanic", "prodigy", "schedulefree-sgd",
+            "mlrsnet:fmnist-resnet", "mlrsnet:authors"} <= methods  # fmt: skip
+    assert not any(m.startswith("mlrsnet-plus:v1") for m in methods)  # old versions: not here
+    for row in rows:
+        if row["kind"] == "run":
+            assert 0 <= row["final_test_metric"] <= 100
+            assert all(math.isfinite(lr) for lr in row["curve"]["lr"])
+    text = (tmp_path / "report.md").read_text()
+    for target in tasksets.QUICK_CONVERGENCE:
+        assert f"#### {target.name}" in text
+    assert "dog · defaults" in text and "mechanic · defaults" in text
