@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         from mlrsnet.lab.benchmark import report
 
         markdown = args.markdown or (out / "report.md" if args.quick else ROOT / "BENCHMARKS.md")
-        figures = out / "figures" if args.quick else ROOT / "docs" / "benchmarks" / "heldout"
-        written = report.write(out, targets, markdown, figures_out=figures, quick=args.quick)
+        figures = out / "figures" if args.quick else ROOT / "docs" / "benchmarks" / args.suite
+        # the convergence suite leads the page: its section goes before the short-horizon one
+        before = "## The held-out transfer benchmark" if args.suite == "convergence" else None
+        written = report.write(out, targets, markdown, figures_out=figures, quick=args.quick,
+                               suite=args.suite, insert_before=before)  # fmt: skip
         print(f"wrote {written}")
     return 0
 
@@ -111,8 +114,10 @@ def print_plan(targets: list, seeds: tuple[int, ...], out: Path, methods: list |
         print(f"{target.name:32} {len(jobs) + tuned:5d} {finished:5d} {seconds / 3600:6.2f}  "
               f"{target.note}")  # fmt: skip
     tiers = Counter(r.tier for r in runs)
-    tuned_runs = 0 if methods is not None else sum(
-        len(planning.TUNED) * len(t.check_seeds or seeds) for t in targets
+    tuned_runs = (
+        0
+        if methods is not None
+        else sum(len(planning.TUNED) * len(t.check_seeds or seeds) for t in targets)
     )
     print(f"\n{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in sorted(tiers.items()))}), "
           f"{len(probes)} probes, up to {tuned_runs} tuned "

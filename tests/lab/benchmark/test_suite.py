@@ -163,3 +163,18 @@ def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
     for target in tasksets.QUICK_CONVERGENCE:
         assert f"#### {target.name}" in text
     assert "dog · defaults" in text and "mechanic · defaults" in text
+    # on a page with the short-horizon section, the convergence report goes before it, once,
+    # and leaves the rest of the page as it was
+    page = tmp_path / "page.md"
+    heading = "## The held-out transfer benchmark"
+    rest = f"{heading}\n\n{report.BEGIN}\nshort-horizon tables\n{report.END}\n"
+    page.write_text(f"# Benchmarks\n\noverhead\n\n{rest}")
+    for _ in range(2):
+        report.write(tmp_path, tasksets.QUICK_CONVERGENCE, page, quick=True,
+                     suite="convergence", insert_before=heading)  # fmt: skip
+        written = page.read_text()
+        begin, end = report.markers("convergence")
+        assert written.startswith("# Benchmarks\n\noverhead\n\n" + begin)
+        assert written.count(begin) == 1 and written.endswith(rest)
+        assert written.index(end) < written.index(heading)
+        assert f"#### {tasksets.QUICK_CONVERGENCE[0].name}" in written

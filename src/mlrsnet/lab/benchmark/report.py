@@ -30,10 +30,28 @@ from mlrsnet.lab.benchmark.plan import cells as planned_cells
 from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSES, MetaTask, Target
 from mlrsnet.lab.metrics import higher_is_better
 
-__all__ = ["BEGIN", "END", "Row", "acceptance", "figures", "markdown", "tables", "write"]
+__all__ = [
+    "BEGIN", "END", "Row", "acceptance", "figures", "markdown", "markers", "tables", "write",
+]  # fmt: skip
 
 BEGIN = "<!-- heldout:begin (python benchmarks/heldout.py --report) -->"
 END = "<!-- heldout:end -->"
+
+
+def markers(suite: str = "heldout") -> tuple[str, str]:
+    """The comments around ``suite``'s section of a page (:data:`BEGIN`/:data:`END` for the
+    held-out suite), so that each suite's report replaces its own section only.
+
+    Example:
+        >>> markers("convergence")[1]
+        '<!-- convergence:end -->'
+    """
+    if suite == "heldout":
+        return BEGIN, END
+    return (f"<!-- {suite}:begin (python benchmarks/heldout.py --suite {suite} --report) -->",
+            f"<!-- {suite}:end -->")  # fmt: skip
+
+
 TIERS = ("defaults", "probe", "tuned")
 
 
@@ -548,12 +566,17 @@ def write(
     *,
     figures_out: Path | None = None,
     quick: bool = False,
+    suite: str = "heldout",
+    insert_before: str | None = None,
 ) -> Path:
     """Write the report from ``out/records.jsonl`` into ``page``.
 
-    An existing page keeps everything outside the :data:`BEGIN`/:data:`END` markers (the
-    overhead section of BENCHMARKS.md); a new page is the section alone.
+    An existing page keeps everything outside ``suite``'s :func:`markers` (the overhead
+    section of BENCHMARKS.md, the other suite's section); where it has no such section yet,
+    the section goes before the line ``insert_before`` (a heading), else at the end. A new
+    page is the section alone.
     """
+    begin, end = markers(suite)
     out, page = Path(out), Path(page)
     records = Records(out / "records.jsonl")
     seeds = (0, 1) if quick else EVAL_SEEDS
@@ -564,12 +587,17 @@ def write(
         figures_dir = _relative(figures_out, page.parent)
     section = markdown(result, targets, records, figures_dir=figures_dir, quick=quick)
     text = page.read_text() if page.is_file() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = f"{head}{BEGIN}\n{section}{END}{tail}"
+    block = f"{begin}\n{section}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = f"{head}{block}{rest.split(end, 1)[1]}"
+    elif text and insert_before and f"\n{insert_before}\n" in text:
+        head, tail = text.split(f"\n{insert_before}\n", 1)
+        text = f"{head}\n{block}\n\n{insert_before}\n{tail}"
+    elif text:
+        text = f"{text.rstrip()}\n\n{block}\n"
     else:
-        text = f"{BEGIN}\n{section}{END}\n"
+        text = f"{block}\n"
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text)
     return page
