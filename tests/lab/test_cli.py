@@ -41,7 +41,9 @@ def test_every_schedule_runs_end_to_end_on_digits(
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] and summary["schedule"] == name
-    if schedule == "prodigy":  # its step size starts at d0 = 1e-6 and needs more steps to grow
+    if schedule in ("prodigy", "dadaptation-sgd", "dadaptation-adam", "dog", "mechanic"):
+        # their step sizes start at 1e-6 (d0, DoG's reps_rel) or 1e-8 (Mechanic's s_init) and
+        # need more than one epoch's 7 steps to grow
         assert 0 <= summary["final_test_metric"] <= 100
     else:
         assert summary["final_test_metric"] > 10  # better than chance after one epoch
