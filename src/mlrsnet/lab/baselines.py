@@ -1062,7 +1062,8 @@ def _build_prodigy(ctx: _Ctx, *, cosine: bool, beta2: float, **kw: Any) -> Sched
 # ---------------------------------------------------------- learning-rate-free
 def _zero_missing_gradients(params: list[Tensor]) -> None:
     """Give a parameter without a gradient (frozen, or unused this step) a zero one, for the
-    packages that read every parameter's: a zero gradient adds nothing to their sums."""
+    packages that read every parameter's: a zero gradient adds nothing to their sums, but
+    their weight decay then reaches it (torch's optimizers skip such a parameter)."""
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
