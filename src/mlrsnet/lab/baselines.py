@@ -257,7 +257,7 @@ class Schedule(TrainingMethod):
 
 
 class _AdaptiveLRSchedule(Schedule):
-    """SGD-HD: the lr used is the one updated inside ``optimizer.step``."""
+    """The lr used is the one set inside ``optimizer.step`` (SGD-HD; DoG and Mechanic)."""
 
     def _optimizer_step(self, loss: Tensor) -> float:
         self.optimizer.step()
@@ -1088,7 +1088,7 @@ class _DAdaptationSchedule(Schedule):
         return float(d * group["lr"] / group.get("g0_norm", 1.0))
 
 
-class _DoGSchedule(Schedule):
+class _DoGSchedule(_AdaptiveLRSchedule):
     """DoG: report the step size ``eta`` the last step used (set inside ``step``)."""
 
     def _current_lr(self) -> float:
@@ -1097,11 +1097,10 @@ class _DoGSchedule(Schedule):
 
     def _optimizer_step(self, loss: Tensor) -> float:
         _zero_missing_gradients(self.params)  # the package reads every parameter's gradient
-        self.optimizer.step()
-        return self._current_lr()
+        return super()._optimizer_step(loss)
 
 
-class _MechanicSchedule(Schedule):
+class _MechanicSchedule(_AdaptiveLRSchedule):
     """Mechanic: report the base rate times the learned scale ``sum(s)`` after the step."""
 
     def _current_lr(self) -> float:
@@ -1113,10 +1112,9 @@ class _MechanicSchedule(Schedule):
         _zero_missing_gradients(self.params)  # its norms need a gradient of every parameter
         grad_mode = torch.is_grad_enabled()
         try:
-            self.optimizer.step()
+            return super()._optimizer_step(loss)
         finally:  # the package turns gradients off and back on only when its step returns
             torch.set_grad_enabled(grad_mode)
-        return self._current_lr()
 
     def state_dict(self) -> dict[str, Any]:
         """:meth:`Schedule.state_dict`, Mechanic's per-parameter references keyed by their

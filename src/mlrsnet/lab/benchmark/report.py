@@ -105,6 +105,7 @@ def tables(records: Records, targets: list[Target] | tuple[Target, ...],
     runs = [r for r in records.rows if r.get("kind") == "run"]
     result: dict[str, list[Row]] = {}
     for target in targets:
+        target_seeds = target.check_seeds or seeds
         cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for r in runs:
             if r["target"] == target.name and r["tier"] in ("defaults", "probe", "learned"):
@@ -114,12 +115,11 @@ def tables(records: Records, targets: list[Target] | tuple[Target, ...],
             factor = tuned_factor(records.rows, source, method)
             if factor is None:
                 continue
-            for seed in target.check_seeds or seeds:
+            for seed in target_seeds:
                 row = by_id.get(tuned_run(target, method, factor, seed).run_id)
                 if row is not None:
                     cells[(method, "tuned")].append(row)
         rows = []
-        target_seeds = target.check_seeds or seeds
         for (method, tier), recs in cells.items():
             recs = sorted((r for r in recs if r["seed"] in target_seeds), key=lambda r: r["seed"])
             if [r["seed"] for r in recs] != sorted(target_seeds):
