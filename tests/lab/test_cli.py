@@ -174,6 +174,23 @@ def test_toml_config_with_flags_overriding(tmp_path):
     assert main(["train", "--config", str(bad)]) == 2
 
 
+def test_validation_and_test_at_the_end_from_flags_or_a_config_file(tmp_path, capsys):
+    argv = ["train", "--task", "digits-mlp", "--schedule", "cosine", "--epochs", "2",
+            "--batch-size", "256", "--validation", "--test-eval", "end", "--no-augment"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "flag"), "--threads", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " epoch " in line]
+    assert "val metric" in lines[0] and "test metric" not in lines[0]
+    assert "val metric" in lines[1] and "test metric" in lines[1]
+    summary = json.loads((tmp_path / "flag" / "summary.json").read_text())
+    assert summary["best_test_metric"] is None and summary["val_selected_test_metric"] > 50
+    config = tmp_path / "run.toml"
+    config.write_text('validation = true\ntest-eval = "end"\nno-augment = true\n')
+    assert main([*argv[:-4], "--config", str(config), "--out", str(tmp_path / "toml"),
+                 "--threads", "1", "--quiet"]) == 0  # fmt: skip
+    from_file = json.loads((tmp_path / "toml" / "summary.json").read_text())
+    assert from_file["val_selected_test_metric"] == summary["val_selected_test_metric"]
+
+
 def test_lr_probe_from_a_flag_or_a_config_file(tmp_path, capsys):
     argv = ["train", "--task", "digits-mlp", "--schedule", "cosine", "--epochs", "1",
             "--batch-size", "256", "--seed", "2"]  # fmt: skip

@@ -140,7 +140,8 @@ def test_the_probe_measures_the_optimizer_the_run_trains_with(
     summary = run(cfg, stop_after_steps=2)
     assert calls == [{"optimizer": optimizer, "seed": 2, "batch_size": 32, "momentum": 0.5,
                       "weight_decay": tasks.get("digits-mlp").weight_decay,
-                      "nesterov": options.get("nesterov", False)}]  # fmt: skip
+                      "nesterov": options.get("nesterov", False),
+                      "augment": None}]  # the task's augmentation, as the run  # fmt: skip
     assert summary["probe_lr"] == 0.0123 and summary["probe_steps"] == 7
     checkpoint = torch.load(Path(cfg.out) / CHECKPOINT_FILE, weights_only=True)
     group = checkpoint["method"]["optimizer"]["param_groups"][0]

@@ -143,6 +143,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-rate", type=_finite_float, default=0.0, help="label noise rate")
     p.add_argument("--num-meta", type=_positive_int, help="meta-set size (default: the task's)")
     p.add_argument(
+        "--no-augment", action="store_true", help="train on the images without augmentation"
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=_non_negative_int,
         default=0,
@@ -183,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(train)
     train.add_argument(
         "--schedule", help="a baseline name or mlrsnet:NAME_OR_PATH (see `mlrsnet schedules`)"
+    )
+    train.add_argument(
+        "--validation",
+        action="store_true",
+        help="also evaluate the validation (meta) split each epoch; the summary adds the test "
+        "metric of the best validation epoch (early stopping)",
+    )
+    train.add_argument(
+        "--test-eval",
+        choices=["epoch", "end"],
+        default="epoch",
+        help="evaluate the test split every epoch (default) or only at the end, and with "
+        "--validation on the best validation epoch's weights (same metrics, less time)",
     )
     train.add_argument(
         "--option",
@@ -382,6 +398,7 @@ def _run_config(args: argparse.Namespace, kind: str):
         noise_rate=args.noise_rate,
         num_meta=args.num_meta,
         checkpoint_every=args.checkpoint_every,
+        augment=False if args.no_augment else None,
         label=args.label,
         command=shlex.join(["mlrsnet", *args.argv]),
     )
@@ -390,6 +407,7 @@ def _run_config(args: argparse.Namespace, kind: str):
             raise CommandError("--schedule is required (see `mlrsnet schedules`)")
         fields["schedule"] = args.schedule
         fields["options"] = dict(args.option or [])
+        fields.update(validation=args.validation, test_eval=args.test_eval)
     else:
         fields.update(
             meta_interval=args.meta_interval,
@@ -447,13 +465,19 @@ class _Progress:
 
     def epoch(self, record: dict[str, Any]) -> None:
         if self.writer is not None:
-            for key in ("train_loss", "test_loss", "test_metric"):
-                self.writer.add_scalar(f"epoch/{key}", record[key], record["epoch"])
+            for key in ("train_loss", "test_loss", "test_metric", "val_loss", "val_metric"):
+                if record.get(key) is not None:  # test_eval="end": no test until the last epoch
+                    self.writer.add_scalar(f"epoch/{key}", record[key], record["epoch"])
         if self.quiet:
             return
+        evaluated = "".join(
+            f"  {split} loss {record[f'{split}_loss']:.4f}  {split} metric {record[f'{split}_metric']:.2f}"
+            for split in ("test", "val")
+            if record.get(f"{split}_metric") is not None
+        )
         line = (
-            f"{self.desc} epoch {record['epoch']:3d}  step {record['step']:6d}  train loss {record['train_loss']:.4f}  "
-            f"test loss {record['test_loss']:.4f}  test metric {record['test_metric']:.2f}  lr {record['lr']:.4g}"
+            f"{self.desc} epoch {record['epoch']:3d}  step {record['step']:6d}  "
+            f"train loss {record['train_loss']:.4f}{evaluated}  lr {record['lr']:.4g}"
         )
         if self.bar is not None:
             self.bar.write(line)

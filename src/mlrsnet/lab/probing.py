@@ -50,6 +50,7 @@ def training_batches(
     *,
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
+    augment: bool | None = None,
 ) -> Iterator[tuple[int, Any, Any]]:
     """Endless ``(epoch, inputs, targets)`` of a task's training loader, epoch after epoch.
 
@@ -58,14 +59,17 @@ def training_batches(
         seed: The loader's seed (data order and augmentation).
         batch_size: Batch size (default: the task's).
         device: Where the batches live.
+        augment: Whether the batches are augmented (``None``: the task's default).
 
     Yields:
         ``(epoch, inputs, targets)``, the epoch counted from 0.
     """
     batch_size = batch_size or task.batch_size
+    extra = {} if augment is None else {"augment": augment}
     epoch = 0
     while True:
-        for inputs, targets in task.train_loader(batch_size, epoch=epoch, seed=seed, device=device):
+        for inputs, targets in task.train_loader(batch_size, epoch=epoch, seed=seed, device=device,
+                                                 **extra):  # fmt: skip
             yield epoch, inputs, targets
         epoch += 1
 
@@ -80,6 +84,7 @@ def probe_task(
     momentum: float | None = None,
     weight_decay: float | None = None,
     nesterov: bool = False,
+    augment: bool | None = None,
 ) -> Any:
     """The library's probe (:func:`mlrsnet.probe.lr_range_test`) on a task's model.
 
@@ -100,6 +105,7 @@ def probe_task(
             (:func:`mlrsnet.lab.baselines.adam_beta1`; default: the task's).
         weight_decay: Weight decay (default: the task's).
         nesterov: Nesterov momentum for SGD (as the run's ``nesterov`` option).
+        augment: Whether its batches are augmented (``None``: the task's default), as the run's.
 
     Returns:
         The :class:`~mlrsnet.probe.ProbeResult`: ``lr`` is the suggested base rate, ``steps``
@@ -120,7 +126,7 @@ def probe_task(
         opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=momentum,
                               weight_decay=weight_decay, nesterov=nesterov)  # fmt: skip
     device = next(model.parameters()).device
-    batches = training_batches(task, seed, batch_size=batch_size, device=device)
+    batches = training_batches(task, seed, batch_size=batch_size, device=device, augment=augment)
     state: dict[str, Any] = {"epoch": 0, "carry": None}
 
     def next_loss() -> torch.Tensor:

@@ -20,6 +20,7 @@ and a resumed run takes the rate from its checkpoint without probing again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -44,7 +45,7 @@ from mlrsnet.meta import MetaTrainer
 from mlrsnet.net import MLRSNet
 from mlrsnet.scheduler import MLRSNetLR
 
-__all__ = ["PROBE", "RunConfig", "run", "resolve_device"]
+__all__ = ["PROBE", "TEST_EVALS", "RunConfig", "run", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ PAPER_META_INTERVAL_EPOCHS = 300 / 383
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 #: The ``lr`` that asks for the library's range test (:mod:`mlrsnet.lab.probing`).
 PROBE = "probe"
+#: When a run evaluates its test split (:attr:`RunConfig.test_eval`).
+TEST_EVALS = ("epoch", "end")
 
 
 @dataclasses.dataclass
@@ -90,6 +93,15 @@ class RunConfig:
             each epoch record gets ``val_loss`` and ``val_metric``, and the summary the final
             ones and ``val_selected_test_metric``, the test metric at the epoch with the best
             validation metric (early stopping on the clean validation split).
+        test_eval: When the test split is evaluated: ``"epoch"``, at every epoch's end;
+            ``"end"``, only after the last epoch, and (with ``validation``) on the weights of
+            the epoch with the best validation metric, kept in the run's state and checkpoint.
+            Both give the same ``final_test_metric`` and ``val_selected_test_metric``;
+            ``"end"`` costs one or two test passes instead of one an epoch (on 5,700 training
+            images, a test pass of 10,000 costs about as much as the epoch's training), and
+            leaves ``best_test_metric`` (a pick on the test set) ``None``.
+        augment: Apply the task's training augmentation (``None``: the task's default; image
+            tasks augment, text tasks have none).
     """
 
     task: str
@@ -117,6 +129,8 @@ class RunConfig:
     command: str = ""
     gamma_batches: int = 20
     validation: bool = False
+    test_eval: str = "epoch"
+    augment: bool | None = None
 
     def validate(self, kind: str) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -146,6 +160,10 @@ class RunConfig:
                 checks.positive_int(name, getattr(self, name))
         checks.positive_int("gamma_batches", self.gamma_batches)
         checks.boolean("validation", self.validation)
+        if self.test_eval not in TEST_EVALS:
+            raise ValueError(f"test_eval must be 'epoch' or 'end', got {self.test_eval!r}")
+        if self.augment is not None:
+            checks.boolean("augment", self.augment)
         checks.non_negative_int("seed", self.seed)
         checks.non_negative_int("checkpoint_every", self.checkpoint_every)
         optional_numbers = {  # the model and optimizers compute in float32: no larger value fits
@@ -301,18 +319,21 @@ def _fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
 #: Settings the fingerprint gained after checkpoints were first written, with the value an
 #: older checkpoint (which does not record them) had: it resumes when they are unchanged.
 _FINGERPRINT_DEFAULTS = {"num_meta": None, "data_dir": None, "meta_weight_decay": 1e-4,
-                         "gamma_batches": 20}  # fmt: skip
+                         "gamma_batches": 20, "test_eval": "epoch", "augment": None}  # fmt: skip
 
 
 def _more_fingerprint(config: RunConfig, s: Settings) -> dict[str, Any]:
     """The rest of what changes a run: the meta set, the data, the network's weight decay,
-    the scale rule's batches, and the steps an epoch has (which the data decides)."""
+    the scale rule's batches, the steps an epoch has (which the data decides), when the test
+    split is evaluated and whether the training data is augmented."""
     return {
         "num_meta": config.num_meta,
         "data_dir": None if config.data_dir is None else os.path.abspath(config.data_dir),
         "meta_weight_decay": config.meta_weight_decay,
         "gamma_batches": config.gamma_batches,
         "steps_per_epoch": s.steps_per_epoch,
+        "test_eval": config.test_eval,
+        "augment": config.augment,
     }
 
 
@@ -383,6 +404,7 @@ class RunState:
     test_metric: float | None = None
     best_val_metric: float | None = None
     val_selected_test_metric: float | None = None
+    best_val_model: dict[str, Tensor] | None = None  # test_eval="end": the weights it tests
     nonfinite_steps: int = 0
     gamma: float | None = None
     probe: dict[str, Any] | None = None  # lr="probe": the probe's lr, steps and seconds
@@ -404,6 +426,8 @@ class RunState:
         state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         carry = self.carry
         state["carry"] = None if carry is None else tuple(h.detach().cpu() for h in carry)
+        if self.best_val_model is not None:
+            state["best_val_model"] = {k: v.cpu() for k, v in self.best_val_model.items()}
         return state
 
     @classmethod
@@ -413,6 +437,9 @@ class RunState:
         )
         if run_state.carry is not None:
             run_state.carry = tuple(h.to(device) for h in run_state.carry)
+        kept = run_state.best_val_model
+        if kept is not None:
+            run_state.best_val_model = {k: v.to(device) for k, v in kept.items()}
         return run_state
 
 
@@ -465,7 +492,8 @@ def _probe(config: RunConfig, s: Settings, task: Task, model: nn.Module) -> dict
     started = time.perf_counter()
     result = probing.probe_task(task, model, optimizer, config.seed, batch_size=s.batch_size,
                                 momentum=s.momentum, weight_decay=s.weight_decay,
-                                nesterov=bool(config.options.get("nesterov", False)))  # fmt: skip
+                                nesterov=bool(config.options.get("nesterov", False)),
+                                augment=config.augment)  # fmt: skip
     seconds = time.perf_counter() - started
     logger.info("probe (%s): base rate %.4g after %d steps (%.1f s)", optimizer, result.lr,
                 result.steps, seconds)  # fmt: skip
@@ -617,7 +645,8 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
     steps_this_call = 0
     while state.epoch < s.epochs:
         loader = task.train_loader(s.batch_size, epoch=state.epoch, seed=config.seed,
-                                   device=device, start=state.batch_index)  # fmt: skip
+                                   device=device, start=state.batch_index,
+                                   **_augment(config))  # fmt: skip
         if state.batch_index == 0:
             state.carry = None
         for inputs, targets in loader:
@@ -652,6 +681,11 @@ def _run(config: RunConfig, run_dir: RunDir, kind: str, on_step: StepCallback | 
         ):
             return r.write_summary(completed=False)
     return r.write_summary(completed=True)
+
+
+def _augment(config: RunConfig) -> dict[str, bool]:
+    """The training loader's ``augment`` argument: the task's default unless the run says."""
+    return {} if config.augment is None else {"augment": config.augment}
 
 
 def _build_task(config: RunConfig) -> Task:
@@ -840,37 +874,64 @@ class _Run:
 
     def evaluate(self) -> dict[str, Any]:
         """Evaluate at an epoch's end and let the method end its epoch; returns the epoch's
-        record (the best metrics so far updated)."""
-        task, state, method = self.task, self.state, self.method
+        record (the best metrics so far updated).
+
+        With ``test_eval="end"`` the test split is evaluated after the last epoch only, and
+        the weights of the best validation epoch (copied while the method's evaluation
+        weights are in place, e.g. Schedule-Free's average) are tested then."""
+        task, state, method, config = self.task, self.state, self.method, self.config
+        last = state.epoch + 1 >= self.s.epochs
+        test_now = config.test_eval == "epoch" or last
         method.eval()
-        result = task.evaluate(self.model, device=self.device)
+        result = task.evaluate(self.model, device=self.device) if test_now else None
         val = (
             task.evaluate(self.model, device=self.device, split="meta")
-            if method.needs_val_loss or self.config.validation
+            if method.needs_val_loss or config.validation
             else None
         )
+        if result is not None:
+            state.test_metric = metrics.reported(task.metric, result["metric"])
+            if config.test_eval == "epoch" and metrics.is_better(
+                task.metric, state.test_metric, state.best_metric
+            ):
+                state.best_metric = state.test_metric
+        validation = self._validation(val) if config.validation else {}
+        if config.test_eval == "end" and last and state.best_val_model is not None:
+            state.val_selected_test_metric = self._test_best_val_model()
         method.train()
-        state.test_metric = metrics.reported(task.metric, result["metric"])
-        if metrics.is_better(task.metric, state.test_metric, state.best_metric):
-            state.best_metric = state.test_metric
-        validation = self._validation(val) if self.config.validation else {}
+        test = {"test_loss": None if result is None else result["loss"],  # null: not tested
+                "test_metric": state.test_metric if test_now else None}  # fmt: skip
         return {
             "epoch": state.epoch + 1, "step": state.global_step,
             "train_loss": state.loss_sum / state.loss_count if state.loss_count else math.nan,
-            "test_loss": result["loss"],
-            "test_metric": state.test_metric, **validation, "lr": method.lr,
+            **test, **validation, "lr": method.lr,
             "wall_seconds": round(self.wall_seconds(), 3),
             **method.epoch_end(val_loss=None if val is None else val["loss"]),
         }  # fmt: skip
 
     def _validation(self, val: dict[str, float]) -> dict[str, float]:
         """The epoch's validation loss and metric; the test metric at the best validation
-        metric so far is kept (early stopping on the clean validation split)."""
+        metric so far is kept (early stopping on the clean validation split) — or, with
+        ``test_eval="end"``, the weights to test at the end."""
+        state, last = self.state, self.state.epoch + 1 >= self.s.epochs
         val_metric = metrics.reported(self.task.metric, val["metric"])
-        if metrics.is_better(self.task.metric, val_metric, self.state.best_val_metric):
-            self.state.best_val_metric = val_metric
-            self.state.val_selected_test_metric = self.state.test_metric
+        if metrics.is_better(self.task.metric, val_metric, state.best_val_metric):
+            state.best_val_metric = val_metric
+            if self.config.test_eval == "epoch" or last:  # tested now
+                state.val_selected_test_metric = state.test_metric
+                state.best_val_model = None
+            else:
+                state.best_val_model = {k: v.detach().clone()
+                                        for k, v in self.model.state_dict().items()}  # fmt: skip
         return {"val_loss": val["loss"], "val_metric": val_metric}
+
+    def _test_best_val_model(self) -> float:
+        """The test metric of the best validation epoch's weights (a copy of the model)."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.state.best_val_model)  # type: ignore[arg-type]
+        result = self.task.evaluate(model, device=self.device)
+        self.state.best_val_model = None
+        return metrics.reported(self.task.metric, result["metric"])
 
 
 def _completed_summary(run_dir: RunDir) -> dict[str, Any] | None:

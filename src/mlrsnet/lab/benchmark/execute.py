@@ -126,7 +126,8 @@ def run_probe(target: Target, spec: ProbeSpec, *, data_dir: str | None = None) -
     torch.manual_seed(spec.seed)
     model = task.build_model(seed=spec.seed)
     model.train()
-    result = probe_task(task, model, target.optimizer, spec.seed)
+    result = probe_task(task, model, target.optimizer, spec.seed,
+                        augment=None if target.augment else False)  # fmt: skip
     return {
         "id": spec.probe_id, "kind": "probe", "target": spec.target, "seed": spec.seed,
         "lr": result.lr, "steps": result.steps, "stopped_early": result.stopped_early,
@@ -218,7 +219,10 @@ def run_training(
         epochs=target.epochs, lr=lr, seed=spec.seed, device="cpu",
         data_dir=text_data_dir(target.task, data_dir), train_fraction=target.train_fraction,
         noise=target.noise, noise_rate=target.noise_rate, options=options,
-        validation=True, label=spec.method,
+        validation=True, label=spec.method, augment=None if target.augment else False,
+        # the convergence suite's small training sets: testing every epoch cost as much as
+        # training (the final and early-stopped test metrics are the same either way)
+        test_eval="end" if target.profile == "convergence" else "epoch",
         command=f"benchmarks/heldout.py --only {target.name} (run {spec.run_id})",
     )  # fmt: skip
     summary = run(config)

@@ -188,6 +188,47 @@ def _lr_text(row: Row) -> str:
     return f"{mean:.3g}" if max(values) == min(values) else f"{mean:.3g} (mean)"
 
 
+def _target_section(t: Target, rows: list[Row], metric: str, figures_dir: str) -> list[str]:
+    """A target's heading, figure and table: every row against the best of each tier."""
+    lines: list[str] = []
+    out = lines.append
+    best = {tier: best_of_tier(rows, tier, metric) for tier in TIERS}
+    arrow = "higher" if higher_is_better(metric) else "lower"
+    out(f"#### {t.name} ({t.axis}; `{t.task}`, {t.epochs} epochs, final-step test {metric}, "
+        f"{arrow} is better)")  # fmt: skip
+    out("")
+    if figures_dir:
+        out(f"![{t.name}]({figures_dir}/{t.name}.png)")
+        out("")
+    names = {tier: (b.label if b else "—") for tier, b in best.items()}
+    out("Best baseline by validation: " + "; ".join(f"{k}: {v}" for k, v in names.items()))
+    out("")
+    out(
+        "| method | lr | final test | early-stopped | Δ vs best defaults | Δ vs best probe | Δ vs best tuned | steps |"
+    )
+    out("|---|---|---:|---:|---|---|---|---:|")
+    for row in rows:
+        cells = []
+        for tier in TIERS:
+            ref = best[tier]
+            if ref is None or ref is row:
+                cells.append("—")
+                continue
+            diff, low, high, outcome = compare(row, ref, metric)
+            cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
+        steps = row.records[0]["steps"]
+        probe_steps = row.records[0].get("probe_steps")
+        steps_text = f"{steps} + {probe_steps}" if probe_steps else str(steps)
+        # the test metric at the best validation epoch (the early-stop rows are that already)
+        early = (
+            "" if "early stop" in row.tier else _fmt(row.mean("val_selected_test_metric"), metric)
+        )
+        out(f"| {row.label} | {_lr_text(row)} | {_fmt(row.mean(), metric)} ± "
+            f"{_fmt(row.std(), metric)} | {early} | {' | '.join(cells)} | {steps_text} |")  # fmt: skip
+    out("")
+    return lines
+
+
 def markdown(
     result: dict[str, list[Row]],
     targets: list[Target] | tuple[Target, ...],
@@ -264,43 +305,8 @@ def markdown(
     out("### Targets")
     out("")
     for t in targets:
-        if t.name not in result:
-            continue
-        rows = result[t.name]
-        metric = metric_of[t.name]
-        best = {tier: best_of_tier(rows, tier, metric) for tier in TIERS}
-        arrow = "higher" if higher_is_better(metric) else "lower"
-        out(f"#### {t.name} ({t.axis}; `{t.task}`, {t.epochs} epochs, final-step test {metric}, "
-            f"{arrow} is better)")  # fmt: skip
-        out("")
-        if figures_dir:
-            out(f"![{t.name}]({figures_dir}/{t.name}.png)")
-            out("")
-        names = {tier: (b.label if b else "—") for tier, b in best.items()}
-        out("Best baseline by validation: " + "; ".join(f"{k}: {v}" for k, v in names.items()))
-        out("")
-        out(
-            "| method | lr | final test | best epoch | Δ vs best defaults | Δ vs best probe | Δ vs best tuned | steps |"
-        )
-        out("|---|---|---:|---:|---|---|---|---:|")
-        for row in rows:
-            cells = []
-            for tier in TIERS:
-                ref = best[tier]
-                if ref is None or ref is row:
-                    cells.append("—")
-                    continue
-                diff, low, high, outcome = compare(row, ref, metric)
-                cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
-            steps = row.records[0]["steps"]
-            probe_steps = row.records[0].get("probe_steps")
-            steps_text = f"{steps} + {probe_steps}" if probe_steps else str(steps)
-            best_epoch = (
-                "" if "early stop" in row.tier else _fmt(row.mean("best_test_metric"), metric)
-            )
-            out(f"| {row.label} | {_lr_text(row)} | {_fmt(row.mean(), metric)} ± "
-                f"{_fmt(row.std(), metric)} | {best_epoch} | {' | '.join(cells)} | {steps_text} |")  # fmt: skip
-        out("")
+        if t.name in result:
+            lines += _target_section(t, result[t.name], metric_of[t.name], figures_dir)
     out("### What is significant")
     out("")
     out(_significance(result, metric_of))
@@ -536,17 +542,21 @@ def figures(result: dict[str, list[Row]], out: Path) -> list[Path]:
         best = [best_of_tier(rows, tier, metric) for tier in TIERS]
         shown = [r for r in best if r is not None] + [r for r in rows if not r.baseline]
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        # test metric per epoch where every run has one, else validation (test_eval="end")
+        per_epoch = "test" if all(e.get("test_metric") is not None for row in shown
+                                  for e in row.records[0]["curve"]["epochs"]) else "val"  # fmt: skip
         for row in shown:
             curve = row.records[0]["curve"]  # seed 0
             kw = {"label": row.label, "lw": 1.2}
             axes[0].plot(curve["step"], curve["lr"], **kw)
             axes[1].plot(curve["step"], curve["loss"], **kw)
             epochs = curve["epochs"]
-            axes[2].plot([e["step"] for e in epochs], [e["test_metric"] for e in epochs],
+            axes[2].plot([e["step"] for e in epochs], [e[f"{per_epoch}_metric"] for e in epochs],
                          marker=".", **kw)  # fmt: skip
         axes[0].set(yscale="log", xlabel="step", ylabel="learning rate (seed 0)")
         axes[1].set(yscale="log", xlabel="step", ylabel="training loss (EMA, seed 0)")
-        axes[2].set(xlabel="step", ylabel=f"test {metric} (seed 0)")
+        split = "test" if per_epoch == "test" else "validation"
+        axes[2].set(xlabel="step", ylabel=f"{split} {metric} (seed 0)")
         if metric == "perplexity":
             axes[2].set_yscale("log")
         axes[2].legend(fontsize=7)
