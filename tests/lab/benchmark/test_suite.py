@@ -137,6 +137,14 @@ def test_report_rows_agree_with_the_records(quick_suite):
     assert stopped.values() == [r["val_selected_test_metric"] for r in stopped.records]
 
 
+def _runs(rows, target):
+    return [r for r in rows if r.get("target") == target and r["kind"] == "run"]
+
+
+def _section(text, heading):
+    return text.split(heading, 1)[1].split("\n### ", 1)[0]
+
+
 def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
     """``heldout.py --suite convergence --quick``: every planned job recorded once, the
     learning-rate-free anchors among them, and a report with each target and its check."""
@@ -161,7 +169,15 @@ def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
             assert all(math.isfinite(lr) for lr in row["curve"]["lr"])
     text = (tmp_path / "report.md").read_text()
     for target in tasksets.QUICK_CONVERGENCE:
-        assert f"#### {target.name}" in text
+        # each target has its table; its learning-curve check is a row of the plateau table
+        assert (f"#### {target.name}" in text) != bool(target.check_seeds)
+        assert f"| `{target.name}` | {len(_runs(rows, target.name))} |" in text  # the costs
+    plateau = _section(text, "### At their plateau")
+    assert plateau.count("| `quick-conv-digits-mlp` |") == 1
+    assert "(seeds 0, 1) |" in plateau  # the check's seeds
+    gaps = _section(text, "### Zero tuning")
+    assert "| dog · defaults |" in gaps and "| mlrsnet-plus:v6 |" in gaps
+    assert "· tuned |" not in gaps  # the reference itself is not a zero-tuning row
     assert "dog · defaults" in text and "mechanic · defaults" in text
     # on a page with the short-horizon section, the convergence report goes before it, once,
     # and leaves the rest of the page as it was

@@ -229,6 +229,151 @@ def _target_section(t: Target, rows: list[Row], metric: str, figures_dir: str) -
     return lines
 
 
+def _plateau_pairs(targets: list[Target] | tuple[Target, ...]) -> list[tuple[Target, Target]]:
+    """(target, its learning-curve check) pairs: each ``-2x-check`` twin, and a length variant
+    at twice the length of the target whose tuned rate it reuses (the CNN's 2x for its 1x)."""
+    by_name = {t.name: t for t in targets}
+    pairs = []
+    for t in targets:
+        base = by_name.get(t.tuned_at or "")
+        if base is not None and t.epochs == 2 * base.epochs:
+            pairs.append((base, t))
+    return pairs
+
+
+def plateau_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Target, ...],
+                  metric_of: dict[str, str]) -> list[str]:  # fmt: skip
+    """The learning-curve check: the best tuned baseline (by validation) of each target against
+    the same method and rate trained twice as long, on the seeds the check ran."""
+    lines = ["| target | best tuned (by validation) | epochs | test | at 2x the epochs | "
+             "2x − 1x | at its plateau? |", "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for base, check in _plateau_pairs(targets):
+        if base.name not in result or check.name not in result:
+            lines.append(f"| `{base.name}` | not yet complete | {base.epochs} | | | | |")
+            continue
+        metric = metric_of[base.name]
+        best = best_of_tier(result[base.name], "tuned", metric)
+        longer = next((r for r in result[check.name]
+                       if best is not None and (r.method, r.tier) == (best.method, "tuned")), None)  # fmt: skip
+        if best is None or longer is None:
+            continue
+        seeds = sorted(set(best.seeds) & set(longer.seeds))
+        one = statistics.fmean(v for v, s in zip(best.values(), best.seeds, strict=True) if s in seeds)
+        two = statistics.fmean(v for v, s in zip(longer.values(), longer.seeds, strict=True) if s in seeds)
+        if metric == "accuracy":
+            change, plateau = f"{two - one:+.2f} points", two - one <= 0.3
+        else:  # perplexity: lower is better, within 2 %
+            change, plateau = f"{100 * (two / one - 1):+.1f} %", two / one >= 0.98
+        lines.append(f"| `{base.name}` | {best.label} | {base.epochs} | {_fmt(one, metric)} | "
+                     f"{_fmt(two, metric)} | {change} | {'yes' if plateau else 'no'} "
+                     f"(seeds {', '.join(map(str, seeds))}) |")  # fmt: skip
+    return lines
+
+
+def gap_lines(result: dict[str, list[Row]], metric_of: dict[str, str]) -> list[str]:
+    """Every zero-tuning row (defaults, probe, learned) against the best tuned baseline of each
+    target (by validation): the mean difference and its paired 95 % interval, in points of
+    accuracy or in perplexity; sorted by the mean gap over the accuracy targets."""
+    names = list(result)
+    gaps: dict[str, dict[str, tuple[float, float, float]]] = defaultdict(dict)
+    for target, rows in result.items():
+        ref = best_of_tier(rows, "tuned", metric_of[target])
+        if ref is None:
+            continue
+        for row in rows:
+            if not row.tier.startswith("tuned"):
+                gaps[row.label][target] = compare(row, ref, metric_of[target])[:3]
+
+    def mean_gap(label: str) -> float:  # over the accuracy targets (points add up there)
+        values = [g[0] for t, g in gaps[label].items() if metric_of[t] == "accuracy"]
+        return statistics.fmean(values) if values else math.nan
+
+    order = sorted(gaps, key=lambda label: (math.isnan(mean_gap(label)), -mean_gap(label)))
+    lines = ["| method | mean gap, accuracy targets (how many) | "
+             + " | ".join(f"`{t}`" for t in names) + " |",
+             "|---|---:|" + "---|" * len(names)]  # fmt: skip
+    for label in order:
+        cells = [f"{g[0]:+.2f} [{g[1]:+.2f}, {g[2]:+.2f}]" if (g := gaps[label].get(t)) else "—"
+                 for t in names]  # fmt: skip
+        mean, count = mean_gap(label), sum(metric_of[t] == "accuracy" for t in gaps[label])
+        lines.append(f"| {label} | {'—' if math.isnan(mean) else f'{mean:+.2f} ({count})'} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    return lines
+
+
+def cost_lines(records: Records, targets: list[Target] | tuple[Target, ...]) -> list[str]:
+    """What each target cost: its records' single-core run time (runs and probes)."""
+    lines = ["| target | runs done | probes | hours | seconds a run (median) | "
+             "seconds a run (`--plan`'s estimate) |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for t in targets:
+        runs = [r["seconds"] for r in records.rows
+                if r.get("kind") == "run" and r["target"] == t.name and r.get("seconds")]  # fmt: skip
+        probes = [r["seconds"] for r in records.rows
+                  if r.get("kind") == "probe" and r["target"] == t.name]  # fmt: skip
+        median = f"{statistics.median(runs):.0f}" if runs else "—"
+        lines.append(f"| `{t.name}` | {len(runs)} | {len(probes)} | "
+                     f"{(sum(runs) + sum(probes)) / 3600:.2f} | {median} | {t.seconds:g} |")  # fmt: skip
+    return lines
+
+
+def _task_sets(targets: list[Target] | tuple[Target, ...]) -> list[str]:
+    """The meta-training tasks and the held-out targets, as the page lists them."""
+    lines: list[str] = []
+    out = lines.append
+    out("### The two task sets")
+    out("")
+    out("*Meta-training tasks* — a learned schedule may be trained on these; they are never "
+        "reported as transfer evidence (`mlrsnet.lab.benchmark.tasksets.META_TRAINING`):")  # fmt: skip
+    out("")
+    for m in META_TRAINING:
+        out(f"- {_meta_task(m)}, {m.steps[0]}–{m.steps[1]} steps")
+    out("")
+    out("The same tasks at larger training fractions, for runs drawn by passes over the data "
+        "(`META_TRAINING_BY_PASSES`; MLR-SNet+ meta-training with `--passes`, its lengths "
+        "from `--min-steps`/`--max-steps`):")  # fmt: skip
+    out("")
+    for m in META_TRAINING_BY_PASSES:
+        out(f"- {_meta_task(m)}")
+    out("")
+    out("*Held-out targets* — the only runs reported; every test set is whole:")
+    out("")
+    out(
+        "| target | axis | task | optimizer, default lr | epochs | training data | why this size |"
+    )
+    out("|---|---|---|---|---:|---|---|")
+    for t in targets:
+        data = f"{t.train_fraction:.0%}"
+        if t.noisy:
+            data += f", {t.noise_rate:.0%} {t.noise} noise"
+        out(f"| `{t.name}` | {t.axis} | `{t.task}` | {t.optimizer} {t.lr:g}"
+            f"{f', {t.warmup:.0%} warmup' if t.warmup else ''} | {t.epochs} | {data} | {t.note} |")  # fmt: skip
+    out("")
+    return lines
+
+
+def _convergence_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Target, ...],
+                       records: Records, metric_of: dict[str, str]) -> list[str]:  # fmt: skip
+    """The convergence suite's own sections: plateau check, zero-tuning gaps, costs."""
+    main = {t: rows for t, rows in result.items()
+            if not next(x for x in targets if x.name == t).check_seeds}  # fmt: skip
+    return [
+        "### At their plateau: the learning-curve check", "",
+        "The best tuned baseline of each target (chosen by validation) against the same method "
+        "and rate at twice the length (its `-2x-check` twin, or the CNN's 2x for its 1x); a "
+        "target is at its plateau when twice the training gains at most 0.3 points (or 2 % "
+        "perplexity).", "",
+        *plateau_lines(result, targets, metric_of), "",
+        "### Zero tuning: the gap to the tuned tier", "",
+        "Each row that needs no tuning (the defaults and probe tiers, the learned schedules) "
+        "against the best tuned baseline of the target (chosen by validation): mean difference "
+        "of the final test metric and its paired 95 % interval, in points of accuracy (higher "
+        "is better) or in perplexity (lower is better).", "",
+        *gap_lines(main, metric_of), "",
+        "### What each target costs", "",
+        *cost_lines(records, targets), "",
+    ]  # fmt: skip
+
+
 def markdown(
     result: dict[str, list[Row]],
     targets: list[Target] | tuple[Target, ...],
@@ -237,8 +382,11 @@ def markdown(
     figures_dir: str = "",
     quick: bool = False,
 ) -> str:
-    """The report section as Markdown."""
+    """The report section as Markdown: the task sets, (at convergence) the learning-curve
+    check, the zero-tuning gaps and the costs, the mean ranks over the targets (their
+    learning-curve checks aside) and a table per target."""
     metric_of = {t: rows[0].records[0]["metric"] for t, rows in result.items()}
+    everything = result
     lines: list[str] = []
     out = lines.append
     runs = [r for r in records.rows if r.get("kind") == "run"]
@@ -253,34 +401,11 @@ def markdown(
             + ", ".join(f"`{m}`" for m in missing) + ".")  # fmt: skip
     out("")
     if not quick:
-        out("### The two task sets")
-        out("")
-        out("*Meta-training tasks* — a learned schedule may be trained on these; they are never "
-            "reported as transfer evidence (`mlrsnet.lab.benchmark.tasksets.META_TRAINING`):")  # fmt: skip
-        out("")
-        for m in META_TRAINING:
-            out(f"- {_meta_task(m)}, {m.steps[0]}–{m.steps[1]} steps")
-        out("")
-        out("The same tasks at larger training fractions, for runs drawn by passes over the data "
-            "(`META_TRAINING_BY_PASSES`; MLR-SNet+ meta-training with `--passes`, its lengths "
-            "from `--min-steps`/`--max-steps`):")  # fmt: skip
-        out("")
-        for m in META_TRAINING_BY_PASSES:
-            out(f"- {_meta_task(m)}")
-        out("")
-        out("*Held-out targets* — the only runs reported (`HELD_OUT`); every test set is whole:")
-        out("")
-        out(
-            "| target | axis | task | optimizer, default lr | epochs | training data | why this size |"
-        )
-        out("|---|---|---|---|---:|---|---|")
-        for t in targets:
-            data = f"{t.train_fraction:.0%}"
-            if t.noisy:
-                data += f", {t.noise_rate:.0%} {t.noise} noise"
-            out(f"| `{t.name}` | {t.axis} | `{t.task}` | {t.optimizer} {t.lr:g}"
-                f"{f', {t.warmup:.0%} warmup' if t.warmup else ''} | {t.epochs} | {data} | {t.note} |")  # fmt: skip
-        out("")
+        lines += _task_sets(targets)
+    checks = {t.name for t in targets if t.check_seeds}
+    result = {name: rows for name, rows in result.items() if name not in checks}
+    if any(t.profile == "convergence" for t in targets):
+        lines += _convergence_lines(everything, targets, records, metric_of)
     ranks = rank_table(result, metric_of) if result else {}
     if ranks:
         out(f"### Mean rank over the {len(result)} complete targets")
