@@ -1262,3 +1262,49 @@ def test_a_file_with_a_bad_prior_is_refused(tmp_path, shape):
     save_file(tensors, str(path), metadata=_with(prior=plus.PRIOR_KIND))
     with pytest.raises(ValueError, match="bad.safetensors"):
         plus.load(path)
+
+
+# ------------------------------------------------------------------------- the peak bound
+
+
+@pytest.mark.parametrize("torch_order", [False, True])
+def test_a_peak_bounds_every_rate_and_changes_nothing_below_it(torch_order):
+    """``peak=p``: each rate is ``min(the network's rate, p · base)``, step for step, with
+    two groups of different base rates, in either order."""
+    net, total, losses = make_net(30, gain=3.0), 60, random_losses(60, 30)
+    free = MLRSNetPlusLR(make_optimizer(groups=2), net, total)
+    capped = MLRSNetPlusLR(make_optimizer(groups=2), net, total, peak=1.0)
+    bases = free.base_lrs
+    above = 0
+    for loss in losses:
+        for scheduler in (free, capped):
+            if torch_order:
+                scheduler.observe(loss)
+                scheduler.step()
+            else:
+                scheduler.step(loss)
+        expected = [min(rate, base) for rate, base in zip(free.get_last_lr(), bases, strict=True)]
+        assert capped.get_last_lr() == expected
+        above += free.get_last_lr()[0] > bases[0]
+    assert 0 < above < len(losses)  # the bound acted on some steps, not all
+    assert capped.factor == free.factor  # the network's own multiplier is untouched
+
+
+def test_a_peak_survives_a_resume_and_a_mismatch_is_refused():
+    net, losses = make_net(31, gain=3.0), random_losses(40, 31)
+    first = MLRSNetPlusLR(make_optimizer(), net, 40, peak=0.8)
+    run_steps(first, losses[:20])
+    state = first.state_dict()
+    resumed = MLRSNetPlusLR(make_optimizer(), net, 40, peak=0.8)
+    resumed.load_state_dict(state)
+    run_steps(first, losses[20:])
+    run_steps(resumed, losses[20:])
+    assert resumed.get_last_lr() == first.get_last_lr()
+    with pytest.raises(ValueError, match="peak"):
+        MLRSNetPlusLR(make_optimizer(), net, 40).load_state_dict(state)
+
+
+@pytest.mark.parametrize("peak", [0.0, -1.0, math.nan, math.inf, "1"])
+def test_a_bad_peak_is_named(peak):
+    with pytest.raises((ValueError, TypeError), match="peak"):
+        MLRSNetPlusLR(make_optimizer(), make_net(0), 10, peak=peak)

@@ -728,6 +728,19 @@ def test_mlrsnet_plus_takes_a_shipped_name_or_a_path(tmp_path, monkeypatch):
         _build("mlrsnet-plus", _model().parameters(), network="v2", lr=0.1)
 
 
+def test_mlrsnet_plus_peak_option_makes_the_rate_the_peak():
+    # v6 (shipped) peaks above the rate it is given; peak=1.0 holds it at or below that rate
+    model = _model()
+    free = _run(model, _build("mlrsnet-plus", model.parameters(), network="v6", lr=0.1), 20)
+    model = _model()
+    capped = _run(model, _build("mlrsnet-plus", model.parameters(), network="v6", lr=0.1,
+                                peak=1.0), 20)  # fmt: skip
+    assert max(free) > 0.1 and max(capped) <= 0.1
+    assert capped[0] == min(free[0], 0.1)
+    with pytest.raises(ValueError, match="peak"):
+        _build("mlrsnet-plus", _model().parameters(), network="v6", lr=0.1, peak=-1.0)
+
+
 def test_base_rate_optimizer_names_what_a_probe_can_give():
     """The optimizer whose base rate ``lr`` is (what ``--lr probe`` probes), or None."""
     got = {name: baselines.base_rate_optimizer(name) for name in baselines.names()}

@@ -1293,9 +1293,11 @@ def _build_mlrsnet(
     optimizer="sgd",
     nesterov=False,
     progress_only=False,
+    peak=None,
 )
 def _build_plus(
-    ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool, progress_only: bool
+    ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool, progress_only: bool,
+    peak: float | None,
 ) -> Schedule:
     r"""MLR-SNet+ (:mod:`mlrsnet.plus`): :math:`\eta_t = \eta_0 \, m_\theta(t/T, \text{loss shape})`.
 
@@ -1303,7 +1305,8 @@ def _build_plus(
     :class:`~mlrsnet.plus.PlusNet`, a shipped network's name or the path of a saved one
     (:func:`mlrsnet.plus.resolve`). Any optimizer of
     :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
-    ``progress_only`` holds the loss inputs at 0 (the ablation).
+    ``progress_only`` holds the loss inputs at 0 (the ablation); ``peak`` bounds the rate at
+    that multiple of ``lr`` (``1.0``: ``lr`` is the peak; ``None``: the network's own bound).
     """
     from mlrsnet import plus
 
@@ -1313,5 +1316,6 @@ def _build_plus(
         raise ValueError(f"mlrsnet-plus needs network=<PlusNet, name or path>, got {network!r}")
     opt = _shape_optimizer(ctx, optimizer, nesterov)
     boolean("progress_only", progress_only)
-    scheduler = plus.MLRSNetPlusLR(opt, network, ctx.total_steps, progress_only=progress_only)
+    scheduler = plus.MLRSNetPlusLR(opt, network, ctx.total_steps, progress_only=progress_only,
+                                   peak=peak)  # fmt: skip
     return _MLRSNetSchedule(ctx.name, opt, scheduler, interval="loss", **ctx.common())
