@@ -123,6 +123,30 @@ def test_evaluate_trains_a_whole_run_and_counts_the_probe():
     assert np.isfinite(wsd["val_loss"])
 
 
+def test_evaluate_bounds_the_networks_rate_at_its_peak(monkeypatch):
+    """``peak`` reaches the run's scheduler: a network whose rate starts at 3x the base rate
+    is held at the base rate with ``peak=1.0``, and the run differs from the unbounded one."""
+    instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
+                "noise_rate": 0.0, "steps": 30, "seed": 4}  # fmt: skip
+    net = plus_training.with_peaks(plus.PlusNet.from_shape(iterations=200),
+                                   {"sgd": 3.0, "adaptive": 3.0})  # fmt: skip
+    theta = plus_training.flat_params(net)
+    rates = []
+    step = plus.MLRSNetPlusLR.step
+
+    def recording(self, *args, **kwargs):
+        step(self, *args, **kwargs)
+        rates.append(self.get_last_lr()[0])
+
+    monkeypatch.setattr(plus.MLRSNetPlusLR, "step", recording)
+    free = plus_training.evaluate(instance, theta, base_lr=0.05)
+    free_rates, rates[:] = list(rates), []
+    capped = plus_training.evaluate(instance, theta, base_lr=0.05, peak=1.0)
+    assert max(free_rates) > 0.14 and max(rates) <= 0.05  # from_shape peaks near 1x: 3x here
+    assert len(rates) == len(free_rates) == 31  # the constructor's step, then one a step
+    assert capped["val_loss"] != free["val_loss"]
+
+
 def test_quick_meta_training_runs_and_resumes_exactly(tmp_path):
     config = ESConfig(out=str(tmp_path / "a"), iterations=2, pairs=2, max_steps=40, quick=True)
     whole = plus_training.meta_train(config, workers=2)
@@ -272,7 +296,9 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"passes": (0.0, 16.0)}, "passes must be"),
              ({"passes": (8.0, 2.0)}, "passes must be"),
              ({"prior": str(start), "family": "wsd"}, "the WSD family has none"),
-             ({"prior": str(start), "init": str(start)}, "no init or init_peaks")]  # fmt: skip
+             ({"prior": str(start), "init": str(start)}, "no init or init_peaks"),
+             ({"peak": 0.0}, "peak"),
+             ({"peak": 1.0, "family": "wsd"}, "WSD family has its own peak")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
                           monitor_instances=1, **change)  # fmt: skip

@@ -45,6 +45,7 @@ import torch
 
 from mlrsnet import plus
 from mlrsnet.atomic import atomic_write
+from mlrsnet.checks import number
 from mlrsnet.lab.executor import start_ray, text_data_dir
 from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
@@ -109,6 +110,10 @@ class ESConfig:
             correction, starting at exactly the family (the correction 1); ES learns the
             correction only (:func:`residual_start`).
         limit: The residual correction's bound (``[1/limit, limit]``).
+        peak: Meta-train under the user-rate contract: every run's rate is bounded at this
+            multiple of its base rate (:class:`mlrsnet.plus.MLRSNetPlusLR`'s ``peak``; 1.0:
+            the base rate is the peak), so the network learns the schedule below it and is
+            used with the same bound (``None``: the network's own bound).
     """
 
     out: str
@@ -131,6 +136,7 @@ class ESConfig:
     init_peaks: str | None = None
     prior: str | None = None
     limit: float = 2.0
+    peak: float | None = None
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
@@ -356,6 +362,7 @@ def evaluate(
     data_dir: str | None = None,
     schedule: str = "mlrsnet-plus",
     template: plus.PlusNet | None = None,
+    peak: float | None = None,
 ) -> dict[str, Any]:
     """Train one task instance with the network ``theta`` (or a baseline ``schedule``).
 
@@ -369,6 +376,7 @@ def evaluate(
             or a baseline name (``"wsd"``, ``"cosine"``, ...).
         template: The network ``theta`` goes into (a copy of it; by default a plain
             ``PlusNet(hidden)``): a residual network's prior and scales come from here.
+        peak: The network's rate bound, a multiple of ``base_lr`` (:attr:`ESConfig.peak`).
 
     Returns:
         ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
@@ -392,6 +400,7 @@ def evaluate(
     if schedule == "mlrsnet-plus":
         net = plus.PlusNet(hidden=hidden) if template is None else copy.deepcopy(template)
         options["network"] = set_params(net, np.asarray(theta))
+        options["peak"] = peak
     elif schedule == "wsd-family":
         family = wsd_options(np.asarray(theta), _family(instance["optimizer"]))
         schedule, lr = "wsd", base_lr * family.pop("peak")
@@ -515,7 +524,7 @@ def meta_train(
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
                                           hidden=config.hidden, base_lr=base_lr,
                                           data_dir=data_dir, schedule=schedule,
-                                          template=template))  # fmt: skip
+                                          template=template, peak=config.peak))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
@@ -555,6 +564,10 @@ def _check_es_config(config: ESConfig) -> None:
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    if config.peak is not None:
+        number("peak", config.peak, 0.0, low_open=True)
+        if config.family != "plus":
+            raise ValueError("peak bounds the network's rate; the WSD family has its own peak")
     if (config.init is not None or config.init_peaks is not None or config.prior is not None) \
             and config.family != "plus":  # fmt: skip
         raise ValueError("init and prior start the network's meta-training; the WSD family "
@@ -649,6 +662,7 @@ class _Monitor:
         import ray
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
+        self.peak = config.peak
         self.schedule, self.template = schedule, template
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -673,7 +687,7 @@ class _Monitor:
 
         results = ray.get([
             self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir,
-                               schedule=self.schedule, template=self.template)
+                               schedule=self.schedule, template=self.template, peak=self.peak)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
         ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
