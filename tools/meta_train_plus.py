@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                              "of a --family wsd run) times a bounded correction that starts at 1")  # fmt: skip
     parser.add_argument("--limit", type=float, default=2.0,
                         help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
+    parser.add_argument("--task-set", choices=("convergence",), default=None,
+                        help="draw from the tasks trained to their plateau "
+                             "(META_TRAINING_CONVERGENCE; needs --passes)")
     parser.add_argument("--peak", type=float, default=None,
                         help="bound every run's rate at this multiple of its base rate (1: the "
                              "base rate is the peak, the user-rate contract)")
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         init_peaks=args.init_peaks,
         prior=args.prior,
         limit=args.limit,
+        task_set=args.task_set,
         peak=args.peak,
     )
 

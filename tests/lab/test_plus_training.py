@@ -107,6 +107,20 @@ def test_instances_drawn_by_passes_over_the_data(shared_data, fashion_mnist_dir)
     assert plus_training.steps_per_pass("fmnist-mlp", 0.5) == 231  # 29,500 images / 128
 
 
+def test_instances_drawn_from_the_tasks_trained_to_their_plateau(shared_data, fashion_mnist_dir):
+    from mlrsnet.lab.benchmark.tasksets import META_TRAINING_CONVERGENCE
+
+    rng = np.random.default_rng(3)
+    config = ESConfig(out="unused", min_steps=100, max_steps=3000, passes=(8.0, 48.0),
+                      task_set="convergence")  # fmt: skip
+    seen = [plus_training.sample_instance(rng, config, str(shared_data)) for _ in range(200)]
+    assert {s["task"] for s in seen} == {m.task for m in META_TRAINING_CONVERGENCE}
+    assert {s["noise_rate"] for s in seen} == {0.0, 0.2, 0.4, 0.6}
+    assert all(100 <= s["steps"] <= 3000 for s in seen)
+    large = [s["passes"] for s in seen if s["task"] == "fmnist-mlp"]
+    assert 8.0 <= min(large) and max(large) <= 48.5
+
+
 def test_evaluate_trains_a_whole_run_and_counts_the_probe():
     instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
                 "noise_rate": 0.2, "steps": 40, "seed": 3}  # fmt: skip
@@ -298,6 +312,8 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"prior": str(start), "family": "wsd"}, "the WSD family has none"),
              ({"prior": str(start), "init": str(start)}, "no init or init_peaks"),
              ({"peak": 0.0}, "peak"),
+             ({"task_set": "long"}, "task_set must be"),
+             ({"task_set": "convergence"}, "give passes"),
              ({"peak": 1.0, "family": "wsd"}, "WSD family has its own peak")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,

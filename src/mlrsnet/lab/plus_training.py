@@ -110,6 +110,10 @@ class ESConfig:
             correction, starting at exactly the family (the correction 1); ES learns the
             correction only (:func:`residual_start`).
         limit: The residual correction's bound (``[1/limit, limit]``).
+        task_set: ``None``: :data:`~mlrsnet.lab.benchmark.tasksets.META_TRAINING`, or with
+            ``passes`` :data:`~mlrsnet.lab.benchmark.tasksets.META_TRAINING_BY_PASSES`;
+            ``"convergence"``: :data:`~mlrsnet.lab.benchmark.tasksets.META_TRAINING_CONVERGENCE`,
+            drawn by ``passes`` (which it needs), for runs trained up to their plateau.
         peak: Meta-train under the user-rate contract: every run's rate is bounded at this
             multiple of its base rate (:class:`mlrsnet.plus.MLRSNetPlusLR`'s ``peak``; 1.0:
             the base rate is the peak), so the network learns the schedule below it and is
@@ -136,6 +140,7 @@ class ESConfig:
     init_peaks: str | None = None
     prior: str | None = None
     limit: float = 2.0
+    task_set: str | None = None
     peak: float | None = None
 
 
@@ -248,9 +253,14 @@ def sample_instance(
     the length range (a small dataset's run is then more passes), and its realised ``passes``
     are recorded.
     """
-    from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSES
+    from mlrsnet.lab.benchmark import tasksets
 
-    task_set = META_TRAINING if config.passes is None else META_TRAINING_BY_PASSES
+    if config.task_set == "convergence":
+        task_set = tasksets.META_TRAINING_CONVERGENCE
+    elif config.passes is None:
+        task_set = tasksets.META_TRAINING
+    else:
+        task_set = tasksets.META_TRAINING_BY_PASSES
     families = [m for m in task_set if not config.quick or m.task.startswith("digits")]
     family = families[int(rng.integers(len(families)))]
     noise = float(family.noise_rates[int(rng.integers(len(family.noise_rates)))])
@@ -564,6 +574,10 @@ def _check_es_config(config: ESConfig) -> None:
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    if config.task_set not in (None, "convergence"):
+        raise ValueError(f"task_set must be None or 'convergence', got {config.task_set!r}")
+    if config.task_set == "convergence" and config.passes is None:
+        raise ValueError("task_set 'convergence' draws runs by passes over the data: give passes")
     if config.peak is not None:
         number("peak", config.peak, 0.0, low_open=True)
         if config.family != "plus":

@@ -14,6 +14,14 @@ def test_held_out_targets_are_not_meta_training_tasks():
     assert meta.isdisjoint({t.task for t in tasksets.HELD_OUT})
 
 
+def test_the_convergence_meta_training_set_is_disjoint_from_both_benchmarks():
+    both = tasksets.HELD_OUT + tasksets.CONVERGENCE
+    assert tasksets.overlap(tasksets.META_TRAINING_CONVERGENCE, both) == []
+    for family in tasksets.META_TRAINING_CONVERGENCE:
+        assert family.task in tasks.names()
+        assert max(family.noise_rates) <= 0.6 and set(family.optimizers) == {"sgd", "adamw"}
+
+
 def test_every_target_names_a_registered_task_and_a_reason():
     names = [t.name for t in tasksets.HELD_OUT]
     assert len(names) == len(set(names))

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "CONVERGENCE", "HELD_OUT", "LENGTH_METHODS", "META_TRAINING", "META_TRAINING_BY_PASSES",
-    "QUICK", "QUICK_CONVERGENCE", "SUITES", "MetaTask", "Target", "overlap", "targets",
+    "META_TRAINING_CONVERGENCE", "QUICK", "QUICK_CONVERGENCE", "SUITES", "MetaTask", "Target",
+    "overlap", "targets",
 ]  # fmt: skip
 
 
@@ -121,6 +122,19 @@ META_TRAINING_BY_PASSES: tuple[MetaTask, ...] = (
     MetaTask("fmnist-mlp", (0.02, 0.05, 0.1, 0.2, 0.5), optimizers=("sgd",)),
     MetaTask("fmnist-mlp", (0.02, 0.05, 0.1), optimizers=("adamw",)),
     MetaTask("shakespeare-lstm-tiny", (0.02, 0.05, 0.1, 0.2), noise_rates=(0.0,)),
+)
+
+#: The tasks MLR-SNet+ is meta-trained on to see convergence (``tools/meta_train_plus.py
+#: --task-set convergence``, drawn by passes): models of 50k–235k parameters (the digits MLP
+#: and CNN, the Fashion-MNIST MLP 784-256-128-10 on 5–20 % of its data) and a small character
+#: LSTM, SGD-momentum and AdamW, uniform label noise 0–60 % on the images (the validation
+#: split that scores a run stays clean). Disjoint from both benchmarks' targets (the
+#: convergence suite's MLP is 784-512-256-10, its CNN two-conv 16-32).
+META_TRAINING_CONVERGENCE: tuple[MetaTask, ...] = (
+    MetaTask("digits-mlp", (0.5, 1.0)),
+    MetaTask("digits-cnn", (0.5, 1.0)),
+    MetaTask("fmnist-mlp", (0.05, 0.1, 0.2)),
+    MetaTask("shakespeare-lstm-tiny", (0.02, 0.05, 0.1), noise_rates=(0.0,)),
 )
 
 _SGD_EXTRAS = ("fixed", "multistep", "exponential", "sgdr", "adam", "hd", "rtho", "l4")
