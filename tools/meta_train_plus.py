@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak", type=float, default=None,
                         help="bound every run's rate at this multiple of its base rate (1: the "
                              "base rate is the peak, the user-rate contract)")
+    parser.add_argument("--monitor-schedule", default="wsd",
+                        help="the hand schedule the monitor scores the network against")
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         monitor_every=args.monitor_every,
         monitor_instances=quick.get("monitor_instances", 6),
+        monitor_schedule=args.monitor_schedule,
         family=args.family,
         shaping=not args.no_shaping,
         base=args.base,
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(record: dict) -> None:
         monitor = ""
         if "monitor_log_ratio" in record:
-            monitor = (f", vs WSD on the monitor tasks: log ratio {record['monitor_log_ratio']:+.4f}"
+            monitor = (f", vs {record['monitor_schedule']} on the monitor tasks: log ratio {record['monitor_log_ratio']:+.4f}"
                        f" ({record['monitor_wins']} better)")  # fmt: skip
         print(f"iteration {record['iteration']}: log val loss {record['objective_pairs']:.4f}, "
               f"mean |f+ - f-| {record['mean_abs_difference']:.3g}, |g| {record['grad_norm']:.3g}, "

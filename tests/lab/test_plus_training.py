@@ -256,6 +256,24 @@ def test_the_command_line_quick_mode(tmp_path):
     assert "tools/meta_train_plus.py --quick" in plus.load(out / "plus.safetensors")[1]["command"]
 
 
+def test_the_command_line_at_convergence_under_the_user_rate_against_cosine(tmp_path):
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "meta_train_plus.py"), "--quick",
+                           "--out", str(out), "--iterations", "1", "--task-set", "convergence",
+                           "--passes", "4", "8", "--peak", "1", "--monitor-schedule", "cosine",
+                           "--workers", "1"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "vs cosine on the monitor tasks" in done.stdout
+    config = plus.load(out / "plus.safetensors")[1]["config"]
+    assert (config["task_set"], config["peak"], config["monitor_schedule"]) == (
+        "convergence", 1.0, "cosine")
+    monitor = json.loads((out / "monitor.json").read_text())
+    instance, base_lr = monitor["instances"][0], monitor["base_lrs"][0]
+    cosine = plus_training.evaluate(instance, None, base_lr=base_lr, schedule="cosine")
+    assert monitor["reference"][0] == cosine["objective"]  # cosine's, the same run
+
+
 def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tmp_path):
     start = plus_training.wsd_options(plus_training.WSD_START)
     assert start["peak"] == 1.0 and start["power"] == pytest.approx(0.5)
@@ -313,6 +331,7 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"prior": str(start), "init": str(start)}, "no init or init_peaks"),
              ({"peak": 0.0}, "peak"),
              ({"task_set": "long"}, "task_set must be"),
+             ({"monitor_schedule": "nope"}, "monitor_schedule must be"),
              ({"task_set": "convergence"}, "give passes"),
              ({"peak": 1.0, "family": "wsd"}, "WSD family has its own peak")]  # fmt: skip
     for i, (change, message) in enumerate(cases):

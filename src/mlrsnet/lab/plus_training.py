@@ -91,6 +91,8 @@ class ESConfig:
             rate: ``monitor_log_ratio`` is the mean of ``log(L_net / L_wsd)`` (below 0: the
             network ends at a lower validation loss).
         monitor_instances: How many fixed instances the monitor uses.
+        monitor_schedule: The hand schedule the monitor scores the network against, at the
+            same base rate (``"cosine"``: the schedule a user would replace at convergence).
         family: ``"plus"`` (the network) or ``"wsd"``: the parametric warmup-stable-decay
             family (:func:`wsd_options`) fitted by the same ES on the same tasks: the bar
             the network must clear (issue 11's ablation b).
@@ -133,6 +135,7 @@ class ESConfig:
     quick: bool = False
     monitor_every: int = 10
     monitor_instances: int = 6
+    monitor_schedule: str = "wsd"
     family: str = "plus"
     shaping: bool = True
     base: str = "probe"
@@ -574,6 +577,10 @@ def _check_es_config(config: ESConfig) -> None:
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    from mlrsnet.lab import baselines
+
+    if config.monitor_schedule not in baselines.names():
+        raise ValueError(f"monitor_schedule must be a baseline name, got {config.monitor_schedule!r}")
     if config.task_set not in (None, "convergence"):
         raise ValueError(f"task_set must be None or 'convergence', got {config.task_set!r}")
     if config.task_set == "convergence" and config.passes is None:
@@ -669,32 +676,33 @@ def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int,
 
 
 class _Monitor:
-    """Fixed instances, their probe rates and WSD's loss on them (computed once, kept in a file)."""
+    """Fixed instances, their base rates and the reference schedule's loss on them (WSD's by
+    default; computed once, kept in a file)."""
 
     def __init__(self, config: ESConfig, remote: Any, data_dir: str | None, path: Path,
                  schedule: str, template: plus.PlusNet | None = None) -> None:  # fmt: skip
         import ray
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
-        self.peak = config.peak
+        self.peak, self.reference = config.peak, config.monitor_schedule
         self.schedule, self.template = schedule, template
         if path.is_file():
             saved = json.loads(path.read_text())
-            self.instances, self.base_lrs, self.wsd = (
-                saved["instances"], saved["base_lrs"], saved["wsd"])  # fmt: skip
+            self.instances, self.base_lrs = saved["instances"], saved["base_lrs"]
+            self.scores = saved.get("reference", saved.get("wsd"))  # "wsd": older folders
             return
         rng = np.random.default_rng([config.seed, 1])
         self.instances = [sample_instance(rng, config, data_dir)
                           for _ in range(config.monitor_instances)]  # fmt: skip
         probes = ray.get([
-            remote.remote(inst, None, schedule="wsd", data_dir=data_dir,
+            remote.remote(inst, None, schedule=config.monitor_schedule, data_dir=data_dir,
                           base_lr=user_lr(inst) if config.base == "user" else None)
             for inst in self.instances
         ])  # fmt: skip
         self.base_lrs = [p["base_lr"] for p in probes]
-        self.wsd = [p["objective"] for p in probes]
+        self.scores = [p["objective"] for p in probes]
         atomic_write(path, json.dumps({"instances": self.instances, "base_lrs": self.base_lrs,
-                                       "wsd": self.wsd}).encode())  # fmt: skip
+                                       "reference": self.scores}).encode())  # fmt: skip
 
     def score(self, theta: np.ndarray) -> dict[str, float]:
         import ray
@@ -704,9 +712,10 @@ class _Monitor:
                                schedule=self.schedule, template=self.template, peak=self.peak)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
-        ratios = [r["objective"] - w for r, w in zip(results, self.wsd, strict=True)]
+        ratios = [r["objective"] - w for r, w in zip(results, self.scores, strict=True)]
         return {"monitor_log_ratio": float(np.mean(ratios)),
-                "monitor_wins": int(sum(r < 0 for r in ratios))}  # fmt: skip
+                "monitor_wins": int(sum(r < 0 for r in ratios)),
+                "monitor_schedule": self.reference}  # fmt: skip
 
 
 def _iteration_seconds(path: Path) -> float:
