@@ -246,15 +246,17 @@ def test_lists(capsys):
     assert "cosine" in lines[0] and "mlrsnet-plus" not in lines[0]
     assert lines[1].startswith("mlrsnet networks (--schedule mlrsnet:NAME): fmnist-resnet")
     assert lines[2].startswith(
-        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (meta-trained at --lr probe)"
+        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (meta-trained at --lr probe;"
     )
     from mlrsnet.lab.benchmark.plan import PLUS, RECOMMENDED_PLUS
 
     assert RECOMMENDED_PLUS in PLUS and lines[2].count("recommended") == 1
-    assert "v2 (meta-trained at the task's --lr)" in lines[2]
+    assert "v2 (meta-trained at the task's --lr; its rate up to " in lines[2]
+    # v6: scales 2.18 (SGD) and 4.83 (AdamW) times a correction of at most 2
     assert RECOMMENDED_PLUS == "v6" and (
-        "v6 (meta-trained at the task's --lr; corrects a fitted warmup-stable-decay; recommended)"
-        in lines[2]
+        "v6 (meta-trained at the task's --lr; corrects a fitted warmup-stable-decay; its rate up "
+        "to 4.36x the --lr with SGD, 9.66x with AdamW (--option peak=1: the --lr is the peak); "
+        "recommended)" in lines[2]
     )
 
 

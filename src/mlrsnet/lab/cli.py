@@ -670,8 +670,13 @@ def _cmd_schedules() -> int:
     plus_names = []
     for name in plus.pretrained_names():
         notes = [base_of[plus_base(name)]]
-        if plus.pretrained(name)[0].prior is not None:
+        net = plus.pretrained(name)[0]
+        if net.prior is not None:
             notes.append("corrects a fitted warmup-stable-decay")
+        bound = 2.0 if net.prior is None else net.prior.limit  # the multiplier's own bound
+        notes.append(f"its rate up to {bound * net.scale('sgd'):.3g}x the --lr with SGD, "
+                     f"{bound * net.scale('adaptive'):.3g}x with AdamW "
+                     "(--option peak=1: the --lr is the peak)")  # fmt: skip
         if name == RECOMMENDED_PLUS:
             notes.append("recommended")
         plus_names.append(f"{name} ({'; '.join(notes)})")
