@@ -260,12 +260,14 @@ def plateau_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Ta
         seeds = sorted(set(best.seeds) & set(longer.seeds))
         one = statistics.fmean(v for v, s in zip(best.values(), best.seeds, strict=True) if s in seeds)
         two = statistics.fmean(v for v, s in zip(longer.values(), longer.seeds, strict=True) if s in seeds)
-        if metric == "accuracy":
-            change, plateau = f"{two - one:+.2f} points", two - one <= 0.3
-        else:  # perplexity: lower is better, within 2 %
-            change, plateau = f"{100 * (two / one - 1):+.1f} %", two / one >= 0.98
+        if metric == "accuracy":  # gain in points, within 0.3
+            change, gain = f"{two - one:+.2f} points", (two - one) / 0.3
+        else:  # perplexity: the relative fall, within 2 %
+            change, gain = f"{100 * (two / one - 1):+.1f} %", (1 - two / one) / 0.02
+        verdict = ("yes" if abs(gain) <= 1 else "no: still improving" if gain > 0
+                   else "past it: longer training makes it worse")  # fmt: skip
         lines.append(f"| `{base.name}` | {best.label} | {base.epochs} | {_fmt(one, metric)} | "
-                     f"{_fmt(two, metric)} | {change} | {'yes' if plateau else 'no'} "
+                     f"{_fmt(two, metric)} | {change} | {verdict} "
                      f"(seeds {', '.join(map(str, seeds))}) |")  # fmt: skip
     return lines
 
@@ -360,8 +362,9 @@ def _convergence_lines(result: dict[str, list[Row]], targets: list[Target] | tup
         "### At their plateau: the learning-curve check", "",
         "The best tuned baseline of each target (chosen by validation) against the same method "
         "and rate at twice the length (its `-2x-check` twin, or the CNN's 2x for its 1x); a "
-        "target is at its plateau when twice the training gains at most 0.3 points (or 2 % "
-        "perplexity).", "",
+        "target is at its plateau when twice the training changes its final test metric by at "
+        "most 0.3 points (or 2 % perplexity), past it when longer training makes it worse "
+        "(overfitting, or memorising noisy labels).", "",
         *plateau_lines(result, targets, metric_of), "",
         "### Zero tuning: the gap to the tuned tier", "",
         "Each row that needs no tuning (the defaults and probe tiers, the learned schedules) "

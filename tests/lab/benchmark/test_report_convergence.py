@@ -1,0 +1,64 @@
+"""The convergence report's own tables, on made-up rows: the learning-curve verdicts, the
+zero-tuning gaps and the costs."""
+
+import pytest
+
+from mlrsnet.lab.benchmark import report
+from mlrsnet.lab.benchmark.execute import Records
+from mlrsnet.lab.benchmark.tasksets import Target
+
+
+def rows(target, method, tier, tests, vals=None, seeds=(0, 1, 2, 3, 4)):
+    vals = vals or tests
+    records = [{"seed": s, "final_test_metric": t, "final_val_metric": v}
+               for s, t, v in zip(seeds, tests, vals, strict=True)]  # fmt: skip
+    return report.Row(target, method, tier, records)
+
+
+BASE = Target("t", "axis", "digits-mlp", 10, 0.1, profile="convergence")
+CHECK = Target("t-2x-check", "learning curve", "digits-mlp", 20, 0.1, profile="convergence",
+               tuned_at="t", methods=(), check_seeds=(0, 1))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "metric,one,two,verdict",
+    [("accuracy", 90.0, 90.2, "yes"), ("accuracy", 90.0, 91.0, "no: still improving"),
+     ("accuracy", 90.0, 85.0, "past it"), ("perplexity", 100.0, 99.0, "yes"),
+     ("perplexity", 100.0, 95.0, "no: still improving"), ("perplexity", 100.0, 110.0, "past it")],
+)  # fmt: skip
+def test_the_learning_curve_verdicts(metric, one, two, verdict):
+    better = 1.0 if metric == "accuracy" else -1.0  # wsd is chosen by validation either way
+    result = {
+        "t": [rows("t", "cosine", "tuned", [one + 20.0 * better] * 5, [50.0 - better] * 5),
+              rows("t", "wsd", "tuned", [one + 9.0, one, one, one, one], [50.0] * 5)],
+        "t-2x-check": [rows("t-2x-check", "wsd", "tuned", [two + 9.0, two], seeds=(0, 1))],
+    }  # fmt: skip
+    lines = report.plateau_lines(result, (BASE, CHECK), {"t": metric, "t-2x-check": metric})
+    (line,) = lines[2:]
+    assert line.startswith("| `t` | wsd · tuned | 10 |")  # the best by validation, not test
+    assert f"| {verdict}" in line and line.endswith("(seeds 0, 1) |")
+
+
+def test_an_incomplete_target_is_named_in_the_learning_curve_table():
+    lines = report.plateau_lines({}, (BASE, CHECK), {})
+    assert lines[2] == "| `t` | not yet complete | 10 | | | | |"
+
+
+def test_zero_tuning_gaps_are_paired_differences_to_the_best_tuned_row():
+    result = {"t": [rows("t", "cosine", "tuned", [90.0, 91.0, 92.0, 93.0, 94.0]),
+                    rows("t", "cosine", "defaults", [89.0, 90.0, 91.0, 92.0, 93.0]),
+                    rows("t", "dog", "defaults", [80.0, 81.0, 82.0, 83.0, 84.0])]}  # fmt: skip
+    lines = report.gap_lines(result, {"t": "accuracy"})
+    assert lines[2] == "| cosine · defaults | -1.00 (1) | -1.00 [-1.00, -1.00] |"
+    assert lines[3] == "| dog · defaults | -10.00 (1) | -10.00 [-10.00, -10.00] |"
+    assert len(lines) == 4  # the tuned reference is not a zero-tuning row
+
+
+def test_costs_sum_the_runs_and_probes_of_each_target(tmp_path):
+    records = Records(tmp_path / "records.jsonl")
+    for i, seconds in enumerate((60.0, 80.0, 100.0)):
+        records.add({"id": f"r{i}", "kind": "run", "target": "t", "seconds": seconds})
+    records.add({"id": "p", "kind": "probe", "target": "t", "seconds": 3600.0 - 240.0})
+    lines = report.cost_lines(records, (BASE, CHECK))
+    assert lines[2] == "| `t` | 3 | 1 | 1.00 | 80 | 10 |"
+    assert lines[3] == "| `t-2x-check` | 0 | 0 | 0.00 | — | 10 |"
