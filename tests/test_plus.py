@@ -958,10 +958,10 @@ def test_hostile_files_are_refused_before_allocation(
         def __getattr__(self, name):
             return getattr(self._file, name)
 
-    def spy_init(self, hidden=16, prior=None):
+    def spy_init(self, hidden=16, prior=None, **options):
         widths.append(hidden)
         assert hidden <= plus.MAX_HIDDEN, "would allocate a huge network"
-        real_init(self, hidden, prior)
+        real_init(self, hidden, prior, **options)
 
     monkeypatch.setattr(safetensors, "safe_open", SpyOpen)
     monkeypatch.setattr(PlusNet, "__init__", spy_init)
@@ -1304,7 +1304,220 @@ def test_a_peak_survives_a_resume_and_a_mismatch_is_refused():
         MLRSNetPlusLR(make_optimizer(), net, 40).load_state_dict(state)
 
 
-@pytest.mark.parametrize("peak", [0.0, -1.0, math.nan, math.inf, "1"])
+@pytest.mark.parametrize("peak", [0.0, -1.0, math.nan, -math.inf, "1"])
 def test_a_bad_peak_is_named(peak):
     with pytest.raises((ValueError, TypeError), match="peak"):
         MLRSNetPlusLR(make_optimizer(), make_net(0), 10, peak=peak)
+
+
+def test_a_declared_peak_is_the_default_and_inf_lifts_it():
+    """A network that declares a peak is bounded by it unless the user asks otherwise;
+    ``peak=math.inf`` lifts any bound (the network's own rates, as without a declaration)."""
+    net, total, losses = make_net(32, gain=3.0), 60, random_losses(60, 32)
+    declared = make_net(32, gain=3.0)
+    declared.peak = 1.0
+    by_default = MLRSNetPlusLR(make_optimizer(), declared, total)
+    explicit = MLRSNetPlusLR(make_optimizer(), net, total, peak=1.0)
+    lifted = MLRSNetPlusLR(make_optimizer(), declared, total, peak=math.inf)
+    free = MLRSNetPlusLR(make_optimizer(), net, total)
+    assert by_default.peak == 1.0 and lifted.peak is None
+    assert run_steps(by_default, losses) == run_steps(explicit, losses)
+    assert run_steps(lifted, losses) == run_steps(free, losses)
+    assert max(r[0] for r in run_steps(MLRSNetPlusLR(make_optimizer(), net, total), losses)) > 0.1
+
+
+# ------------------------------------------------------------------- the validation inputs
+VALIDATION = slice(NUM_FEATURES, NUM_FEATURES + plus.NUM_VALIDATION_FEATURES)
+
+
+def make_validation_net(seed=0, hidden=8, gain=1.0, prior=None) -> PlusNet:
+    """A network that reads a validation loss, with random weights on every input."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if prior is None:
+            net = PlusNet(hidden=hidden, validation=True)
+        else:
+            net = PlusNet.residual(prior, PEAKS, hidden=hidden, seed=seed, validation=True)
+            torch.nn.init.normal_(net.layer2.weight, 0.0, 1.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(gain)
+    return net
+
+
+def validation_curve(n: int, seed: int, every: int = 7) -> dict[int, float]:
+    """Validation losses at every ``every``-th read: falling, then rising (memorisation)."""
+    rng = np.random.default_rng(seed + 1)
+    return {k: 1.0 + (k / n - 0.4) ** 2 * 3.0 + 0.02 * float(rng.standard_normal())
+            for k in range(every, n, every)}  # fmt: skip
+
+
+def validation_pipeline(net, losses, total_steps, validation_losses):
+    """The pure functions: ``observe`` and ``observe_validation`` in the scheduler's order
+    (a validation loss given after ``k`` training losses are read), then ``features`` and
+    ``multiplier`` (with the prior's value for a residual network)."""
+    params, prior = net.numpy_params(), net.prior
+    state, validation, out = init_state(), plus.ValidationState(), []
+    for t, loss in enumerate(losses):
+        if t in validation_losses:
+            validation = plus.observe_validation(validation, validation_losses[t], t)
+        state = observe(state, loss, total_steps)
+        x = features(state, t, total_steps, validation)
+        if prior is None:
+            out.append(multiplier(params, x))
+        else:
+            out.append(multiplier(params, x, prior.value(t, total_steps), prior.limit))
+    return np.asarray(out)
+
+
+def run_with_validation(scheduler, losses, validation_losses, start=0, torch_order=False):
+    out = []
+    for t, loss in enumerate(losses, start):
+        if t in validation_losses:
+            scheduler.observe_validation(validation_losses[t])
+        out += run_steps(scheduler, [loss], torch_order)
+    return out
+
+
+def test_validation_inputs_landmarks_and_clipping():
+    assert plus.validation_inputs(1.0, 1.0, 10, 1.0, 10, 100) == [1.0, 0.0, 0.0, 0.0]
+    rise, gap = math.log(1.5), math.log(1.5 / 0.5) / 3
+    assert plus.validation_inputs(1.0, 1.5, 40, 0.5, 90, 100) == [1.0, rise, gap, 1.0]
+    assert plus.validation_inputs(1.0, 2.0, 80, 1.0, 85, 100) == [1.0, math.log(2.0),
+                                                                  math.log(2.0) / 3, 0.2]  # fmt: skip
+    # clipped: a rise past e, a gap past e^3 or below 1/e, a best long ago
+    assert plus.validation_inputs(1.0, 100.0, 0, 1e-6, 99, 100) == [1.0, 1.0, 1.0, 1.0]
+    assert plus.validation_inputs(1.0, 1.0, 0, 100.0, 5, 100)[2] == -1.0 / 3
+    # the gap is the ratio of the losses, free of their scale
+    a = plus.validation_inputs(0.7, 0.9, 3, 0.2, 9, 50)
+    b = plus.validation_inputs(7.0, 9.0, 3, 2.0, 9, 50)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    # non-positive losses read 0
+    assert plus.validation_inputs(0.0, 1.0, 0, 1.0, 1, 10)[1:3] == [0.0, 0.0]
+    assert plus.validation_inputs(1.0, 1.0, 0, 0.0, 1, 10)[2] == 0.0
+
+
+def test_observe_validation_tracks_the_best_and_skips_non_finite():
+    state = plus.ValidationState()
+    for step, loss in [(5, 1.0), (9, 0.8), (12, math.nan), (14, 0.9), (20, math.inf)]:
+        state = plus.observe_validation(state, loss, step)
+    assert state == plus.ValidationState(count=3, minimum=0.8, last=0.9, best_step=9)
+
+
+def test_validation_features_are_zero_until_a_validation_loss_and_keep_the_rest():
+    state = observe(observe(init_state(), 2.0, 50), 1.5, 50)
+    plain = features(state, 1, 50)
+    unseen = features(state, 1, 50, plus.ValidationState())
+    assert unseen.shape == (NUM_FEATURES + 4,)
+    assert np.array_equal(unseen[:NUM_FEATURES], plain) and not unseen[VALIDATION].any()
+    seen = features(state, 1, 50, plus.observe_validation(plus.ValidationState(), 1.8, 1))
+    assert np.array_equal(seen[:NUM_FEATURES], plain) and seen[NUM_FEATURES] == 1.0
+    # before any training loss, nothing is read (as for the loss features)
+    no_loss = features(init_state(), 0, 50, plus.observe_validation(plus.ValidationState(), 1.0, 0))
+    assert not no_loss[NUM_PROGRESS:].any()
+
+
+@pytest.mark.parametrize("prior", [None, PRIORS[3]])
+@pytest.mark.parametrize("seed,total", [(0, 60), (1, 250)])
+def test_validation_fast_path_agrees_with_the_pure_functions(prior, seed, total):
+    net = make_validation_net(seed, gain=2.0, prior=prior)
+    losses, held_out = random_losses(200, seed), validation_curve(200, seed)
+    scheduler = MLRSNetPlusLR(make_optimizer(1.0), net, total_steps=total)
+    factors = []
+    for t, loss in enumerate(losses):
+        if t in held_out:
+            scheduler.observe_validation(held_out[t])
+        scheduler.step(loss)
+        factors.append(scheduler.factor)
+    expected = validation_pipeline(net, losses, total, held_out)
+    np.testing.assert_allclose(factors, expected, rtol=1e-12, atol=0)
+    blind = validation_pipeline(net, losses, total, {})
+    assert np.max(np.abs(np.log(expected / blind))) > 0.05  # the validation loss moved the rate
+
+
+def test_a_network_that_does_not_read_validation_ignores_it():
+    net, losses = make_net(33, gain=2.0), random_losses(50, 33)
+    told = MLRSNetPlusLR(make_optimizer(), net, 50)
+    rates = run_with_validation(told, losses, validation_curve(50, 33))
+    assert rates == run_steps(MLRSNetPlusLR(make_optimizer(), net, 50), losses)
+    assert told.validation_state.count == 7  # kept, without effect
+
+
+def test_progress_only_holds_the_validation_inputs_at_zero():
+    net, losses = make_validation_net(34, gain=2.0), random_losses(50, 34)
+    told = MLRSNetPlusLR(make_optimizer(), net, 50, progress_only=True)
+    rates = run_with_validation(told, losses, validation_curve(50, 34))
+    assert rates == run_steps(MLRSNetPlusLR(make_optimizer(), net, 50, progress_only=True), losses)
+
+
+@pytest.mark.parametrize("torch_order", [False, True])
+def test_validation_resume_mid_run_gives_identical_rates(torch_order):
+    net, total = make_validation_net(35, gain=2.0, prior=PRIORS[2]), 120
+    losses, held_out = random_losses(120, 35), validation_curve(120, 35)
+    whole = run_with_validation(MLRSNetPlusLR(make_optimizer(), net, total), losses, held_out,
+                                torch_order=torch_order)  # fmt: skip
+    first = MLRSNetPlusLR(make_optimizer(), net, total)
+    got = run_with_validation(first, losses[:71], held_out, torch_order=torch_order)
+    state = first.state_dict()
+    assert state["_val_count"] == 10 and json.dumps(state)  # plain numbers
+    resumed = MLRSNetPlusLR(make_optimizer(), net, total)
+    resumed.load_state_dict(state)
+    got += run_with_validation(resumed, losses[71:], held_out, start=71, torch_order=torch_order)
+    assert got == whole
+
+
+def test_a_state_saved_before_validation_inputs_loads():
+    net, losses = make_validation_net(36), random_losses(20, 36)
+    scheduler = MLRSNetPlusLR(make_optimizer(), net, 20)
+    run_steps(scheduler, losses[:10])
+    state = {k: v for k, v in scheduler.state_dict().items() if not k.startswith("_val_")}
+    resumed = MLRSNetPlusLR(make_optimizer(), net, 20)
+    resumed.load_state_dict(state)
+    assert resumed.validation_state == plus.ValidationState()
+    assert run_steps(resumed, losses[10:]) == run_steps(scheduler, losses[10:])
+
+
+@pytest.mark.parametrize("changes", [
+    {"_val_count": -1}, {"_val_count": 1.5}, {"_val_best_step": -2}, {"_val_count": True},
+    {"_val_count": 2, "_val_minimum": math.inf, "_val_last": 1.0, "_val_best_step": 3},
+    {"_val_count": 2, "_val_minimum": 1.0, "_val_last": math.nan, "_val_best_step": 3},
+    {"_val_count": 2, "_val_minimum": 1.0, "_val_last": 1.0, "_val_best_step": -1},
+])  # fmt: skip
+def test_a_bad_validation_state_is_refused(changes):
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_validation_net(37), 20)
+    with pytest.raises(ValueError, match="MLRSNetPlusLR state"):
+        scheduler.load_state_dict({**scheduler.state_dict(), **changes})
+
+
+def test_a_non_finite_validation_loss_is_skipped_and_counted(caplog):
+    scheduler = MLRSNetPlusLR(make_optimizer(), make_validation_net(38), 20)
+    scheduler.observe_validation(1.0)
+    with caplog.at_level(logging.WARNING, logger="mlrsnet.plus"):
+        scheduler.observe_validation(math.nan)
+        scheduler.observe_validation(torch.tensor(math.inf))
+    assert scheduler.num_nonfinite == 2 and "validation" in caplog.text
+    assert scheduler.validation_state == plus.ValidationState(1, 1.0, 1.0, 0)
+    with pytest.raises(TypeError, match="observe_validation"):
+        scheduler.observe_validation("1.0")
+
+
+def test_validation_save_load_round_trip_with_a_declared_peak(tmp_path):
+    net = make_validation_net(39, prior=PRIORS[3])
+    net.peak = 1.0
+    path = plus.save(tmp_path / "v.safetensors", net, {"note": "validation"})
+    loaded, _ = plus.load(path)
+    assert loaded.reads_validation and loaded.num_inputs == NUM_FEATURES + 4
+    assert loaded.peak == 1.0 and loaded.prior == net.prior
+    losses, held_out = random_losses(40, 39), validation_curve(40, 39)
+    assert run_with_validation(MLRSNetPlusLR(make_optimizer(), loaded, 40), losses,
+                               held_out) == run_with_validation(
+        MLRSNetPlusLR(make_optimizer(), net, 40), losses, held_out)  # fmt: skip
+    assert MLRSNetPlusLR(make_optimizer(), loaded, 40).peak == 1.0
+
+
+@pytest.mark.parametrize("peak", ["0", "-1", "nan", "big"])
+def test_a_file_with_a_bad_declared_peak_is_refused(tmp_path, peak):
+    path = tmp_path / "bad.safetensors"
+    save_file(good_tensors(), str(path), metadata=_with(peak=peak))
+    with pytest.raises(ValueError, match="declared peak"):
+        plus.load(path)

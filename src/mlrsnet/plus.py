@@ -8,7 +8,11 @@ MLP whose inputs mean the same thing on every task:
 - **loss shape**, free of the loss's scale and offset: four moving averages of the training
   loss with half-lives of 1, 3, 10 and 30 % of the run, fed as the clipped ratios
   ``(ema_i - min) / (ema_{i+1} - min) - 1`` (``min`` the smallest loss seen; VeLO's loss
-  features), and ``log(ema_0 / L_0)`` clipped to ``[-5, 1]`` and divided by 5 (scale-free).
+  features), and ``log(ema_0 / L_0)`` clipped to ``[-5, 1]`` and divided by 5 (scale-free);
+- optionally, the **validation loss** a user computes on a held-out split (a network built
+  with ``validation=True`` reads it, :meth:`MLRSNetPlusLR.observe_validation`): whether one
+  was seen, how far it rose above its best, its gap over the training loss (memorisation of
+  noisy labels) and how long ago its best was (:func:`validation_inputs`), all scale-free.
 
 It outputs a bounded multiplier ``m = 2 σ(o)`` in ``(0, 2)`` of a base rate, times a learned
 constant ``s_f`` of the optimizer's family ``f`` (:data:`OPTIMIZER_FAMILIES`: plain or momentum
@@ -64,12 +68,14 @@ from mlrsnet import shapes
 from mlrsnet.atomic import atomic_write
 from mlrsnet.checks import number, positive_int
 from mlrsnet.hub import shipped_dir, shipped_names
-from mlrsnet.lossdriven import LossDrivenLR
+from mlrsnet.lossdriven import LossDrivenLR, check_loss, mean_over_ranks
 
 __all__ = [
-    "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES",
-    "LossState", "MLRSNetPlusLR", "PlusNet", "Prior", "features", "init_state", "load", "multiplier",
-    "observe", "optimizer_family", "pretrained", "pretrained_names", "resolve", "save",
+    "LOG_SCALE_LIMIT", "LOSS_HALF_LIVES", "NUM_FEATURES", "NUM_VALIDATION_FEATURES",
+    "OPTIMIZER_FAMILIES", "PROGRESS_CENTRES", "LossState", "MLRSNetPlusLR", "PlusNet", "Prior",
+    "ValidationState", "features", "init_state", "load", "multiplier", "observe",
+    "observe_validation", "optimizer_family", "pretrained", "pretrained_names", "resolve", "save",
+    "validation_inputs",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -83,6 +89,10 @@ NUM_FEATURES = len(PROGRESS_CENTRES) + len(LOSS_HALF_LIVES) - 1 + 1
 _NUM_PROGRESS = len(PROGRESS_CENTRES)
 _CENTRES = np.asarray(PROGRESS_CENTRES)
 _NO_LOSS_INPUTS = [0.0] * (NUM_FEATURES - len(PROGRESS_CENTRES))
+#: Inputs a network built with ``validation=True`` reads besides :data:`NUM_FEATURES`
+#: (:func:`validation_inputs`).
+NUM_VALIDATION_FEATURES = 4
+_NO_VALIDATION_INPUTS = [0.0] * NUM_VALIDATION_FEATURES
 #: The optimizer families with a scale of their own: SGD (with or without momentum) and the
 #: adaptive methods (Adam, AdamW, RMSprop, ...), whose good rates sit decades apart.
 OPTIMIZER_FAMILIES: tuple[str, ...] = ("sgd", "adaptive")
@@ -192,24 +202,95 @@ def _loss_inputs(corrected: Sequence[float], minimum: float, initial: float) -> 
     return out
 
 
-def features(state: LossState, step: int, total_steps: int) -> np.ndarray:
-    """The network's inputs at step ``step`` (0-based) of ``total_steps``, after ``state``.
+@dataclass(frozen=True)
+class ValidationState:
+    """What the validation inputs remember: the held-out losses a user reported.
 
-    Before any finite loss the loss features are 0 (no information).
+    Attributes:
+        count: Finite validation losses read.
+        minimum: The smallest (``inf`` before one).
+        last: The latest (``nan`` before one).
+        best_step: The training step at which the smallest was read (-1 before one).
+    """
+
+    count: int = 0
+    minimum: float = math.inf
+    last: float = math.nan
+    best_step: int = -1
+
+
+def observe_validation(state: ValidationState, loss: float, step: int) -> ValidationState:
+    """The state after reading the validation loss ``loss`` at training step ``step`` (a
+    non-finite loss, or one beyond :data:`MAX_LOSS`, leaves it unchanged).
+
+    Example:
+        >>> s = observe_validation(observe_validation(ValidationState(), 1.0, 10), 1.2, 20)
+        >>> s.minimum, s.last, s.best_step
+        (1.0, 1.2, 10)
+    """
+    if not math.isfinite(loss) or abs(loss) > MAX_LOSS:
+        return state
+    better = loss < state.minimum
+    return ValidationState(count=state.count + 1, minimum=loss if better else state.minimum,
+                           last=loss, best_step=step if better else state.best_step)  # fmt: skip
+
+
+def validation_inputs(
+    minimum: float, last: float, best_step: int, train_loss: float, step: int, total_steps: int
+) -> list[float]:
+    """The four validation inputs, after at least one validation loss (shared by both paths).
+
+    - ``1``: a validation loss was seen (all four are 0 before one, and for a network whose
+      user never reports one);
+    - ``clip(log(last / minimum), 0, 1)``: how far the validation loss rose above its best;
+    - ``clip(log(last / train_loss), -1, 3) / 3``: the held-out loss over the training loss
+      (the bias-corrected fastest average): it grows as a model memorises noisy labels;
+    - ``min(4 (step - best_step) / total_steps, 1)``: how long ago the best was, saturating
+      at a quarter of the run.
+
+    A ratio of non-positive losses (which cross-entropy never gives) reads 0.
+
+    Example:
+        >>> [round(v, 3) for v in validation_inputs(1.0, 1.5, 40, 0.5, 90, 100)]
+        [1.0, 0.405, 0.366, 1.0]
+    """
+    rise = gap = 0.0
+    if minimum > 0.0 and last > 0.0:
+        rise = min(max(math.log(last / minimum), 0.0), 1.0)
+        if train_loss > 0.0:
+            gap = min(max(math.log(last / train_loss), -1.0), 3.0) / 3.0
+    since = min(4.0 * max(step - best_step, 0) / total_steps, 1.0)
+    return [1.0, rise, gap, since]
+
+
+def features(
+    state: LossState, step: int, total_steps: int, validation: ValidationState | None = None
+) -> np.ndarray:
+    """The network's inputs at step ``step`` (0-based) of ``total_steps``, after ``state``
+    (and, for a network that reads one, the validation losses in ``validation``).
+
+    Before any finite loss the loss features are 0 (no information); so are the validation
+    inputs before any validation loss.
 
     Example:
         >>> x = features(init_state(), 0, 100)
         >>> x.shape, float(x[-4:].sum())
         ((13,), 0.0)
+        >>> features(init_state(), 0, 100, ValidationState()).shape
+        (17,)
     """
     progress = step / total_steps
-    out = np.zeros(NUM_FEATURES)
+    out = np.zeros(NUM_FEATURES + (0 if validation is None else NUM_VALIDATION_FEATURES))
     out[:_NUM_PROGRESS] = np.tanh(10.0 * (progress - _CENTRES))
     if state.count:
         decays = [float(d) for d in _decays(total_steps)]
         corrected = [a / (1.0 - d**state.count)
                      for a, d in zip(state.averages, decays, strict=True)]  # fmt: skip
-        out[_NUM_PROGRESS:] = _loss_inputs(corrected, state.minimum, state.initial)
+        out[_NUM_PROGRESS:NUM_FEATURES] = _loss_inputs(corrected, state.minimum, state.initial)
+        if validation is not None and validation.count:
+            out[NUM_FEATURES:] = validation_inputs(validation.minimum, validation.last,
+                                                   validation.best_step, corrected[0], step,
+                                                   total_steps)  # fmt: skip
     return out
 
 
@@ -294,19 +375,40 @@ class PlusNet(nn.Module):
     Args:
         hidden: Hidden units.
         prior: The shape a residual network corrects (:meth:`residual` builds one).
+        validation: Read a validation loss as well (:data:`NUM_VALIDATION_FEATURES` more
+            inputs, :func:`validation_inputs`), which the user reports with
+            :meth:`MLRSNetPlusLR.observe_validation`; without one they read 0.
+        peak: The rate bound the network was meta-trained under, a multiple of the base rate
+            (``1.0``: the optimizer's rate is the peak): :class:`MLRSNetPlusLR`'s default
+            ``peak``. Saved in the network's file; ``None`` declares none.
 
     Example:
         >>> net = PlusNet(hidden=8)
         >>> sum(p.numel() for p in net.parameters())  # 13*8 + 8 + 8 + 1, and 2 family scales
         123
+        >>> PlusNet(hidden=8, validation=True).num_inputs
+        17
     """
 
-    def __init__(self, hidden: int = 16, prior: Prior | None = None) -> None:
+    def __init__(
+        self,
+        hidden: int = 16,
+        prior: Prior | None = None,
+        *,
+        validation: bool = False,
+        peak: float | None = None,
+    ) -> None:
         super().__init__()
         self.hidden = positive_int("hidden", hidden)
         if prior is not None and not isinstance(prior, Prior):
             raise TypeError(f"prior must be a Prior, got {type(prior).__name__}")
-        self.layer1 = nn.Linear(NUM_FEATURES, hidden)
+        if not isinstance(validation, bool):
+            raise TypeError(f"validation must be a bool, got {validation!r}")
+        #: Whether the network reads a validation loss (:func:`validation_inputs`).
+        self.reads_validation = validation
+        #: The rate bound it declares (a multiple of the base rate), or ``None``.
+        self.peak = None if peak is None else number("peak", peak, 0.0, low_open=True)
+        self.layer1 = nn.Linear(self.num_inputs, hidden)
         self.layer2 = nn.Linear(hidden, 1)
         #: ``log s_f`` of every family of :data:`OPTIMIZER_FAMILIES` (0: the base rate as is).
         self.log_scale: Tensor
@@ -315,6 +417,12 @@ class PlusNet(nn.Module):
         else:
             self.register_buffer("log_scale", torch.zeros(len(OPTIMIZER_FAMILIES)))
             self.register_buffer("prior_shape", torch.tensor(prior.as_list()))
+
+    @property
+    def num_inputs(self) -> int:
+        """:data:`NUM_FEATURES`, plus :data:`NUM_VALIDATION_FEATURES` for a network that reads
+        a validation loss."""
+        return NUM_FEATURES + (NUM_VALIDATION_FEATURES if self.reads_validation else 0)
 
     @property
     def prior(self) -> Prior | None:
@@ -327,11 +435,20 @@ class PlusNet(nn.Module):
         if shape is None:
             return None
         warmup, cooldown, power, limit = (float(v) for v in shape.detach().double())
+        if 1.0 < warmup + cooldown <= 1.0 + 1e-6:  # float32 storage of a whole-run shape
+            cooldown = 1.0 - warmup
         return Prior(warmup, cooldown, power, limit)
 
     @classmethod
     def residual(
-        cls, prior: Prior, peaks: dict[str, float], *, hidden: int = 16, seed: int = 0
+        cls,
+        prior: Prior,
+        peaks: dict[str, float],
+        *,
+        hidden: int = 16,
+        seed: int = 0,
+        validation: bool = False,
+        peak: float | None = None,
     ) -> PlusNet:
         """A network that starts as exactly ``prior`` at ``peaks`` (its correction is 1).
 
@@ -346,6 +463,8 @@ class PlusNet(nn.Module):
                 base rate.
             hidden: Hidden units.
             seed: Seed of the hidden layer's initialisation.
+            validation: Read a validation loss as well (see :class:`PlusNet`).
+            peak: The rate bound the network declares (see :class:`PlusNet`).
 
         Raises:
             ValueError: If ``peaks`` does not give a positive number for each family.
@@ -359,7 +478,7 @@ class PlusNet(nn.Module):
             raise ValueError(f"peaks must give {OPTIMIZER_FAMILIES}, got {sorted(peaks)}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = cls(hidden=hidden, prior=prior)
+            net = cls(hidden=hidden, prior=prior, validation=validation, peak=peak)
         with torch.no_grad():
             net.layer2.weight.zero_()
             net.layer2.bias.zero_()
@@ -385,7 +504,7 @@ class PlusNet(nn.Module):
         return math.exp(max(min(value, LOG_SCALE_LIMIT), -LOG_SCALE_LIMIT))
 
     def forward(self, x: Tensor) -> Tensor:
-        """The learned factor for features ``x`` (``[..., NUM_FEATURES]``): the multiplier
+        """The learned factor for features ``x`` (``[..., num_inputs]``): the multiplier
         ``2 σ(o)`` in ``(0, 2)``, or a residual network's correction ``limit^tanh(o)`` (the
         prior's value depends on the step, not on ``x``: :func:`multiplier` applies it)."""
         o = self.layer2(torch.tanh(self.layer1(x))).squeeze(-1)
@@ -416,6 +535,8 @@ class PlusNet(nn.Module):
         hidden: int = 16,
         seed: int = 0,
         iterations: int = 1500,
+        validation: bool = False,
+        peak: float | None = None,
     ) -> PlusNet:
         """A network fitted to a progress-only shape; its loss inputs start unused.
 
@@ -429,15 +550,18 @@ class PlusNet(nn.Module):
             hidden: Hidden units.
             seed: Seed of the initialisation (the fit is deterministic on one machine).
             iterations: Adam iterations of the least-squares fit.
+            validation: Read a validation loss as well (its weights start at 0, unused).
+            peak: The rate bound the network declares (see :class:`PlusNet`).
         """
         shape = shape or (lambda t, n: shapes.warmup_stable_decay(t, n, cooldown=0.2))
         total = 400
         grid = np.arange(total)
-        inputs = np.stack([features(init_state(), int(t), total) for t in grid])
+        unseen = ValidationState() if validation else None
+        inputs = np.stack([features(init_state(), int(t), total, unseen) for t in grid])
         target = torch.tensor([max(shape(int(t), total), 1e-3) for t in grid])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = cls(hidden=hidden).double()
+            net = cls(hidden=hidden, validation=validation, peak=peak).double()
         x = torch.tensor(inputs)
         optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
         for _ in range(iterations):
@@ -477,10 +601,12 @@ def save(path: str | os.PathLike[str], net: PlusNet, manifest: dict[str, Any]) -
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
                for k, v in net.state_dict().items()}  # fmt: skip
     metadata = {"format": PLUS_FORMAT, "hidden": str(net.hidden),
-                "num_features": str(NUM_FEATURES),
+                "num_features": str(net.num_inputs),
                 "optimizer_families": ",".join(OPTIMIZER_FAMILIES)}  # fmt: skip
     if net.prior is not None:
         metadata["prior"] = PRIOR_KIND
+    if net.peak is not None:
+        metadata["peak"] = repr(net.peak)
     payload = save_tensors(tensors, metadata=metadata)
     atomic_write(path, payload)
     full = {**manifest, "format": PLUS_FORMAT, "hidden": net.hidden,
@@ -513,9 +639,16 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
             hidden = metadata.get("hidden", "")
             if not hidden.isdigit() or not 1 <= int(hidden) <= MAX_HIDDEN:
                 raise ValueError(f"{path}: bad hidden width {hidden!r}")
-            if metadata.get("num_features") != str(NUM_FEATURES):
-                raise ValueError(f"{path}: made for {metadata.get('num_features')} inputs, "
-                                 f"this version has {NUM_FEATURES}")  # fmt: skip
+            inputs = metadata.get("num_features")
+            known = (str(NUM_FEATURES), str(NUM_FEATURES + NUM_VALIDATION_FEATURES))
+            if inputs not in known:
+                raise ValueError(f"{path}: made for {inputs} inputs, this version reads "
+                                 f"{' or '.join(known)}")  # fmt: skip
+            peak = metadata.get("peak")
+            try:
+                peak = None if peak is None else number("peak", float(peak), 0.0, low_open=True)
+            except ValueError as err:
+                raise ValueError(f"{path}: bad declared peak {metadata.get('peak')!r}") from err
             families = metadata.get("optimizer_families")
             if families != ",".join(OPTIMIZER_FAMILIES):
                 raise ValueError(f"{path}: made for optimizer families {families!r}, this "
@@ -525,7 +658,8 @@ def load(path: str | os.PathLike[str]) -> tuple[PlusNet, dict[str, Any]]:
                 raise ValueError(f"{path}: unknown prior {prior!r} (this version knows "
                                  f"{PRIOR_KIND!r})")  # fmt: skip
             net = PlusNet(hidden=int(hidden),
-                          prior=None if prior is None else Prior(0.0, 0.2, 0.5))  # fmt: skip
+                          prior=None if prior is None else Prior(0.0, 0.2, 0.5),
+                          validation=inputs == known[1], peak=peak)  # fmt: skip
             expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
             if set(f.keys()) != set(expected):
                 raise ValueError(f"{path}: tensors {sorted(f.keys())}, expected {sorted(expected)}")
@@ -633,8 +767,14 @@ class MLRSNetPlusLR(LossDrivenLR):
         peak: The most the rate may reach, as a multiple of each group's base rate. ``1.0``
             makes the optimizer's rate the peak, as for every torch scheduler (the user-rate
             contract: the network then only shapes the rate below it); ``None`` (the default)
-            keeps the network's own bound, ``s_f`` times 2 or times its prior's limit
-            (``v6`` reaches 2.18x the base rate with SGD and 4.83x with AdamW).
+            takes the bound the network declares (:attr:`PlusNet.peak`), and for a network
+            that declares none (or with ``math.inf``) keeps the network's own bound, ``s_f``
+            times 2 or times its prior's limit (``v6`` reaches 2.18x the base rate with SGD
+            and 4.83x with AdamW).
+
+    A network built to read a validation loss (:attr:`PlusNet.reads_validation`) is given one
+    with :meth:`observe_validation` whenever the user computes it (e.g. once an epoch, as
+    ``ReduceLROnPlateau`` is): it changes the rates from the next loss read on.
 
     Raises:
         ValueError: For a non-positive ``total_steps`` or ``peak``, or non-finite network
@@ -671,8 +811,15 @@ class MLRSNetPlusLR(LossDrivenLR):
         self.total_steps = positive_int("total_steps", total_steps)
         self.net = net
         self.progress_only = progress_only
+        if peak is None:
+            peak = net.peak
+        elif peak == math.inf:
+            peak = None
         self.peak = None if peak is None else number("peak", peak, 0.0, low_open=True)
         self._cap = math.inf if peak is None else float(peak)
+        self._reads_validation = net.reads_validation
+        self._val_count, self._val_minimum, self._val_last, self._val_best_step = (
+            0, math.inf, math.nan, -1)  # fmt: skip
         self.family = optimizer_family(optimizer) if family is None else family
         self._scale = net.scale(self.family)
         self._params = net.numpy_params()
@@ -689,8 +836,9 @@ class MLRSNetPlusLR(LossDrivenLR):
             self._cooldown_steps = min(round(prior.cooldown * self.total_steps),
                                        self.total_steps - self._warmup_steps)  # fmt: skip
         self._max_multiplier = 2.0 if prior is None else prior.limit
-        self._multiplier = multiplier(self._params, features(init_state(), 0, self.total_steps),
-                                      *self._prior_at(0))  # fmt: skip
+        start = features(init_state(), 0, self.total_steps,
+                         ValidationState() if self._reads_validation else None)  # fmt: skip
+        self._multiplier = multiplier(self._params, start, *self._prior_at(0))
         self.num_nonfinite = 0
         params = [p for group in optimizer.param_groups for p in group["params"]]
         device = params[0].device if params else torch.device("cpu")
@@ -719,6 +867,43 @@ class MLRSNetPlusLR(LossDrivenLR):
     def loss_state(self) -> LossState:
         """What the loss features remember now (see :func:`observe`)."""
         return LossState(self._count, self._initial, self._minimum, tuple(self._averages))
+
+    @property
+    def validation_state(self) -> ValidationState:
+        """The validation losses read so far (see :func:`observe_validation`)."""
+        return ValidationState(self._val_count, self._val_minimum, self._val_last,
+                               self._val_best_step)  # fmt: skip
+
+    def observe_validation(self, loss: Tensor | float) -> None:
+        """Read a validation loss (on a held-out split, at the weights of the last step).
+
+        The network's validation inputs (:func:`validation_inputs`) take it from the next
+        training loss read on; a network that does not read one
+        (:attr:`PlusNet.reads_validation` false) keeps it without any effect on its rates.
+        Under ``torch.distributed`` (as for the training loss) it is averaged over the
+        ranks, so every rank must call it. A non-finite loss is skipped and counted in
+        :attr:`num_nonfinite`.
+
+        Example:
+            >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+            >>> net = PlusNet(hidden=4, validation=True)
+            >>> scheduler = MLRSNetPlusLR(opt, net, total_steps=10)
+            >>> scheduler.observe_validation(0.7)
+            >>> scheduler.validation_state.minimum
+            0.7
+        """
+        check_loss(loss, "observe_validation", "MLRSNetPlusLR")
+        if self.reads_mean_over_ranks():
+            loss = mean_over_ranks(loss, self.device, torch.float64)
+        value = float(loss)
+        if not math.isfinite(value) or abs(value) > MAX_LOSS:
+            self.num_nonfinite += 1
+            logger.warning("MLRSNetPlusLR: non-finite validation loss %r skipped", value)
+            return
+        self._val_count += 1
+        self._val_last = value
+        if value < self._val_minimum:
+            self._val_minimum, self._val_best_step = value, self._losses_read
 
     @property
     def factor(self) -> float:
@@ -776,6 +961,12 @@ class MLRSNetPlusLR(LossDrivenLR):
             x += _NO_LOSS_INPUTS
         else:
             x += _loss_inputs(corrected, minimum, self._initial)
+        if self._reads_validation:
+            if self._val_count and not self.progress_only:
+                x += validation_inputs(self._val_minimum, self._val_last, self._val_best_step,
+                                       corrected[0], step, self.total_steps)  # fmt: skip
+            else:
+                x += _NO_VALIDATION_INPUTS
         x.append(1.0)
         o = float(np.dot(self._output_weights, np.tanh(np.dot(self._hidden_weights, x)))) + self._b2
         if self._prior is None:
@@ -832,8 +1023,11 @@ class MLRSNetPlusLR(LossDrivenLR):
                 f"state is for progress_only={state.get('progress_only', False)}, this "
                 f"scheduler has {self.progress_only}"
             )
+        _check_validation_state(state)
         if state.get("peak") != self.peak:
-            raise ValueError(f"state is for peak={state.get('peak')}, this scheduler has {self.peak}")
+            raise ValueError(
+                f"state is for peak={state.get('peak')}, this scheduler has {self.peak}"
+            )
         if state.get("total_steps") != self.total_steps:
             raise ValueError(
                 f"state is for total_steps={state.get('total_steps')}, this scheduler has "
@@ -853,12 +1047,31 @@ def _is_finite(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+_VALIDATION_DEFAULTS = {"_val_count": 0, "_val_minimum": math.inf, "_val_last": math.nan,
+                        "_val_best_step": -1}  # fmt: skip
+
+
+def _check_validation_state(state: dict[str, Any]) -> None:
+    """Check (and, for a state saved before validation inputs existed, fill in) the validation
+    fields of a :class:`MLRSNetPlusLR` state."""
+    for key, default in _VALIDATION_DEFAULTS.items():
+        state.setdefault(key, default)
+    count, best = state["_val_count"], state["_val_best_step"]
+    for name, value, low in (("_val_count", count, 0), ("_val_best_step", best, -1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"MLRSNetPlusLR state: bad {name} {value!r}")
+    minimum, last = state["_val_minimum"], state["_val_last"]
+    if count and not (_is_finite(minimum) and _is_finite(last) and best >= 0):
+        raise ValueError(f"MLRSNetPlusLR state: bad validation losses {minimum!r}, {last!r}")
+
+
 #: What :meth:`MLRSNetPlusLR.state_dict` leaves out: the optimizer, the network and what is
 #: computed from them, the settings of the loss reading, and the waiting losses (saved in their
 #: own checked format).
 _NOT_STATE = frozenset((
     "optimizer", "net", "family", "_params", "_hidden_weights", "_output_weights", "_b2",
     "_decays", "_scale", "_prior", "_warmup_steps", "_cooldown_steps", "_max_multiplier", "_cap",
+    "_reads_validation",
     "device", "distributed", "loss_lag", "_host_losses", "_mean_dtype", "_lagged", "_observed",
     "_observed_count", "_observes",
 ))  # fmt: skip
