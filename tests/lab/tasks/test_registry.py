@@ -221,6 +221,28 @@ def test_evaluate_restores_modes_and_uses_no_grad(digits: ImageTask) -> None:
         digits.evaluate(model, split="train")
 
 
+def test_evaluate_on_parts_of_a_split_covers_it_disjointly(digits: ImageTask) -> None:
+    """``part=(i, n)``: contiguous disjoint parts whose example-weighted losses and
+    accuracies make the whole split's; a bad part is named."""
+    from mlrsnet.lab.tasks.types import _part
+
+    assert torch.equal(torch.cat([_part(torch.arange(11), (i, 3)) for i in range(3)]),
+                       torch.arange(11))  # fmt: skip
+    torch.manual_seed(1)
+    model = _dummy_classifier().eval()
+    whole = digits.evaluate(model, split="meta")
+    halves = [digits.evaluate(model, split="meta", part=(i, 2)) for i in range(2)]
+    size = len(digits.meta_indices)
+    weights = [size // 2 / size, (size - size // 2) / size]
+    for key in ("loss", "metric"):
+        mixed = sum(w * h[key] for w, h in zip(weights, halves, strict=True))
+        assert mixed == pytest.approx(whole[key], rel=1e-6)
+    assert halves[0] != halves[1]
+    for bad in [(2, 2), (-1, 2), (0, 0), (0, True), (0, size + 1)]:
+        with pytest.raises(ValueError, match="part"):
+            digits.evaluate(model, split="meta", part=bad)
+
+
 def test_evaluate_accuracy_of_a_perfect_model(digits: ImageTask) -> None:
     class Oracle(nn.Module):
         def forward(self, x):  # look the labels up by image content
@@ -327,6 +349,7 @@ def test_text_evaluate_gives_exact_perplexity(tmp_path: Path) -> None:
     assert result["metric"] == pytest.approx(51, rel=1e-5)
     assert model.training
     assert task.evaluate(model, split="valid")["metric"] == pytest.approx(51, rel=1e-5)
+    assert task.evaluate(model, split="valid", part=(1, 2))["metric"] == pytest.approx(51, rel=1e-5)
     outputs = model(torch.zeros(2, 3, dtype=torch.long))
     loss = task.loss_fn(outputs, torch.zeros(2, 3, dtype=torch.long))
     assert loss.dim() == 0 and loss.item() == pytest.approx(math.log(51))

@@ -187,6 +187,24 @@ class Task:
         return self._device_cache[cache_key]
 
 
+def _part(values: Tensor, part: tuple[int, int]) -> Tensor:
+    """The ``i``-th of ``n`` contiguous parts of ``values`` (``part = (i, n)``).
+
+    Example:
+        >>> _part(torch.arange(10), (1, 2))
+        tensor([5, 6, 7, 8, 9])
+    """
+    index, count = part
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1 or not (
+            isinstance(index, int) and 0 <= index < count):  # fmt: skip
+        raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part!r}")
+    size = values.shape[0]
+    piece = values[index * size // count : (index + 1) * size // count]
+    if piece.shape[0] == 0:
+        raise ValueError(f"part {part!r} of a split of {size} is empty")
+    return piece
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
@@ -378,6 +396,7 @@ class ImageTask(Task):
         device: Device | None = None,
         batch_size: int | None = None,
         split: str = "test",
+        part: tuple[int, int] | None = None,
     ) -> dict[str, float]:
         """Mean cross-entropy and accuracy on the test set (or the meta set).
 
@@ -388,6 +407,8 @@ class ImageTask(Task):
             device: Device to evaluate on (default: the model's).
             batch_size: Evaluation batch size (default :attr:`eval_batch_size`).
             split: ``"test"`` or ``"meta"``.
+            part: ``(i, n)``: only the ``i``-th of ``n`` contiguous, disjoint parts of the
+                split (two held-out sets from one: e.g. a schedule's input and its score).
 
         Returns:
             ``{"loss": mean cross-entropy, "metric": accuracy in [0, 1]}``.
@@ -400,6 +421,8 @@ class ImageTask(Task):
             images, indices, labels = self.data.train_images, self.meta_indices, self.meta_labels
         else:
             raise ValueError(f"split must be 'test' or 'meta', got {split!r}")
+        if part is not None:
+            indices, labels = (_part(t, part) for t in (indices, labels))
         loader = ImageBatchLoader(
             self._on("test_images" if split == "test" else "images", images, device),
             indices.to(device),
@@ -532,6 +555,7 @@ class TextTask(Task):
         device: Device | None = None,
         batch_size: int | None = None,
         split: str = "test",
+        part: tuple[int, int] | None = None,
     ) -> dict[str, float]:
         """Mean token loss and perplexity ``exp(loss)`` on the test (or validation) stream.
 
@@ -543,6 +567,8 @@ class TextTask(Task):
             device: Device to evaluate on (default: the model's).
             batch_size: Parallel streams (default :attr:`eval_batch_size`).
             split: ``"test"``, or ``"valid"`` / ``"meta"`` for the validation stream.
+            part: ``(i, n)``: only the ``i``-th of ``n`` contiguous, disjoint parts of the
+                stream.
 
         Returns:
             ``{"loss": mean token cross-entropy, "metric": perplexity}``.
@@ -554,6 +580,8 @@ class TextTask(Task):
             key, stream = "valid", self.corpus.valid
         else:
             raise ValueError(f"split must be 'test', 'valid' or 'meta', got {split!r}")
+        if part is not None:
+            key, stream = f"{key}:{part[0]}/{part[1]}", _part(stream, part)
         data = self._batched(key, stream, batch_size or self.eval_batch_size, device)
         loss_sum, count, hidden = 0.0, 0, None
         with _EvalMode(model):
