@@ -5,7 +5,10 @@
 
 ``--base user`` meta-trains the network on the rate a user types (the task's default) instead
 of the probe's; ``--init v1`` starts from a shipped network instead of the default shape;
-``--prior WSD_JSON`` meta-trains a residual network that corrects a fitted WSD family.
+``--prior WSD_JSON`` meta-trains a residual network that corrects a fitted WSD family, and
+``--prior-shape W C P`` one that corrects a given warmup-stable-decay shape (``0.02 0.98 1``:
+linear to zero); ``--validation`` gives the network a validation loss at every epoch end; and
+``--peak 1 --base user`` meta-trains under the user-rate contract (the user's rate is the peak).
 
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
@@ -59,16 +62,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior", default=None, metavar="WSD_JSON",
                         help="meta-train a residual network: this fitted WSD family (the wsd.json "
                              "of a --family wsd run) times a bounded correction that starts at 1")  # fmt: skip
+    parser.add_argument("--prior-shape", type=float, nargs=3, default=None,
+                        metavar=("WARMUP", "COOLDOWN", "POWER"),
+                        help="meta-train a residual network correcting this warmup-stable-decay "
+                             "shape at 1x the base rate (0.02 0.98 1: linear to zero)")  # fmt: skip
+    parser.add_argument("--validation", action="store_true",
+                        help="a network that reads a validation loss: half the meta split is "
+                             "given to it at every epoch end, the other half scores the run")  # fmt: skip
     parser.add_argument("--limit", type=float, default=2.0,
                         help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
-    parser.add_argument("--task-set", choices=("convergence",), default=None,
-                        help="draw from the tasks trained to their plateau "
-                             "(META_TRAINING_CONVERGENCE; needs --passes)")
-    parser.add_argument("--peak", type=float, default=None,
-                        help="bound every run's rate at this multiple of its base rate (1: the "
-                             "base rate is the peak, the user-rate contract)")
-    parser.add_argument("--monitor-schedule", default="wsd",
-                        help="the hand schedule the monitor scores the network against")
+    parser.add_argument(
+        "--task-set",
+        choices=("convergence",),
+        default=None,
+        help="draw from the tasks trained to their plateau "
+        "(META_TRAINING_CONVERGENCE; needs --passes)",
+    )
+    parser.add_argument(
+        "--peak",
+        type=float,
+        default=None,
+        help="bound every run's rate at this multiple of its base rate (1: the "
+        "base rate is the peak, the user-rate contract)",
+    )
+    parser.add_argument(
+        "--monitor-schedule",
+        default="wsd",
+        help="the hand schedule the monitor scores the network against",
+    )
     parser.add_argument("--monitor-every", type=int, default=10,
                         help="score the network against WSD on fixed instances this often")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
@@ -105,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         task_set=args.task_set,
         peak=args.peak,
+        validation=args.validation,
+        prior_shape=tuple(args.prior_shape) if args.prior_shape else None,
     )
 
     def report(record: dict) -> None:

@@ -741,6 +741,27 @@ def test_mlrsnet_plus_peak_option_makes_the_rate_the_peak():
         _build("mlrsnet-plus", _model().parameters(), network="v6", lr=0.1, peak=-1.0)
 
 
+def test_mlrsnet_plus_gives_a_validation_network_each_epochs_validation_loss():
+    from mlrsnet import plus
+
+    torch.manual_seed(3)
+    net = PlusNet(hidden=8, validation=True)
+    model = _model()
+    sched = _build("mlrsnet-plus", model.parameters(), network=net, lr=0.1)
+    assert sched.needs_val_loss
+    _run(model, sched, 20)  # 4 epochs of 5 steps, each ended with the validation loss
+    state = sched.scheduler.validation_state
+    assert state.count == 4 and math.isfinite(state.minimum)
+    with pytest.raises(ValueError, match="reads a validation loss"):
+        sched.epoch_end()
+    ablation = _build("mlrsnet-plus", _model().parameters(), network=net, lr=0.1,
+                      progress_only=True)  # fmt: skip
+    plain = _build("mlrsnet-plus", _model().parameters(), network=PlusNet(), lr=0.1)
+    assert not ablation.needs_val_loss and not plain.needs_val_loss
+    assert plain.epoch_end() == {}
+    assert isinstance(sched.scheduler, plus.MLRSNetPlusLR)
+
+
 def test_base_rate_optimizer_names_what_a_probe_can_give():
     """The optimizer whose base rate ``lr`` is (what ``--lr probe`` probes), or None."""
     got = {name: baselines.base_rate_optimizer(name) for name in baselines.names()}

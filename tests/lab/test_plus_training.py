@@ -261,16 +261,26 @@ def test_the_command_line_at_convergence_under_the_user_rate_against_cosine(tmp_
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "meta_train_plus.py"), "--quick",
                            "--out", str(out), "--iterations", "1", "--task-set", "convergence",
                            "--passes", "4", "8", "--peak", "1", "--monitor-schedule", "cosine",
-                           "--workers", "1"],
+                           "--validation", "--prior-shape", "0.02", "0.98", "1", "--limit", "4",
+                           "--base", "user", "--workers", "1"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "vs cosine on the monitor tasks" in done.stdout
-    config = plus.load(out / "plus.safetensors")[1]["config"]
+    net, manifest = plus.load(out / "plus.safetensors")
+    config = manifest["config"]
     assert (config["task_set"], config["peak"], config["monitor_schedule"]) == (
-        "convergence", 1.0, "cosine")
+        "convergence",
+        1.0,
+        "cosine",
+    )
+    assert config["prior_shape"] == [0.02, 0.98, 1.0] and manifest["contract"] == "user-rate"
+    assert net.reads_validation and net.peak == 1.0 and net.prior.limit == 4.0
+    assert manifest["meta_training_set"].endswith("META_TRAINING_CONVERGENCE")
     monitor = json.loads((out / "monitor.json").read_text())
     instance, base_lr = monitor["instances"][0], monitor["base_lrs"][0]
-    cosine = plus_training.evaluate(instance, None, base_lr=base_lr, schedule="cosine")
+    assert base_lr == plus_training.user_lr(instance)
+    cosine = plus_training.evaluate(instance, None, base_lr=base_lr, schedule="cosine",
+                                    validation=True)  # fmt: skip
     assert monitor["reference"][0] == cosine["objective"]  # cosine's, the same run
 
 
@@ -391,3 +401,97 @@ def test_a_residual_network_starts_as_the_fitted_family_and_learns_its_correctio
         other = {**FITTED, "adaptive": {**FITTED["adaptive"], "power": 0.5}}
         fitted.write_text(json.dumps({"options": other}))
         plus_training.residual_start(fitted, hidden=4)
+
+
+def test_evaluate_with_validation_feeds_one_half_at_each_epoch_end_and_scores_the_other(
+    monkeypatch,
+):
+    """``validation=True``: a network that reads a validation loss is given the first half of
+    the meta split's loss at every epoch boundary (the model in evaluation mode), the run is
+    scored on the second half; a hand schedule is only scored on the second half; without it
+    the whole meta split scores the run and the network reads no validation loss."""
+    from mlrsnet.lab.tasks.types import ImageTask
+
+    instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
+                "noise_rate": 0.0, "steps": 40, "seed": 6}  # fmt: skip
+    per_pass = plus_training.steps_per_pass("digits-mlp", 0.5)
+    boundaries = (instance["steps"] - 1) // per_pass
+    assert boundaries >= 3
+    template = plus.PlusNet(hidden=4, validation=True)
+    theta = plus_training.flat_params(template)
+    theta = theta + 0.5 * np.random.default_rng(6).standard_normal(theta.size)
+    calls, fed, rates = [], [], []
+    real_evaluate, real_observe = ImageTask.evaluate, plus.MLRSNetPlusLR.observe_validation
+    real_step = plus.MLRSNetPlusLR.step
+
+    def evaluate(self, model, *args, **kwargs):
+        out = real_evaluate(self, model, *args, **kwargs)
+        calls.append((kwargs.get("split"), kwargs.get("part"), out["loss"]))
+        return out
+
+    def observe_validation(self, loss):
+        fed.append(loss)
+        real_observe(self, loss)
+
+    def step(self, *args, **kwargs):
+        real_step(self, *args, **kwargs)
+        rates.append(self.get_last_lr()[0])
+
+    monkeypatch.setattr(ImageTask, "evaluate", evaluate)
+    monkeypatch.setattr(plus.MLRSNetPlusLR, "observe_validation", observe_validation)
+    monkeypatch.setattr(plus.MLRSNetPlusLR, "step", step)
+    told = plus_training.evaluate(instance, theta, hidden=4, base_lr=0.05, template=template,
+                                  validation=True)  # fmt: skip
+    assert [c[:2] for c in calls] == [("meta", (0, 2))] * boundaries + [("meta", (1, 2))]
+    assert fed == [c[2] for c in calls[:-1]] and told["val_loss"] == calls[-1][2]
+    told_rates, rates[:], calls[:], fed[:] = list(rates), [], [], []
+    blind = plus_training.evaluate(instance, theta, hidden=4, base_lr=0.05, template=template)
+    assert [c[:2] for c in calls] == [("meta", None)] and fed == []
+    assert told_rates[: per_pass + 1] == rates[: per_pass + 1]  # the same until the first one
+    assert told_rates != rates and told["val_loss"] != blind["val_loss"]
+    calls[:] = []
+    plus_training.evaluate(instance, None, base_lr=0.05, schedule="cosine", validation=True)
+    assert [c[:2] for c in calls] == [("meta", (1, 2))]
+
+
+def test_a_validation_meta_training_under_the_user_rate_contract(tmp_path):
+    """``validation``, ``prior_shape`` and ``peak`` reach the network file, its manifest and the
+    monitor (whose reference is scored on the same half of the meta split)."""
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=30, quick=True,
+                      monitor_instances=1, hidden=4, base="user", peak=1.0, validation=True,
+                      prior_shape=(0.02, 0.98, 1.0), limit=4.0, monitor_schedule="cosine")  # fmt: skip
+    start = plus_training.start_network(config)
+    net, manifest = plus.load(plus_training.meta_train(config, workers=1))
+    assert net.reads_validation and net.peak == 1.0 and net.prior == start.prior
+    assert net.prior.limit == 4.0 and net.prior.cooldown == pytest.approx(0.98)
+    assert manifest["contract"] == "user-rate" and manifest["config"]["validation"] is True
+    assert manifest["config"]["prior_shape"] == [0.02, 0.98, 1.0]
+    monitor = json.loads((tmp_path / "monitor.json").read_text())
+    instance, base_lr = monitor["instances"][0], monitor["base_lrs"][0]
+    cosine = plus_training.evaluate(instance, None, base_lr=base_lr, schedule="cosine",
+                                    validation=True)  # fmt: skip
+    assert monitor["reference"][0] == cosine["objective"]
+    # a plain network that reads validation starts from the shape, its validation weights 0
+    plain = plus_training._fresh(ESConfig(out="x", hidden=4, validation=True), None)[0]
+    net = plus_training.set_params(plus.PlusNet(hidden=4, validation=True), plain)
+    assert not net.layer1.weight[:, plus.NUM_FEATURES :].any()
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"prior": "wsd.json", "prior_shape": (0.0, 1.0, 1.0)}, "not both"),
+    ({"family": "wsd", "validation": True}, "WSD family has none"),
+    ({"prior_shape": (0.5, 0.6, 1.0)}, "exceed the whole run"),
+    ({"prior_shape": (0.0, 1.0)}, "prior_shape"),
+    ({"prior_shape": (0.0, 1.0, 1.0), "init": "v6"}, "no init"),
+])  # fmt: skip
+def test_validation_and_prior_shape_settings_are_checked(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        plus_training.meta_train(ESConfig(out=str(tmp_path), **changes), workers=1)
+
+
+def test_the_contract_of_a_meta_training():
+    assert plus_training.contract("user", 1.0) == "user-rate"
+    assert plus_training.contract("user", None) == "user-scaled"
+    assert plus_training.contract("probe", None) == "zero-tuning"
+    with pytest.raises(ValueError, match="base"):
+        plus_training.contract("users", 1.0)

@@ -1285,6 +1285,23 @@ def _build_mlrsnet(
 
 
 # ------------------------------------------------------------------- MLR-SNet+
+class _PlusSchedule(_MLRSNetSchedule):
+    """MLR-SNet+; a network that reads a validation loss is given the epoch's at its end."""
+
+    @property
+    def needs_val_loss(self) -> bool:  # type: ignore[override]
+        return self.scheduler.net.reads_validation and not self.scheduler.progress_only
+
+    def epoch_end(self, val_loss: float | None = None) -> dict[str, Any]:
+        out = super().epoch_end(val_loss)
+        if self.needs_val_loss:
+            if val_loss is None:
+                raise ValueError(f"schedule {self.name!r} reads a validation loss: "
+                                 "epoch_end(val_loss=...)")  # fmt: skip
+            self.scheduler.observe_validation(float(val_loss))
+        return out
+
+
 @_register(
     "mlrsnet-plus",
     0.1,
@@ -1296,7 +1313,12 @@ def _build_mlrsnet(
     peak=None,
 )
 def _build_plus(
-    ctx: _Ctx, *, network: Any, optimizer: str, nesterov: bool, progress_only: bool,
+    ctx: _Ctx,
+    *,
+    network: Any,
+    optimizer: str,
+    nesterov: bool,
+    progress_only: bool,
     peak: float | None,
 ) -> Schedule:
     r"""MLR-SNet+ (:mod:`mlrsnet.plus`): :math:`\eta_t = \eta_0 \, m_\theta(t/T, \text{loss shape})`.
@@ -1306,7 +1328,9 @@ def _build_plus(
     (:func:`mlrsnet.plus.resolve`). Any optimizer of
     :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
     ``progress_only`` holds the loss inputs at 0 (the ablation); ``peak`` bounds the rate at
-    that multiple of ``lr`` (``1.0``: ``lr`` is the peak; ``None``: the network's own bound).
+    that multiple of ``lr`` (``1.0``: ``lr`` is the peak; ``None``: the bound the network
+    declares, or its own). A network that reads a validation loss is given the epoch's
+    validation loss at every epoch end (``needs_val_loss``).
     """
     from mlrsnet import plus
 
@@ -1318,4 +1342,4 @@ def _build_plus(
     boolean("progress_only", progress_only)
     scheduler = plus.MLRSNetPlusLR(opt, network, ctx.total_steps, progress_only=progress_only,
                                    peak=peak)  # fmt: skip
-    return _MLRSNetSchedule(ctx.name, opt, scheduler, interval="loss", **ctx.common())
+    return _PlusSchedule(ctx.name, opt, scheduler, interval="loss", **ctx.common())

@@ -51,10 +51,9 @@ from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
 
 __all__ = [
-    "BASES", "WSD_START", "ESConfig", "es_gradient", "evaluate", "flat_params", "meta_train", "probe",
-    "residual_start", "sample_instance", "set_params", "shape_differences", "steps_per_pass", "user_lr",
-    "with_peaks",
-    "wsd_options",
+    "BASES", "WSD_START", "ESConfig", "contract", "es_gradient", "evaluate", "flat_params",
+    "meta_train", "probe", "residual_start", "sample_instance", "set_params", "shape_differences",
+    "start_network", "steps_per_pass", "user_lr", "with_peaks", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -119,7 +118,17 @@ class ESConfig:
         peak: Meta-train under the user-rate contract: every run's rate is bounded at this
             multiple of its base rate (:class:`mlrsnet.plus.MLRSNetPlusLR`'s ``peak``; 1.0:
             the base rate is the peak), so the network learns the schedule below it and is
-            used with the same bound (``None``: the network's own bound).
+            used with the same bound (``None``: the network's own bound). The network
+            declares it (:attr:`mlrsnet.plus.PlusNet.peak`), so it is used with it by default.
+        validation: Meta-train a network that reads a validation loss
+            (:func:`mlrsnet.plus.validation_inputs`): every run's meta split is cut in two
+            disjoint halves, the first given to the network at every epoch end (as a user
+            gives their held-out split's loss), the second scoring the run (for every run,
+            the monitor's reference included, so the objectives compare).
+        prior_shape: ``(warmup, cooldown, power)``: meta-train a residual network of this
+            warmup-stable-decay prior (:class:`mlrsnet.plus.Prior`, bound ``limit``) at 1x
+            the base rate for both optimizer families, e.g. ``(0.02, 0.98, 1.0)``: linear to
+            zero after a short warmup. The alternative to ``prior`` (a fitted family's file).
     """
 
     out: str
@@ -145,6 +154,8 @@ class ESConfig:
     limit: float = 2.0
     task_set: str | None = None
     peak: float | None = None
+    validation: bool = False
+    prior_shape: tuple[float, float, float] | None = None
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
@@ -154,6 +165,26 @@ BASES: tuple[str, ...] = ("probe", "user")
 #: The WSD family's parameters at the start: peak 1x (both optimizer families), about 0.4 %
 #: warmup, 20 % cooldown, 1 − √.
 WSD_START = np.array([0.0, -4.0, math.log(0.25 / 0.75), math.log(0.5), 0.0])
+
+
+def contract(base: str, peak: float | None) -> str:
+    """The mode a network meta-trained at ``base`` rates under the bound ``peak`` is used in.
+
+    - ``"user-rate"``: the base is the user's rate and the network never exceeds ``peak``
+      times it (1.0: the user's rate is the peak, as with every torch scheduler);
+    - ``"user-scaled"``: the base is the user's rate, but the network sets its own peak, a
+      learned multiple of it (``v6``);
+    - ``"zero-tuning"``: the base is the library's probe (``--lr probe``), the user sets none.
+
+    Example:
+        >>> contract("user", 1.0), contract("user", None), contract("probe", 1.0)
+        ('user-rate', 'user-scaled', 'zero-tuning')
+    """
+    if base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    if base == "probe":
+        return "zero-tuning"
+    return "user-scaled" if peak is None else "user-rate"
 
 
 def wsd_options(theta: np.ndarray, family: str = "sgd") -> dict[str, float]:
@@ -208,10 +239,17 @@ def with_peaks(net: plus.PlusNet, peaks: dict[str, float]) -> plus.PlusNet:
 
 
 def residual_start(
-    path: str | os.PathLike[str], *, hidden: int, seed: int = 0, limit: float = 2.0
+    path: str | os.PathLike[str],
+    *,
+    hidden: int,
+    seed: int = 0,
+    limit: float = 2.0,
+    validation: bool = False,
+    peak: float | None = None,
 ) -> plus.PlusNet:
     """The residual network that starts as the WSD family fitted in ``path`` (the ``wsd.json``
-    of a ``family="wsd"`` meta-training): its shape as the prior, its peaks as the scales.
+    of a ``family="wsd"`` meta-training): its shape as the prior, its peaks as the scales
+    (``validation`` and ``peak`` as for :meth:`mlrsnet.plus.PlusNet.residual`).
 
     Raises:
         ValueError: If the file's optimizer families do not share one shape (the family's
@@ -223,7 +261,30 @@ def residual_start(
         raise ValueError(f"{path}: the optimizer families' shapes differ; a prior has one")
     prior = plus.Prior(shape["warmup"], shape["cooldown"], shape["power"], limit)
     peaks = {family: options[family]["peak"] for family in plus.OPTIMIZER_FAMILIES}
-    return plus.PlusNet.residual(prior, peaks, hidden=hidden, seed=seed)
+    return plus.PlusNet.residual(prior, peaks, hidden=hidden, seed=seed, validation=validation,
+                                 peak=peak)  # fmt: skip
+
+
+def start_network(config: ESConfig) -> plus.PlusNet:
+    """The network ``config`` meta-trains, before its weights are set: a residual network of
+    ``config.prior`` or ``config.prior_shape`` starting at exactly its prior, else a plain one;
+    reading a validation loss where ``config.validation``, declaring ``config.peak``.
+
+    Example:
+        >>> net = start_network(ESConfig(out="x", hidden=4, validation=True, peak=1.0,
+        ...                              prior_shape=(0.02, 0.98, 1.0)))
+        >>> net.num_inputs, net.peak, round(net.prior.cooldown, 6)
+        (17, 1.0, 0.98)
+    """
+    options = {"validation": config.validation, "peak": config.peak}
+    if config.prior is not None:
+        return residual_start(config.prior, hidden=config.hidden, seed=config.seed,
+                              limit=config.limit, **options)  # fmt: skip
+    if config.prior_shape is not None:
+        prior = plus.Prior(*config.prior_shape, limit=config.limit)
+        return plus.PlusNet.residual(prior, dict.fromkeys(plus.OPTIMIZER_FAMILIES, 1.0),
+                                     hidden=config.hidden, seed=config.seed, **options)  # fmt: skip
+    return plus.PlusNet(hidden=config.hidden, **options)
 
 
 def flat_params(net: plus.PlusNet) -> np.ndarray:
@@ -376,6 +437,7 @@ def evaluate(
     schedule: str = "mlrsnet-plus",
     template: plus.PlusNet | None = None,
     peak: float | None = None,
+    validation: bool = False,
 ) -> dict[str, Any]:
     """Train one task instance with the network ``theta`` (or a baseline ``schedule``).
 
@@ -390,6 +452,11 @@ def evaluate(
         template: The network ``theta`` goes into (a copy of it; by default a plain
             ``PlusNet(hidden)``): a residual network's prior and scales come from here.
         peak: The network's rate bound, a multiple of ``base_lr`` (:attr:`ESConfig.peak`).
+        validation: Cut the meta split in two disjoint halves (:attr:`ESConfig.validation`):
+            a schedule that reads a validation loss (``needs_val_loss``) is given the first
+            half's at every epoch end, and the second half scores the run. Without it the
+            whole meta split scores the run, and no schedule is given a validation loss (a
+            network that reads one then reads 0: the ablation).
 
     Returns:
         ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
@@ -426,15 +493,20 @@ def evaluate(
     carry: Any = None
     last_epoch = 0
     stream = training_batches(task, seed)
+    feeds_validation = validation and method.needs_val_loss
     for _ in range(instance["steps"]):
         epoch, inputs, targets = next(stream)
         if epoch != last_epoch:
             carry, last_epoch = None, epoch
+            if feeds_validation:
+                method.eval()
+                method.epoch_end(task.evaluate(model, split="meta", part=(0, 2))["loss"])
+                method.train()
         outputs = call_model(model, task.model_inputs(inputs, carry))
         method.step(task.loss_fn(outputs, targets))
         carry = task.next_carry(outputs)
     method.eval()
-    val_loss = task.evaluate(model, split="meta")["loss"]
+    val_loss = task.evaluate(model, split="meta", part=(1, 2) if validation else None)["loss"]
     objective = math.log(val_loss) if math.isfinite(val_loss) and val_loss > 0 else 10.0
     return {"val_loss": val_loss, "objective": objective, "base_lr": base_lr,
             "probe_steps": probe_steps, "seconds": time.perf_counter() - started}  # fmt: skip
@@ -509,10 +581,7 @@ def meta_train(
 
     _check_es_config(config)
     schedule = "mlrsnet-plus" if config.family == "plus" else "wsd-family"
-    template = None
-    if config.prior is not None:
-        template = residual_start(config.prior, hidden=config.hidden, seed=config.seed,
-                                  limit=config.limit)  # fmt: skip
+    template = start_network(config) if config.family == "plus" else None
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
@@ -537,7 +606,8 @@ def meta_train(
                 runs.append(remote.remote(inst, theta + sign * config.sigma * eps,
                                           hidden=config.hidden, base_lr=base_lr,
                                           data_dir=data_dir, schedule=schedule,
-                                          template=template, peak=config.peak))  # fmt: skip
+                                          template=template, peak=config.peak,
+                                          validation=config.validation))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
@@ -580,7 +650,9 @@ def _check_es_config(config: ESConfig) -> None:
     from mlrsnet.lab import baselines
 
     if config.monitor_schedule not in baselines.names():
-        raise ValueError(f"monitor_schedule must be a baseline name, got {config.monitor_schedule!r}")
+        raise ValueError(
+            f"monitor_schedule must be a baseline name, got {config.monitor_schedule!r}"
+        )
     if config.task_set not in (None, "convergence"):
         raise ValueError(f"task_set must be None or 'convergence', got {config.task_set!r}")
     if config.task_set == "convergence" and config.passes is None:
@@ -593,8 +665,18 @@ def _check_es_config(config: ESConfig) -> None:
             and config.family != "plus":  # fmt: skip
         raise ValueError("init and prior start the network's meta-training; the WSD family "
                          "has none")  # fmt: skip
-    if config.prior is not None and (config.init is not None or config.init_peaks is not None):
+    if config.prior is not None and config.prior_shape is not None:
+        raise ValueError("give a prior's file or a prior_shape, not both")
+    residual = config.prior is not None or config.prior_shape is not None
+    if residual and (config.init is not None or config.init_peaks is not None):
         raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
+    if config.family != "plus" and (config.validation or config.prior_shape is not None):
+        raise ValueError("validation and prior_shape are the network's; the WSD family has none")
+    if config.prior_shape is not None:
+        if len(config.prior_shape) != 3:
+            raise ValueError(f"prior_shape must be (warmup, cooldown, power), got "
+                             f"{config.prior_shape!r}")  # fmt: skip
+        plus.Prior(*config.prior_shape, limit=config.limit)  # names a field out of range
     if config.min_steps is not None and not 1 <= config.min_steps <= config.max_steps:
         raise ValueError(f"min_steps must be between 1 and max_steps ({config.max_steps}), "
                          f"got {config.min_steps}")  # fmt: skip
@@ -633,23 +715,28 @@ def _resumed(config: ESConfig, out: Path, state: dict[str, Any]) -> _Start:
 
 def _fresh(config: ESConfig, template: plus.PlusNet | None) -> _Start:
     """Where a new meta-training starts: ``θ`` of the WSD family's start, of the residual
-    network ``template``, of ``config.init`` or of the shape's network, with its peaks set
-    by ``config.init_peaks``; a fresh Adam and the random stream of ``config.seed``."""
+    network ``template`` (:func:`start_network`), of ``config.init`` or of the shape's
+    network, with its peaks set by ``config.init_peaks``; a fresh Adam and the random stream
+    of ``config.seed``."""
     if config.family == "wsd":
         theta = WSD_START.copy()
-    elif template is not None:
+    elif template is not None and template.prior is not None:
         theta = flat_params(template)
     elif config.init is not None:
         start, _ = plus.resolve(config.init)
         if start.hidden != config.hidden:
             raise ValueError(f"init {config.init!r} has {start.hidden} hidden units, "
                              f"the config {config.hidden}")  # fmt: skip
+        if start.reads_validation != config.validation:
+            raise ValueError(f"init {config.init!r} has validation={start.reads_validation}, "
+                             f"the config {config.validation}")  # fmt: skip
         theta = flat_params(start)
     else:
-        theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed))
+        theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed,
+                                                    validation=config.validation))  # fmt: skip
     if config.init_peaks is not None:
         fitted = json.loads(Path(config.init_peaks).read_text())["options"]
-        net = set_params(plus.PlusNet(hidden=config.hidden), theta)
+        net = set_params(plus.PlusNet(hidden=config.hidden, validation=config.validation), theta)
         theta = flat_params(with_peaks(net, {f: fitted[f]["peak"] for f in fitted}))
     return theta, _Adam(theta.size, config.meta_lr), np.random.default_rng(config.seed), 0
 
@@ -658,10 +745,16 @@ def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int,
                  template: plus.PlusNet | None) -> Path:  # fmt: skip
     """Write what the meta-training found, with its manifest: the WSD family's options
     (``wsd.json``) or the network (``plus.safetensors``); returns the file."""
+    task_set = (
+        "META_TRAINING_CONVERGENCE"
+        if config.task_set == "convergence"
+        else "META_TRAINING"
+        if config.passes is None
+        else "META_TRAINING_BY_PASSES"
+    )
     manifest = {"command": command, "config": asdict(config), "iterations": iteration,
-                "meta_training_set": "mlrsnet.lab.benchmark.tasksets."
-                                     + ("META_TRAINING" if config.passes is None
-                                        else "META_TRAINING_BY_PASSES"),
+                "meta_training_set": "mlrsnet.lab.benchmark.tasksets." + task_set,
+                "contract": contract(config.base, config.peak),
                 "iteration_seconds": _iteration_seconds(out / "history.jsonl"),
                 "versions": versions()}  # fmt: skip
     if config.family == "wsd":
@@ -670,8 +763,7 @@ def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int,
         atomic_write(path, json.dumps({**manifest, "theta": theta.tolist(),
                                        "options": options}, indent=2).encode())  # fmt: skip
         return path
-    net = plus.PlusNet(hidden=config.hidden) if template is None else template
-    net = set_params(net, theta)
+    net = set_params(copy.deepcopy(template), theta)
     return plus.save(out / "plus.safetensors", net.float(), manifest)
 
 
@@ -685,6 +777,7 @@ class _Monitor:
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
         self.peak, self.reference = config.peak, config.monitor_schedule
+        self.validation = config.validation
         self.schedule, self.template = schedule, template
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -696,7 +789,8 @@ class _Monitor:
                           for _ in range(config.monitor_instances)]  # fmt: skip
         probes = ray.get([
             remote.remote(inst, None, schedule=config.monitor_schedule, data_dir=data_dir,
-                          base_lr=user_lr(inst) if config.base == "user" else None)
+                          base_lr=user_lr(inst) if config.base == "user" else None,
+                          validation=config.validation)
             for inst in self.instances
         ])  # fmt: skip
         self.base_lrs = [p["base_lr"] for p in probes]
@@ -709,7 +803,8 @@ class _Monitor:
 
         results = ray.get([
             self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir,
-                               schedule=self.schedule, template=self.template, peak=self.peak)
+                               schedule=self.schedule, template=self.template, peak=self.peak,
+                               validation=self.validation)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
         ratios = [r["objective"] - w for r, w in zip(results, self.scores, strict=True)]
