@@ -737,6 +737,10 @@ def test_mlrsnet_plus_peak_option_makes_the_rate_the_peak():
                                 peak=1.0), 20)  # fmt: skip
     assert max(free) > 0.1 and max(capped) <= 0.1
     assert capped[0] == min(free[0], 0.1)
+    model = _model()
+    lifted = _run(model, _build("mlrsnet-plus", model.parameters(), network="v6", lr=0.1,
+                                peak=math.inf), 20)  # fmt: skip
+    assert lifted == free  # v6 declares no bound: Infinity is its own
     with pytest.raises(ValueError, match="peak"):
         _build("mlrsnet-plus", _model().parameters(), network="v6", lr=0.1, peak=-1.0)
 

@@ -246,17 +246,36 @@ def test_lists(capsys):
     assert "cosine" in lines[0] and "mlrsnet-plus" not in lines[0]
     assert lines[1].startswith("mlrsnet networks (--schedule mlrsnet:NAME): fmnist-resnet")
     assert lines[2].startswith(
-        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (meta-trained at --lr probe;"
+        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (zero-tuning mode; "
+        "meta-trained at --lr probe;"
     )
     from mlrsnet.lab.benchmark.plan import PLUS, RECOMMENDED_PLUS
 
     assert RECOMMENDED_PLUS in PLUS and lines[2].count("recommended") == 1
-    assert "v2 (meta-trained at the task's --lr; its rate up to " in lines[2]
+    assert "v2 (user-scaled mode; meta-trained at the task's --lr; its rate up to " in lines[2]
     # v6: scales 2.18 (SGD) and 4.83 (AdamW) times a correction of at most 2
     assert RECOMMENDED_PLUS == "v6" and (
-        "v6 (meta-trained at the task's --lr; corrects a fitted warmup-stable-decay; its rate up "
+        "v6 (user-scaled mode; meta-trained at the task's --lr; corrects a warmup-stable-decay; "
+        "its rate up "
         "to 4.36x the --lr with SGD, 9.66x with AdamW (--option peak=1: the --lr is the peak); "
         "recommended)" in lines[2]
+    )
+
+
+def test_schedules_names_the_mode_of_a_user_rate_network(capsys, tmp_path, monkeypatch):
+    from mlrsnet import plus
+
+    net = plus.PlusNet.residual(plus.Prior(0.02, 0.98, 1.0, 4.0), {"sgd": 1.0, "adaptive": 1.0},
+                                hidden=4, validation=True, peak=1.0)  # fmt: skip
+    plus.save(tmp_path / "v9.safetensors", net,
+              {"contract": "user-rate", "config": {"base": "user", "peak": 1.0}})  # fmt: skip
+    monkeypatch.setattr(plus, "_pretrained_dir", lambda: tmp_path)
+    assert main(["schedules"]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.endswith(
+        "v9 (user-rate mode; meta-trained at the task's --lr; corrects a warmup-stable-decay; "
+        "reads a validation loss (observe_validation); its rate at most 1x the --lr (declared; "
+        "--option peak=Infinity lifts it))"
     )
 
 

@@ -1329,7 +1329,7 @@ def _build_plus(
     :data:`SHAPE_OPTIMIZERS`; the network reads the loss before each optimizer step.
     ``progress_only`` holds the loss inputs at 0 (the ablation); ``peak`` bounds the rate at
     that multiple of ``lr`` (``1.0``: ``lr`` is the peak; ``None``: the bound the network
-    declares, or its own). A network that reads a validation loss is given the epoch's
+    declares, or its own; ``math.inf``: no bound). A network that reads a validation loss is given the epoch's
     validation loss at every epoch end (``needs_val_loss``).
     """
     from mlrsnet import plus

@@ -666,17 +666,27 @@ def _cmd_schedules() -> int:
 
     names = [n for n in baselines.names() if n not in ("mlrsnet", "mlrsnet-plus")]
     print("baselines:", ", ".join(names))
+    from mlrsnet.lab.plus_training import contract
+
     base_of = {"probe": "meta-trained at --lr probe", "user": "meta-trained at the task's --lr"}
     plus_names = []
     for name in plus.pretrained_names():
-        notes = [base_of[plus_base(name)]]
-        net = plus.pretrained(name)[0]
+        net, manifest = plus.pretrained(name)
+        base = plus_base(name)
+        mode = manifest.get("contract") or contract(base, manifest.get("config", {}).get("peak"))
+        notes = [f"{mode} mode", base_of[base]]
         if net.prior is not None:
-            notes.append("corrects a fitted warmup-stable-decay")
+            notes.append("corrects a warmup-stable-decay")
+        if net.reads_validation:
+            notes.append("reads a validation loss (observe_validation)")
         bound = 2.0 if net.prior is None else net.prior.limit  # the multiplier's own bound
-        notes.append(f"its rate up to {bound * net.scale('sgd'):.3g}x the --lr with SGD, "
-                     f"{bound * net.scale('adaptive'):.3g}x with AdamW "
-                     "(--option peak=1: the --lr is the peak)")  # fmt: skip
+        if net.peak is not None:
+            notes.append(f"its rate at most {net.peak:g}x the --lr (declared; --option "
+                         "peak=Infinity lifts it)")  # fmt: skip
+        else:
+            notes.append(f"its rate up to {bound * net.scale('sgd'):.3g}x the --lr with SGD, "
+                         f"{bound * net.scale('adaptive'):.3g}x with AdamW "
+                         "(--option peak=1: the --lr is the peak)")  # fmt: skip
         if name == RECOMMENDED_PLUS:
             notes.append("recommended")
         plus_names.append(f"{name} ({'; '.join(notes)})")
