@@ -64,7 +64,7 @@ class RecordLR(transformers.TrainerCallback):
         optimizer._is_overflow = state.global_step == self.skip_step
 
 
-def trainer(tmp_path, accumulate, record, net_seed=2, epochs=3, **kwargs):
+def trainer(tmp_path, accumulate, record, net_seed=2, epochs=3, eval_dataset=None, **kwargs):
     model = tiny_llama()
     optimizer, scheduler = optimizer_and_scheduler(model, net_seed)
     args = transformers.TrainingArguments(
@@ -75,7 +75,8 @@ def trainer(tmp_path, accumulate, record, net_seed=2, epochs=3, **kwargs):
         **{"save_strategy": "no", **kwargs},
     )  # fmt: skip
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset(),
-                                   optimizers=(optimizer, scheduler), callbacks=[record])  # fmt: skip
+                                   eval_dataset=eval_dataset, optimizers=(optimizer, scheduler),
+                                   callbacks=[record])  # fmt: skip
     MLRSNetCallback.attach(trainer)
     return trainer, scheduler
 
@@ -187,3 +188,38 @@ def test_the_trainer_feeds_mlrsnet_plus_like_a_hand_written_loop(tmp_path, monke
     expected, reference = hand_written(1)
     assert record.lrs == expected and len(set(expected)) > 1
     assert scheduler.get_last_lr() == reference.get_last_lr()
+
+
+def test_the_trainer_gives_a_validation_network_each_evaluation_loss(tmp_path, monkeypatch):
+    from mlrsnet.plus import MLRSNetPlusLR, PlusNet
+
+    def validated(model, net_seed=2):
+        torch.manual_seed(net_seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        net = PlusNet(hidden=6, validation=True)
+        return optimizer, MLRSNetPlusLR(optimizer, net, total_steps=3 * SEQUENCES // BATCH_SIZE)
+
+    class RecordEval(transformers.TrainerCallback):
+        def __init__(self):
+            self.losses = []
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.losses.append(metrics["eval_loss"])
+
+    monkeypatch.setitem(globals(), "optimizer_and_scheduler", validated)
+    hf, scheduler = trainer(tmp_path, 1, RecordLR(), eval_dataset=dataset(), eval_strategy="epoch")
+    record = RecordEval()
+    hf.add_callback(record)
+    hf.train()
+    state = scheduler.validation_state
+    assert len(record.losses) == 3 and state.count == 3
+    assert state.last == record.losses[-1] and state.minimum == min(record.losses)
+    other, _ = trainer(tmp_path / "b", 1, RecordLR(), eval_dataset=dataset(),
+                       eval_strategy="epoch")  # fmt: skip
+    for callback in other.callback_handler.callbacks:
+        if isinstance(callback, MLRSNetCallback):
+            callback.metric = "eval_nope"
+    with pytest.raises(ValueError, match="no 'eval_nope'"):
+        other.train()
+    with pytest.raises(ValueError, match="metric"):
+        MLRSNetCallback(metric="")

@@ -201,3 +201,47 @@ def test_lightning_feeds_mlrsnet_plus_like_a_hand_written_loop():
             optimizer.zero_grad()
     assert record.lrs == expected
     assert len(set(expected)) > BATCHES  # the rates move with the run
+
+
+class ValidatedPlus(PlusRegression):
+    """MLR-SNet+ with a network that reads a validation loss, logged as ``val_loss``."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.model(x), y))
+
+    def configure_optimizers(self):
+        from mlrsnet.plus import MLRSNetPlusLR, PlusNet
+
+        optimizer = torch.optim.AdamW(self.parameters(), lr=0.01)
+        torch.manual_seed(self.net_seed)
+        scheduler = MLRSNetPlusLR(optimizer, PlusNet(hidden=6, validation=True),
+                                  total_steps=3 * BATCHES)  # fmt: skip
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}  # fmt: skip
+
+
+class RecordValidation(pl.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.losses.append(float(trainer.callback_metrics["val_loss"]))
+
+
+def test_lightning_gives_a_validation_network_each_validation_loss():
+    record = RecordValidation()
+    module = ValidatedPlus()
+    trainer(3, 1, [MLRSNetCallback(), record], enable_checkpointing=False).fit(
+        module, loader(), loader()
+    )
+    scheduler = module.trainer.lr_scheduler_configs[0].scheduler
+    state = scheduler.validation_state
+    assert len(record.losses) == 3 and state.count == 3  # the sanity check is not fed
+    assert state.last == record.losses[-1] and state.minimum == min(record.losses)
+    with pytest.raises(ValueError, match="'val_nope' was not logged"):
+        trainer(1, 1, [MLRSNetCallback(monitor="val_nope")], enable_checkpointing=False,
+                num_sanity_val_steps=0).fit(ValidatedPlus(), loader(), loader())  # fmt: skip
+    with pytest.raises(ValueError, match="monitor"):
+        MLRSNetCallback(monitor="")

@@ -46,6 +46,7 @@ from typing import Any
 from torch import Tensor
 
 from mlrsnet.integrations._common import LOSS_DRIVEN
+from mlrsnet.plus import MLRSNetPlusLR
 
 __all__ = ["MLRSNetCallback"]
 
@@ -65,19 +66,30 @@ class MLRSNetCallback(TrainerCallback):
     overflow) feeds nothing: the ``Trainer`` does not step the scheduler then,
     and its losses are dropped. Under DDP each rank observes its own loss and the
     scheduler averages it over the ranks.
+
+    An :class:`~mlrsnet.plus.MLRSNetPlusLR` whose network reads a validation loss
+    (:attr:`PlusNet.reads_validation <mlrsnet.plus.PlusNet.reads_validation>`) is given the
+    metric ``metric`` (``"eval_loss"``) of every evaluation the ``Trainer`` runs
+    (``eval_strategy``; :meth:`MLRSNetPlusLR.observe_validation
+    <mlrsnet.plus.MLRSNetPlusLR.observe_validation>`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str = "eval_loss") -> None:
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"MLRSNetCallback: metric must be a metric's name, got {metric!r}")
+        self.metric = metric
         self.trainer: Trainer | None = None
         self._window: Tensor | float | None = None
 
     @classmethod
-    def attach(cls, trainer: Trainer) -> MLRSNetCallback:
+    def attach(cls, trainer: Trainer, metric: str = "eval_loss") -> MLRSNetCallback:
         """Feed ``trainer``'s scheduler: wrap its ``training_step`` and add the callback.
 
         Args:
             trainer: A ``transformers.Trainer`` (or a subclass) built with
                 ``optimizers=(optimizer, MLRSNetLR(optimizer, net))``.
+            metric: The evaluation metric given to an MLR-SNet+ network that reads a
+                validation loss.
 
         Returns:
             The callback (attaching twice returns the first one).
@@ -92,7 +104,7 @@ class MLRSNetCallback(TrainerCallback):
         for existing in trainer.callback_handler.callbacks:
             if isinstance(existing, cls) and existing.trainer is trainer:
                 return existing
-        callback = cls()
+        callback = cls(metric)
         callback.trainer = trainer
         original = trainer.training_step
 
@@ -142,3 +154,17 @@ class MLRSNetCallback(TrainerCallback):
         scheduler = kwargs.get("lr_scheduler")
         if window is not None and isinstance(scheduler, LOSS_DRIVEN):
             scheduler.observe(window)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Give the evaluation loss to a network that reads a validation loss."""
+        scheduler = kwargs.get("lr_scheduler")
+        if not (isinstance(scheduler, MLRSNetPlusLR) and scheduler.net.reads_validation):
+            return
+        metrics = kwargs.get("metrics") or {}
+        if self.metric not in metrics:
+            raise ValueError(
+                f"MLRSNetCallback: the MLR-SNet+ network reads a validation loss, but the "
+                f"evaluation gave no {self.metric!r} (it gave {sorted(metrics)}); name it with "
+                "MLRSNetCallback.attach(trainer, metric=...)"
+            )
+        scheduler.observe_validation(float(metrics[self.metric]))

@@ -78,13 +78,28 @@ class MLRSNetCallback(pl.Callback):
     observes its own loss and the scheduler averages it over the ranks, so every
     rank sets the same learning rate.
 
+    An :class:`~mlrsnet.plus.MLRSNetPlusLR` whose network reads a validation loss
+    (:attr:`PlusNet.reads_validation <mlrsnet.plus.PlusNet.reads_validation>`) is given the
+    logged metric ``monitor`` after every validation run of ``fit`` (the sanity check
+    excepted), as ``EarlyStopping`` reads it
+    (:meth:`MLRSNetPlusLR.observe_validation <mlrsnet.plus.MLRSNetPlusLR.observe_validation>`).
+
+    Args:
+        monitor: The logged validation loss (``self.log("val_loss", loss)`` in
+            ``validation_step``) for networks that read one.
+
     Raises:
         ValueError: At the start of ``fit``, if no ``MLRSNetLR`` is configured,
             one is stepped per epoch, or the module uses manual optimization
-            (step the scheduler yourself there: ``scheduler.step(loss)``).
+            (step the scheduler yourself there: ``scheduler.step(loss)``); after a
+            validation run, if a network reads a validation loss and ``monitor`` was
+            not logged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, monitor: str = "val_loss") -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"MLRSNetCallback: monitor must be a metric's name, got {monitor!r}")
+        self.monitor = monitor
         self.schedulers: list[MLRSNetLR | MLRSNetPlusLR] = []
         self._module: pl.LightningModule | None = None
         self._saved: Any = _MISSING
@@ -117,6 +132,25 @@ class MLRSNetCallback(pl.Callback):
             scheduler.mark_observing()
         self.schedulers = schedulers
         self._wrap(pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Give the logged validation loss to the networks that read one."""
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        readers = [s for s in self.schedulers
+                   if isinstance(s, MLRSNetPlusLR) and s.net.reads_validation]  # fmt: skip
+        if not readers:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"MLRSNetCallback: the MLR-SNet+ network reads a validation loss, but "
+                f"{self.monitor!r} was not logged (logged: {sorted(trainer.callback_metrics)}); "
+                f"log it in validation_step (self.log({self.monitor!r}, loss)) or name it with "
+                "MLRSNetCallback(monitor=...)"
+            )
+        for scheduler in readers:
+            scheduler.observe_validation(value.detach() if isinstance(value, Tensor) else value)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Remove the wrapper from ``training_step``."""
