@@ -900,10 +900,9 @@ class MLRSNetPlusLR(LossDrivenLR):
             self.num_nonfinite += 1
             logger.warning("MLRSNetPlusLR: non-finite validation loss %r skipped", value)
             return
-        self._val_count += 1
-        self._val_last = value
-        if value < self._val_minimum:
-            self._val_minimum, self._val_best_step = value, self._losses_read
+        state = observe_validation(self.validation_state, value, self._losses_read)
+        self._val_count, self._val_minimum, self._val_last, self._val_best_step = (
+            state.count, state.minimum, state.last, state.best_step)  # fmt: skip
 
     @property
     def factor(self) -> float:
