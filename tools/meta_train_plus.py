@@ -8,7 +8,8 @@ of the probe's; ``--init v1`` starts from a shipped network instead of the defau
 ``--prior WSD_JSON`` meta-trains a residual network that corrects a fitted WSD family, and
 ``--prior-shape W C P`` one that corrects a given warmup-stable-decay shape (``0.02 0.98 1``:
 linear to zero); ``--validation`` gives the network a validation loss at every epoch end; and
-``--peak 1 --base user`` meta-trains under the user-rate contract (the user's rate is the peak).
+``--peak 1 --base user`` meta-trains under the user-rate contract (the user's rate is the peak);
+``--objective error`` scores each run by its final validation error instead of its loss.
 
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", action="store_true",
                         help="a network that reads a validation loss: half the meta split is "
                              "given to it at every epoch end, the other half scores the run")  # fmt: skip
+    parser.add_argument("--objective", choices=("loss", "error"), default="loss",
+                        help="score each run by the log of its final validation loss, or of its "
+                             "final validation error (classification; text is scored by loss)")  # fmt: skip
     parser.add_argument("--limit", type=float, default=2.0,
                         help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
     parser.add_argument(
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         peak=args.peak,
         validation=args.validation,
         prior_shape=tuple(args.prior_shape) if args.prior_shape else None,
+        objective=args.objective,
     )
 
     def report(record: dict) -> None:
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if "monitor_log_ratio" in record:
             monitor = (f", vs {record['monitor_schedule']} on the monitor tasks: log ratio {record['monitor_log_ratio']:+.4f}"
                        f" ({record['monitor_wins']} better)")  # fmt: skip
-        print(f"iteration {record['iteration']}: log val loss {record['objective_pairs']:.4f}, "
+        print(f"iteration {record['iteration']}: log val {args.objective} {record['objective_pairs']:.4f}, "
               f"mean |f+ - f-| {record['mean_abs_difference']:.3g}, |g| {record['grad_norm']:.3g}, "
               f"{record['seconds']:.1f} s{monitor}", flush=True)  # fmt: skip
 

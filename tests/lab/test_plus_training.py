@@ -357,7 +357,7 @@ def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
     plus_training.meta_train(config, workers=1)
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    for key in ("base", "init", "init_peaks", "min_steps", "passes", "prior", "limit"):
+    for key in ("base", "init", "init_peaks", "min_steps", "passes", "prior", "limit", "objective"):
         del state["config"][key]
     state_path.write_text(json.dumps(state))
     plus_training.meta_train(config, workers=1)  # the missing settings read as their defaults
@@ -483,6 +483,7 @@ def test_a_validation_meta_training_under_the_user_rate_contract(tmp_path):
     ({"prior_shape": (0.5, 0.6, 1.0)}, "exceed the whole run"),
     ({"prior_shape": (0.0, 1.0)}, "prior_shape"),
     ({"prior_shape": (0.0, 1.0, 1.0), "init": "v6"}, "no init"),
+    ({"objective": "accuracy"}, "objective must be one of"),
 ])  # fmt: skip
 def test_validation_and_prior_shape_settings_are_checked(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
@@ -495,3 +496,50 @@ def test_the_contract_of_a_meta_training():
     assert plus_training.contract("probe", None) == "zero-tuning"
     with pytest.raises(ValueError, match="base"):
         plus_training.contract("users", 1.0)
+
+
+def test_the_run_objective_of_a_loss_and_of_an_error():
+    loss, error = (plus_training.run_objective(k, 0.4, 0.9, size=200) for k in ("loss", "error"))
+    assert loss == np.log(0.4) and error == np.log(0.1 + 1 / 200)
+    assert plus_training.run_objective("error", 0.01, 1.0, size=200) == np.log(1 / 200)  # finite
+    worst = np.log(1 + 1 / 200)
+    for bad in (float("nan"), float("inf")):  # a diverged run scores the worst error
+        assert plus_training.run_objective("error", bad, 0.9, size=200) == worst
+        assert plus_training.run_objective("loss", bad, 0.9, size=200) == plus_training.DIVERGED
+    assert plus_training.run_objective("error", 0.3, float("nan"), size=200) == worst
+    # a language model's metric is a perplexity: it is scored by its loss under either kind
+    text = plus_training.run_objective("error", 1.5, 4.48, size=1, language_model=True)
+    assert text == np.log(1.5)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        plus_training.run_objective("accuracy", 0.4, 0.9, size=200)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        plus_training.run_objective("error", 0.4, 0.9, size=0)
+
+
+def test_evaluate_scores_a_run_by_its_validation_error():
+    """The same run (same seed, same rate) under both objectives: its loss and accuracy are
+    the same, and ``"error"`` scores it by the accuracy of the half of the meta split that
+    scores it."""
+    instance = {"task": "digits-mlp", "train_fraction": 0.5, "optimizer": "sgd",
+                "noise_rate": 0.2, "steps": 30, "seed": 5}  # fmt: skip
+    runs = {kind: plus_training.evaluate(instance, None, base_lr=0.05, schedule="cosine",
+                                         validation=True, objective=kind)
+            for kind in plus_training.OBJECTIVES}  # fmt: skip
+    loss, error = runs["loss"], runs["error"]
+    assert (loss["val_loss"], loss["val_metric"]) == (error["val_loss"], error["val_metric"])
+    from mlrsnet.lab import tasks
+
+    size = plus_training.scoring_size(tasks.get("digits-mlp", train_fraction=0.5), (1, 2))
+    assert 0 < size < plus_training.scoring_size(tasks.get("digits-mlp"), None)
+    assert error["objective"] == np.log(1 - error["val_metric"] + 1 / size)
+    assert loss["objective"] == np.log(loss["val_loss"])
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "tinyshakespeare").is_dir(),
+                    reason="shared data not found")  # fmt: skip
+def test_a_language_model_is_scored_by_its_loss_under_the_error_objective():
+    instance = {"task": "shakespeare-lstm-tiny", "train_fraction": 0.05, "optimizer": "adamw",
+                "noise_rate": 0.0, "steps": 4, "seed": 1}  # fmt: skip
+    run = plus_training.evaluate(instance, None, base_lr=1e-3, schedule="cosine",
+                                 data_dir=str(ROOT.parent / "shared" / "data"), objective="error")  # fmt: skip
+    assert run["val_metric"] > 1 and run["objective"] == np.log(run["val_loss"])

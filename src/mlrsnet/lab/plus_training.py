@@ -6,8 +6,9 @@ with momentum or AdamW, uniform label noise, a length drawn log-uniformly), take
 rate (the library's probe, run once per instance, or with ``base="user"`` the rate a user of
 the task types: :func:`user_lr`), and trains each instance twice, with the network's
 weights ``θ + σε`` and ``θ − σε`` (the same seed, so the same initialisation and data order).
-The objective is the log of the final loss on the instance's *clean* validation split — the
-whole run's outcome, not a one-step lookahead, so no short-horizon bias — and the ES estimate
+The objective is the log of the final loss on the instance's *clean* validation split (or,
+with ``objective="error"``, the log of its final error: :func:`run_objective`) — the whole
+run's outcome, not a one-step lookahead, so no short-horizon bias — and the ES estimate
 
     g = Σ_k d_k ε_k / (2 σ K),   d_k = f(θ + σ ε_k) − f(θ − σ ε_k)
 
@@ -51,9 +52,10 @@ from mlrsnet.lab.probing import probe_task, training_batches
 from mlrsnet.lab.rundir import versions
 
 __all__ = [
-    "BASES", "WSD_START", "ESConfig", "contract", "es_gradient", "evaluate", "flat_params",
-    "meta_train", "probe", "residual_start", "sample_instance", "set_params", "shape_differences",
-    "start_network", "steps_per_pass", "user_lr", "with_peaks", "wsd_options",
+    "BASES", "DIVERGED", "OBJECTIVES", "WSD_START", "ESConfig", "contract", "es_gradient",
+    "evaluate", "flat_params", "meta_train", "probe", "residual_start", "run_objective",
+    "sample_instance", "scoring_size", "set_params", "shape_differences", "start_network",
+    "steps_per_pass", "user_lr", "with_peaks", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,12 @@ class ESConfig:
             warmup-stable-decay prior (:class:`mlrsnet.plus.Prior`, bound ``limit``) at 1x
             the base rate for both optimizer families, e.g. ``(0.02, 0.98, 1.0)``: linear to
             zero after a short warmup. The alternative to ``prior`` (a fitted family's file).
+        objective: What a run is scored by (:func:`run_objective`): ``"loss"``, the log of
+            the final validation loss, or ``"error"``, the log of the final validation error
+            (classification; a language model is scored by its loss either way). Under label
+            noise the validation loss can fall while the accuracy falls (a memorising model
+            grows less confident on the examples it gets wrong), so the loss rewards a
+            schedule that memorises; the error is what the user reads.
     """
 
     out: str
@@ -156,10 +164,17 @@ class ESConfig:
     peak: float | None = None
     validation: bool = False
     prior_shape: tuple[float, float, float] | None = None
+    objective: str = "loss"
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
 BASES: tuple[str, ...] = ("probe", "user")
+
+#: What a run may be scored by (:attr:`ESConfig.objective`, :func:`run_objective`).
+OBJECTIVES: tuple[str, ...] = ("loss", "error")
+
+#: The objective of a run whose loss is not finite (or not positive).
+DIVERGED = 10.0
 
 
 #: The WSD family's parameters at the start: peak 1x (both optimizer families), about 0.4 %
@@ -438,6 +453,7 @@ def evaluate(
     template: plus.PlusNet | None = None,
     peak: float | None = None,
     validation: bool = False,
+    objective: str = "loss",
 ) -> dict[str, Any]:
     """Train one task instance with the network ``theta`` (or a baseline ``schedule``).
 
@@ -457,10 +473,11 @@ def evaluate(
             half's at every epoch end, and the second half scores the run. Without it the
             whole meta split scores the run, and no schedule is given a validation loss (a
             network that reads one then reads 0: the ablation).
+        objective: What scores the run (:func:`run_objective`): ``"loss"`` or ``"error"``.
 
     Returns:
-        ``{"val_loss", "objective" (log val loss, or a large penalty when not finite),
-        "base_lr", "probe_steps", "seconds"}``.
+        ``{"val_loss", "val_metric", "objective" (:func:`run_objective`), "base_lr",
+        "probe_steps", "seconds"}``.
     """
     from mlrsnet.lab import baselines
     from mlrsnet.lab.tasks.types import call_model
@@ -506,10 +523,57 @@ def evaluate(
         method.step(task.loss_fn(outputs, targets))
         carry = task.next_carry(outputs)
     method.eval()
-    val_loss = task.evaluate(model, split="meta", part=(1, 2) if validation else None)["loss"]
-    objective = math.log(val_loss) if math.isfinite(val_loss) and val_loss > 0 else 10.0
-    return {"val_loss": val_loss, "objective": objective, "base_lr": base_lr,
-            "probe_steps": probe_steps, "seconds": time.perf_counter() - started}  # fmt: skip
+    part = (1, 2) if validation else None
+    scored = task.evaluate(model, split="meta", part=part)
+    text = task.modality == "text"
+    score = run_objective(objective, scored["loss"], scored["metric"], language_model=text,
+                          size=1 if text else scoring_size(task, part))  # fmt: skip
+    return {"val_loss": scored["loss"], "val_metric": scored["metric"], "objective": score,
+            "base_lr": base_lr, "probe_steps": probe_steps,
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def run_objective(
+    kind: str, loss: float, metric: float, *, size: int, language_model: bool = False
+) -> float:
+    """What one run scores (lower is better): the ES objective of :attr:`ESConfig.objective`.
+
+    ``"loss"``: ``log(loss)``, or :data:`DIVERGED` when the loss is not finite. ``"error"``
+    (classification): ``log(1 − accuracy + 1/size)``, where ``size`` is how many examples
+    scored the run: the ``1/size`` (one example's worth) keeps a perfect run finite, so the
+    objective stays a log ratio between the two runs of a pair; a diverged run (its loss or
+    accuracy not finite) scores the worst, ``log(1 + 1/size)``. A language model's metric is
+    a perplexity, so it is scored by its loss under either kind.
+
+    Example:
+        >>> round(run_objective("error", 0.4, 0.9, size=100), 4)  # log(0.1 + 0.01)
+        -2.2073
+        >>> run_objective("loss", float("nan"), 0.1, size=100)
+        10.0
+    """
+    if kind not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {kind!r}")
+    if kind == "loss" or language_model:
+        return math.log(loss) if math.isfinite(loss) and loss > 0 else DIVERGED
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    error = 1.0 - metric if math.isfinite(loss) and math.isfinite(metric) else 1.0
+    return math.log(min(max(error, 0.0), 1.0) + 1.0 / size)
+
+
+def scoring_size(task: Any, part: tuple[int, int] | None) -> int:
+    """How many examples of ``task``'s meta split score a run (its ``part`` of it, if given).
+
+    Example:
+        >>> from mlrsnet.lab import tasks
+        >>> task = tasks.get("digits-mlp")
+        >>> scoring_size(task, None) == 2 * scoring_size(task, (1, 2))
+        True
+    """
+    from mlrsnet.lab.tasks.types import _part
+
+    indices = task.meta_indices
+    return int((indices if part is None else _part(indices, part)).numel())
 
 
 def es_gradient(differences: np.ndarray, noise: np.ndarray, sigma: float) -> np.ndarray:
@@ -607,7 +671,8 @@ def meta_train(
                                           hidden=config.hidden, base_lr=base_lr,
                                           data_dir=data_dir, schedule=schedule,
                                           template=template, peak=config.peak,
-                                          validation=config.validation))  # fmt: skip
+                                          validation=config.validation,
+                                          objective=config.objective))  # fmt: skip
         results = ray.get(runs)
         f_plus = np.array([r["objective"] for r in results[0::2]])
         f_minus = np.array([r["objective"] for r in results[1::2]])
@@ -647,6 +712,8 @@ def _check_es_config(config: ESConfig) -> None:
         raise ValueError(f"family must be 'plus' or 'wsd', got {config.family!r}")
     if config.base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {config.base!r}")
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {config.objective!r}")
     from mlrsnet.lab import baselines
 
     if config.monitor_schedule not in baselines.names():
@@ -777,7 +844,7 @@ class _Monitor:
 
         self.remote, self.data_dir, self.hidden = remote, data_dir, config.hidden
         self.peak, self.reference = config.peak, config.monitor_schedule
-        self.validation = config.validation
+        self.validation, self.objective = config.validation, config.objective
         self.schedule, self.template = schedule, template
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -790,7 +857,7 @@ class _Monitor:
         probes = ray.get([
             remote.remote(inst, None, schedule=config.monitor_schedule, data_dir=data_dir,
                           base_lr=user_lr(inst) if config.base == "user" else None,
-                          validation=config.validation)
+                          validation=config.validation, objective=config.objective)
             for inst in self.instances
         ])  # fmt: skip
         self.base_lrs = [p["base_lr"] for p in probes]
@@ -804,7 +871,7 @@ class _Monitor:
         results = ray.get([
             self.remote.remote(inst, theta, hidden=self.hidden, base_lr=lr, data_dir=self.data_dir,
                                schedule=self.schedule, template=self.template, peak=self.peak,
-                               validation=self.validation)
+                               validation=self.validation, objective=self.objective)
             for inst, lr in zip(self.instances, self.base_lrs, strict=True)
         ])  # fmt: skip
         ratios = [r["objective"] - w for r, w in zip(results, self.scores, strict=True)]
