@@ -543,3 +543,19 @@ def test_a_language_model_is_scored_by_its_loss_under_the_error_objective():
     run = plus_training.evaluate(instance, None, base_lr=1e-3, schedule="cosine",
                                  data_dir=str(ROOT.parent / "shared" / "data"), objective="error")  # fmt: skip
     assert run["val_metric"] > 1 and run["objective"] == np.log(run["val_loss"])
+
+
+def test_the_meta_task_curves_tool_prints_one_row_per_instance_and_length(capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import meta_task_curves
+    finally:
+        sys.path.pop(0)
+    assert (
+        meta_task_curves.main(["--only", "digits-mlp", "--passes", "1", "2", "--seeds", "0"]) == 0
+    )
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| digits")]
+    assert [row.split(" | ")[4:6] for row in rows] == [["1", "18"], ["2", "36"]]
+    assert all(0 < float(row.split(" | ")[7].split()[0]) <= 100 for row in rows)
+    with pytest.raises(SystemExit):
+        meta_task_curves.main(["--only", "nope"])
