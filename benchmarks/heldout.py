@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         markdown = args.markdown or (out / "report.md" if args.quick else ROOT / "BENCHMARKS.md")
         figures = out / "figures" if args.quick else ROOT / "docs" / "benchmarks" / args.suite
         # the convergence suite leads the page: its section goes before the short-horizon one
-        before = "## The held-out transfer benchmark" if args.suite == "convergence" else None
+        before = (
+            "## The held-out transfer benchmark: short-horizon and undertrained (the earlier suite)"
+            if args.suite == "convergence"
+            else None
+        )
         written = report.write(out, targets, markdown, figures_out=figures, quick=args.quick,
                                suite=args.suite, insert_before=before)  # fmt: skip
         print(f"wrote {written}")
