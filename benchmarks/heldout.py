@@ -96,26 +96,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_plan(targets: list, seeds: tuple[int, ...], out: Path, methods: list | None) -> int:
     from mlrsnet.lab.benchmark import plan as planning
-    from mlrsnet.lab.benchmark.execute import Records
+    from mlrsnet.lab.benchmark.execute import Records, tuned_factor
 
     runs, probes = planning.plan(targets, seeds)
     if methods is not None:  # as the run picks them: these methods' runs and their probes
         runs, probes = planning.pick(runs, probes, methods)
-    done = Records(out / "records.jsonl").ids() if (out / "records.jsonl").is_file() else set()
+    records = Records(out / "records.jsonl")
+    done = records.ids()
     print(f"{'target':32} {'jobs':>5} {'done':>5} {'hours':>6}  size")
     total = left = 0.0
     for target in targets:
         jobs = [r for r in runs if r.target == target.name]
         jobs += [p for p in probes if p.target == target.name]
-        tuned = 0 if methods is not None else len(planning.TUNED) * len(target.check_seeds or seeds)
-        seconds = sum(planning.estimated_seconds(target, j) for j in jobs)
-        seconds += tuned * target.seconds
         ids = [getattr(j, "run_id", None) or j.probe_id for j in jobs]
+        seconds = sum(planning.estimated_seconds(target, j) for j in jobs)
+        if methods is None:  # the tuned tier: its runs are known once its grid has finished
+            for method in planning.TUNED:
+                factor = tuned_factor(records.rows, target.tuned_at or target.name, method)
+                for seed in target.check_seeds or seeds:
+                    ids.append(None if factor is None else
+                               planning.tuned_run(target, method, factor, seed).run_id)  # fmt: skip
+                    seconds += target.seconds
         finished = sum(i in done for i in ids)
         share = 1 - finished / max(len(ids), 1)
         total += seconds
         left += seconds * share
-        print(f"{target.name:32} {len(jobs) + tuned:5d} {finished:5d} {seconds / 3600:6.2f}  "
+        print(f"{target.name:32} {len(ids):5d} {finished:5d} {seconds / 3600:6.2f}  "
               f"{target.note}")  # fmt: skip
     tiers = Counter(r.tier for r in runs)
     tuned_runs = (

@@ -167,6 +167,14 @@ def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
         if row["kind"] == "run":
             assert 0 <= row["final_test_metric"] <= 100
             assert all(math.isfinite(lr) for lr in row["curve"]["lr"])
+    # --plan of the finished suite: every job of every target done, the tuned tier included
+    shown = subprocess.run(command[:-4] + ["--plan", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    for target in tasksets.QUICK_CONVERGENCE:
+        jobs, finished = shown.stdout.split(f"{target.name} ", 1)[1].split()[:2]
+        assert jobs == finished, (target.name, jobs, finished)
+    assert "left: 0.00 h" in shown.stdout
     text = (tmp_path / "report.md").read_text()
     for target in tasksets.QUICK_CONVERGENCE:
         # each target has its table; its learning-curve check is a row of the plateau table
