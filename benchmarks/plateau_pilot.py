@@ -25,16 +25,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_run(job: tuple[str, int, bool, int, str, str | None]) -> dict[str, Any]:
-    """Train one pilot run (``target, epochs, augment, seed, folder, data_dir``); its summary."""
+def one_run(job: tuple[str, str, int, bool, int, str, str | None]) -> dict[str, Any]:
+    """Train one pilot run (``suite, target, epochs, augment, seed, folder, data_dir``)."""
     import torch
 
     from mlrsnet.lab.benchmark.tasksets import targets
     from mlrsnet.lab.executor import text_data_dir
     from mlrsnet.lab.runner import RunConfig, run
 
-    name, epochs, augment, seed, folder, data_dir = job
-    target = {t.name: t for t in targets("convergence")}[name]
+    suite, name, epochs, augment, seed, folder, data_dir = job
+    target = {t.name: t for t in targets(suite)}[name]
     torch.set_num_threads(1)
     config = RunConfig(
         task=target.task, out=folder, schedule="cosine", epochs=epochs, lr=target.lr,
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", required=True, metavar="TARGET")
+    parser.add_argument("--suite", default="convergence",
+                        help="the suite of the targets (quick-convergence: digits, for tests)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=None,
                         help="this length and twice it (default: each target's own)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001])
@@ -61,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     args = parser.parse_args(argv)
-    known = {t.name: t for t in targets("convergence")}
+    known = {t.name: t for t in targets(args.suite)}
     unknown = [t for t in args.targets if t not in known]
     if unknown:
-        parser.error(f"unknown targets {unknown}; the convergence suite's: {sorted(known)}")
+        parser.error(f"unknown targets {unknown}; the {args.suite} suite's: {sorted(known)}")
     epochs = {name: args.epochs or known[name].epochs for name in args.targets}
     augments = {"both": (True, False), "on": (True,), "off": (False,)}[args.augment]
     with tempfile.TemporaryDirectory() as scratch:
-        jobs = [(name, factor * epochs[name], augment, seed,
+        jobs = [(args.suite, name, factor * epochs[name], augment, seed,
                  str(Path(scratch) / f"{name}-{factor}-{augment}-{seed}"), args.data_dir)
                 for name, augment, factor, seed in
                 itertools.product(args.targets, augments, (1, 2), args.seeds)]  # fmt: skip

@@ -98,3 +98,24 @@ def test_gpu_nosync_loop_runs_every_scheduler_and_refuses_without_cuda(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert module["main"]([]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_plateau_pilot_prints_each_length_and_the_change_at_twice_it(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plateau_pilot
+    finally:
+        sys.path.pop(0)
+    argv = ["--suite", "quick-convergence", "--targets", "quick-conv-digits-mlp", "--epochs", "1",
+            "--seeds", "0", "--workers", "1", "--augment", "off"]  # fmt: skip
+    assert plateau_pilot.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "`quick-conv" in line]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:3] == ["no", "1"] and cells[5] == "2"
+    test_1x, test_2x, change = float(cells[4]), float(cells[7]), float(cells[8])
+    assert 0 < test_1x <= 100 and 0 < test_2x <= 100
+    assert change == pytest.approx(test_2x - test_1x, abs=0.011)
+    with pytest.raises(SystemExit):  # an unknown target: argparse's error, naming it
+        plateau_pilot.main(["--targets", "no-such-target"])
+    assert "no-such-target" in capsys.readouterr().err
