@@ -570,10 +570,10 @@ def scoring_size(task: Any, part: tuple[int, int] | None) -> int:
         >>> scoring_size(task, None) == 2 * scoring_size(task, (1, 2))
         True
     """
-    from mlrsnet.lab.tasks.types import _part
+    from mlrsnet.lab.tasks.types import split_part
 
     indices = task.meta_indices
-    return int((indices if part is None else _part(indices, part)).numel())
+    return int((indices if part is None else split_part(indices, part)).numel())
 
 
 def es_gradient(differences: np.ndarray, noise: np.ndarray, sigma: float) -> np.ndarray:

@@ -187,11 +187,11 @@ class Task:
         return self._device_cache[cache_key]
 
 
-def _part(values: Tensor, part: tuple[int, int]) -> Tensor:
+def split_part(values: Tensor, part: tuple[int, int]) -> Tensor:
     """The ``i``-th of ``n`` contiguous parts of ``values`` (``part = (i, n)``).
 
     Example:
-        >>> _part(torch.arange(10), (1, 2))
+        >>> split_part(torch.arange(10), (1, 2))
         tensor([5, 6, 7, 8, 9])
     """
     index, count = part
@@ -422,7 +422,7 @@ class ImageTask(Task):
         else:
             raise ValueError(f"split must be 'test' or 'meta', got {split!r}")
         if part is not None:
-            indices, labels = (_part(t, part) for t in (indices, labels))
+            indices, labels = (split_part(t, part) for t in (indices, labels))
         loader = ImageBatchLoader(
             self._on("test_images" if split == "test" else "images", images, device),
             indices.to(device),
@@ -581,7 +581,7 @@ class TextTask(Task):
         else:
             raise ValueError(f"split must be 'test', 'valid' or 'meta', got {split!r}")
         if part is not None:
-            key, stream = f"{key}:{part[0]}/{part[1]}", _part(stream, part)
+            key, stream = f"{key}:{part[0]}/{part[1]}", split_part(stream, part)
         data = self._batched(key, stream, batch_size or self.eval_batch_size, device)
         loss_sum, count, hidden = 0.0, 0, None
         with _EvalMode(model):
