@@ -26,27 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_run(job: tuple[str, str, int, bool, int, str, str | None]) -> dict[str, Any]:
-    """Train one pilot run (``suite, target, epochs, augment, seed, folder, data_dir``)."""
-    import torch
+    """Train one pilot run (``suite, target, epochs, augment, seed, folder, data_dir``) as the
+    suite trains its cosine · defaults row (:func:`mlrsnet.lab.benchmark.execute.run_training`)."""
+    from dataclasses import replace
 
+    from mlrsnet.lab.benchmark.execute import run_training
+    from mlrsnet.lab.benchmark.plan import RunSpec
     from mlrsnet.lab.benchmark.tasksets import targets
-    from mlrsnet.lab.executor import text_data_dir
-    from mlrsnet.lab.runner import RunConfig, run
 
     suite, name, epochs, augment, seed, folder, data_dir = job
-    target = {t.name: t for t in targets(suite)}[name]
-    torch.set_num_threads(1)
-    config = RunConfig(
-        task=target.task, out=folder, schedule="cosine", epochs=epochs, lr=target.lr,
-        seed=seed, device="cpu", data_dir=text_data_dir(target.task, data_dir),
-        train_fraction=target.train_fraction, noise=target.noise, noise_rate=target.noise_rate,
-        validation=True, test_eval="end", augment=None if augment else False,
-        command="benchmarks/plateau_pilot.py",
-    )  # fmt: skip
-    summary = run(config)
+    target = replace({t.name: t for t in targets(suite)}[name], epochs=epochs, augment=augment)
+    spec = RunSpec(name, "cosine", "defaults", seed, target.lr)
+    record = run_training(target, spec, out=folder, data_dir=data_dir)
     return {"target": name, "epochs": epochs, "augment": augment, "seed": seed,
-            "val": summary["final_val_metric"], "test": summary["final_test_metric"],
-            "seconds": summary["wall_seconds"]}  # fmt: skip
+            "val": record["final_val_metric"], "test": record["final_test_metric"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
