@@ -224,9 +224,9 @@ def test_evaluate_restores_modes_and_uses_no_grad(digits: ImageTask) -> None:
 def test_evaluate_on_parts_of_a_split_covers_it_disjointly(digits: ImageTask) -> None:
     """``part=(i, n)``: contiguous disjoint parts whose example-weighted losses and
     accuracies make the whole split's; a bad part is named."""
-    from mlrsnet.lab.tasks.types import _part
+    from mlrsnet.lab.tasks.types import split_part
 
-    assert torch.equal(torch.cat([_part(torch.arange(11), (i, 3)) for i in range(3)]),
+    assert torch.equal(torch.cat([split_part(torch.arange(11), (i, 3)) for i in range(3)]),
                        torch.arange(11))  # fmt: skip
     torch.manual_seed(1)
     model = _dummy_classifier().eval()
