@@ -119,3 +119,25 @@ def test_plateau_pilot_prints_each_length_and_the_change_at_twice_it(capsys):
     with pytest.raises(SystemExit):  # an unknown target: argparse's error, naming it
         plateau_pilot.main(["--targets", "no-such-target"])
     assert "no-such-target" in capsys.readouterr().err
+
+
+def test_stacking_steps_each_model_as_it_would_alone_and_prints_the_ratio(capsys, monkeypatch):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stacking
+    finally:
+        sys.path.pop(0)
+    small = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))  # noqa: E731
+    assert stacking.agreement(small, count=3, steps=3) < 1e-6
+    moved = stacking.Stacked(stacking._models(small, 2), lr=0.05)
+    before = [p.clone() for p in moved.parameters()[1].values()]
+    moved.step(*stacking._batches(2, 1)[0])
+    after = moved.parameters()[1].values()
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    monkeypatch.setattr(stacking, "MODELS", {"small": small})
+    stacking.main(["--count", "2", "--steps", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small")]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert float(cells[1]) < 1e-6 and float(cells[4]) > 0
