@@ -1,26 +1,16 @@
 """``test_eval="end"`` (the test split once, at the end, and on the best validation epoch's
 weights) against the per-epoch evaluation it replaces, and ``augment``."""
 
-import csv
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from run_files import lr_rows, records
 
 from mlrsnet.lab import tasks
 from mlrsnet.lab.runner import RunConfig, run
 
 torch.set_num_threads(1)
-
-
-def records(out):
-    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-
-
-def lr_rows(out):
-    with open(Path(out) / "lr.csv") as f:
-        return list(csv.DictReader(f))
 
 
 # lr 0.5 with batches of 128 makes the validation accuracy peak before the last epoch

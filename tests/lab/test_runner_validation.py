@@ -1,11 +1,10 @@
 """Runs with per-epoch validation, the new tasks, and the task's optimizer in the runner."""
 
-import csv
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from run_files import lr_rows, records
 
 from mlrsnet import shapes
 from mlrsnet.lab import tasks
@@ -15,15 +14,6 @@ torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 VALIDATION_KEYS = ("final_val_metric", "final_val_loss", "val_selected_test_metric")
-
-
-def records(out):
-    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-
-
-def lr_rows(out):
-    with open(Path(out) / "lr.csv") as f:
-        return list(csv.DictReader(f))
 
 
 # lr 0.5 with batches of 128 makes the validation accuracy peak before the last epoch
