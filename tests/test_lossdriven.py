@@ -138,7 +138,8 @@ def test_mlrsnet_lagged_torch_path_matches_the_numpy_path_to_float32_rounding():
     torch_path = make("mlrsnet", 1, fast=False)
     slow = run(torch_path, values)
     assert torch_path.num_nonfinite == 1
-    assert [r[0] for r in slow] == pytest.approx([r[0] for r in fast], rel=1e-6)  # the net in float32
+    # the net in float32
+    assert [r[0] for r in slow] == pytest.approx([r[0] for r in fast], rel=1e-6)
 
 
 @pytest.mark.parametrize("kind", sorted(NETS))

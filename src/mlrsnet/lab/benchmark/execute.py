@@ -345,8 +345,10 @@ def execute(
     pending: dict[Any, tuple[str, float]] = {}
     probe_refs: dict[str, Any] = {}
     probe_rows = {row["id"]: row for row in records.rows if row.get("kind") == "probe"}
-    tuned_runs = 0 if methods is not None else sum(
-        len(TUNED) * len(t.check_seeds or eval_seeds) for t in targets
+    tuned_runs = (
+        0
+        if methods is not None
+        else sum(len(TUNED) * len(t.check_seeds or eval_seeds) for t in targets)
     )
     total = len(runs) + len(probes) + tuned_runs  # at most: a tuned default is a defaults run
 

@@ -258,8 +258,12 @@ def plateau_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Ta
         if best is None or longer is None:
             continue
         seeds = sorted(set(best.seeds) & set(longer.seeds))
-        one = statistics.fmean(v for v, s in zip(best.values(), best.seeds, strict=True) if s in seeds)
-        two = statistics.fmean(v for v, s in zip(longer.values(), longer.seeds, strict=True) if s in seeds)
+        one = statistics.fmean(
+            v for v, s in zip(best.values(), best.seeds, strict=True) if s in seeds
+        )
+        two = statistics.fmean(
+            v for v, s in zip(longer.values(), longer.seeds, strict=True) if s in seeds
+        )
         if metric == "accuracy":  # gain in points, within 0.3
             change, gain = f"{two - one:+.2f} points", (two - one) / 0.3
         else:  # perplexity: the relative fall, within 2 %
@@ -339,9 +343,7 @@ def _task_sets(targets: list[Target] | tuple[Target, ...]) -> list[str]:
     out("")
     out("*Held-out targets* — the only runs reported; every test set is whole:")
     out("")
-    out(
-        "| target | axis | task | optimizer, default lr | epochs | training data | why this size |"
-    )
+    out("| target | axis | task | optimizer, default lr | epochs | training data | why this size |")
     out("|---|---|---|---|---:|---|---|")
     for t in targets:
         data = f"{t.train_fraction:.0%}"
