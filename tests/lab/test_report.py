@@ -327,6 +327,23 @@ def test_crashed_run_falls_back_to_metrics_and_tolerates_missing_lr(tmp_path: Pa
     assert row["final_test_metric_mean"] == 150.0 and row["n_incomplete"] == 1
 
 
+def test_a_run_tested_only_at_the_end_has_no_best_test_metric(tmp_path: Path) -> None:
+    """``test_eval="end"``: the one tested epoch is not a best, so no fallback to it."""
+    run_dir = write_run(tmp_path / "run", ACC, "cosine", None, 0, 90.0, 90.0, 0.3, 7.0, True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(best_test_metric=None, test_eval="end")
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    run = report.load_run(run_dir)
+    assert run.final_test_metric == 90.0 and math.isnan(run.best_test_metric)
+    (row,) = report.summarize([run])
+    assert math.isnan(row["best_test_metric_mean"])
+    md_path, _ = report.write_table([row], tmp_path / "table")
+    assert "| 90.00 ± 0.00 | n/a |" in md_path.read_text()
+    summary["test_eval"] = "epoch"  # tested every epoch: the best epoch's, as before
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert report.load_run(run_dir).best_test_metric == 90.0
+
+
 def test_a_probed_runs_wall_time_counts_its_probe(tmp_path: Path) -> None:
     plain = write_run(tmp_path / "plain", ACC, "cosine", None, 0, 90.0, 91.0, 0.3, 7.0, True)
     probed = write_run(tmp_path / "probed", ACC, "cosine", None, 1, 90.0, 91.0, 0.3, 7.0, True)

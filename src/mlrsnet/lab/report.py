@@ -192,10 +192,14 @@ class Run:
 
     @property
     def best_test_metric(self) -> float:
-        """Summary ``best_test_metric``; if null/absent, the best epoch's ``test_metric``."""
+        """Summary ``best_test_metric``; if null/absent, the best epoch's ``test_metric``; NaN
+        for a run that tested once, at the end (``test_eval="end"``: no pick on the test set
+        was made, and its one test epoch is not a best)."""
         value = self.summary.get("best_test_metric")
         if value is not None:
             return float(value)
+        if self.summary.get("test_eval") == "end":
+            return math.nan
         values = self._epoch_values("test_metric")
         values = values[~np.isnan(values)]
         if values.size == 0:
@@ -493,6 +497,8 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def _fmt_pm(mean: float, std: float, digits: int = 2) -> str:
+    if math.isnan(mean):  # e.g. no best test metric: runs tested only at the end
+        return "n/a"
     return f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
 
 

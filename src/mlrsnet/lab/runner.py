@@ -805,6 +805,7 @@ def _summary_base(config: RunConfig, kind: str, s: Settings, task: Task, state: 
         "realised_noise_rate": getattr(task, "realised_noise_rate", 0.0),
         "meta_interval": s.meta_interval if kind == "meta-train" else None,
         "versions": versions(), "command": config.command, "device": str(device),
+        "test_eval": config.test_eval,
     }  # fmt: skip
     if probed is not None:  # the rate it found and its cost (not in wall_seconds)
         summary_base.update(probe_lr=probed["lr"], probe_steps=probed["steps"],
