@@ -309,6 +309,31 @@ def test_the_parametric_wsd_family_starts_at_wsd_and_is_fitted_by_the_same_es(tm
     assert fitted["theta"] != plus_training.WSD_START.tolist()  # ES moved it
 
 
+def test_the_wsd_family_is_fitted_under_the_networks_contract_and_scoring(tmp_path):
+    """``peak`` bounds the family's peak as it bounds the network's rate, and ``validation``
+    scores every run on the second half of the meta split, as the network it is the bar of."""
+    high = np.r_[np.log(3.0), plus_training.WSD_START[1:4], np.log(0.5)]
+    assert plus_training.wsd_options(high, "sgd", bound=1.0)["peak"] == 1.0
+    assert plus_training.wsd_options(high, "sgd")["peak"] == pytest.approx(3.0)
+    assert plus_training.wsd_options(high, "adaptive", bound=1.0)["peak"] == pytest.approx(0.5)
+    instance = {"task": "digits-mlp", "train_fraction": 1.0, "optimizer": "sgd",
+                "noise_rate": 0.0, "steps": 40, "seed": 5}  # fmt: skip
+    bounded = plus_training.evaluate(instance, high, base_lr=0.05, schedule="wsd-family",
+                                     peak=1.0, validation=True)  # fmt: skip
+    at_one = np.r_[0.0, high[1:]]
+    assert bounded == {**plus_training.evaluate(instance, at_one, base_lr=0.05, validation=True,
+                                                schedule="wsd-family"),
+                       "seconds": bounded["seconds"]}  # fmt: skip
+    config = ESConfig(out=str(tmp_path), iterations=1, pairs=1, max_steps=40, quick=True,
+                      family="wsd", monitor_instances=1, base="user", peak=1.0,
+                      validation=True, sigma=2.0)  # fmt: skip
+    fitted = json.loads(plus_training.meta_train(config, workers=1).read_text())
+    assert fitted["contract"] == "user-rate" and fitted["config"]["validation"]
+    theta = np.asarray(fitted["theta"])
+    assert fitted["options"] == {family: plus_training.wsd_options(theta, family, bound=1.0)
+                                 for family in plus.OPTIMIZER_FAMILIES}  # fmt: skip
+
+
 def test_a_network_meta_trained_at_the_users_rate_starts_from_another(tmp_path):
     torch.manual_seed(3)
     start = plus.save(tmp_path / "start.safetensors", plus.PlusNet(hidden=4), {"command": "t"})
@@ -342,8 +367,7 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"peak": 0.0}, "peak"),
              ({"task_set": "long"}, "task_set must be"),
              ({"monitor_schedule": "nope"}, "monitor_schedule must be"),
-             ({"task_set": "convergence"}, "give passes"),
-             ({"peak": 1.0, "family": "wsd"}, "WSD family has its own peak")]  # fmt: skip
+             ({"task_set": "convergence"}, "give passes")]  # fmt: skip
     for i, (change, message) in enumerate(cases):
         config = ESConfig(out=str(tmp_path / f"c{i}"), iterations=1, pairs=1, quick=True,
                           monitor_instances=1, **change)  # fmt: skip
@@ -479,7 +503,7 @@ def test_a_validation_meta_training_under_the_user_rate_contract(tmp_path):
 
 @pytest.mark.parametrize("changes,message", [
     ({"prior": "wsd.json", "prior_shape": (0.0, 1.0, 1.0)}, "not both"),
-    ({"family": "wsd", "validation": True}, "WSD family has none"),
+    ({"family": "wsd", "prior_shape": (0.02, 0.98, 1.0)}, "WSD family has none"),
     ({"prior_shape": (0.5, 0.6, 1.0)}, "exceed the whole run"),
     ({"prior_shape": (0.0, 1.0)}, "prior_shape"),
     ({"prior_shape": (0.0, 1.0, 1.0), "init": "v6"}, "no init"),

@@ -122,11 +122,15 @@ class ESConfig:
             the base rate is the peak), so the network learns the schedule below it and is
             used with the same bound (``None``: the network's own bound). The network
             declares it (:attr:`mlrsnet.plus.PlusNet.peak`), so it is used with it by default.
+            With ``family="wsd"`` the fitted family's peak is bounded the same way (the bar
+            of a network meta-trained under it).
         validation: Meta-train a network that reads a validation loss
             (:func:`mlrsnet.plus.validation_inputs`): every run's meta split is cut in two
             disjoint halves, the first given to the network at every epoch end (as a user
             gives their held-out split's loss), the second scoring the run (for every run,
-            the monitor's reference included, so the objectives compare).
+            the monitor's reference included, so the objectives compare). With
+            ``family="wsd"`` (which reads none) the second half scores every run, as the
+            network it is the bar of is scored.
         prior_shape: ``(warmup, cooldown, power)``: meta-train a residual network of this
             warmup-stable-decay prior (:class:`mlrsnet.plus.Prior`, bound ``limit``) at 1x
             the base rate for both optimizer families, e.g. ``(0.02, 0.98, 1.0)``: linear to
@@ -202,25 +206,32 @@ def contract(base: str, peak: float | None) -> str:
     return "user-scaled" if peak is None else "user-rate"
 
 
-def wsd_options(theta: np.ndarray, family: str = "sgd") -> dict[str, float]:
+def wsd_options(
+    theta: np.ndarray, family: str = "sgd", bound: float | None = None
+) -> dict[str, float]:
     """The WSD family's schedule for an optimizer family, from its 5 parameters (unconstrained,
     so ES can move freely).
 
     ``peak = exp(θ0)`` (SGD) or ``exp(θ4)`` (adaptive optimizers: their probe errs the other
-    way, as MLR-SNet+'s family scales) multiplies the base rate; ``warmup = 0.2 σ(θ1)``;
-    ``cooldown = 0.8 σ(θ2)``; ``power = exp(θ3)`` shapes the ``1 - s**power`` cooldown.
+    way, as MLR-SNet+'s family scales) multiplies the base rate, at most ``bound`` times it
+    where one is given (:attr:`ESConfig.peak`: the user-rate contract the network is held to);
+    ``warmup = 0.2 σ(θ1)``; ``cooldown = 0.8 σ(θ2)``; ``power = exp(θ3)`` shapes the
+    ``1 - s**power`` cooldown.
 
     Example:
         >>> {k: round(v, 3) for k, v in wsd_options(WSD_START, "adaptive").items()}
         {'peak': 1.0, 'warmup': 0.004, 'cooldown': 0.2, 'power': 0.5}
+        >>> wsd_options(np.r_[1.0, WSD_START[1:]], "sgd", bound=1.0)["peak"]
+        1.0
     """
     if family not in plus.OPTIMIZER_FAMILIES:
         raise ValueError(f"family must be one of {plus.OPTIMIZER_FAMILIES}, got {family!r}")
     theta = np.asarray(theta, dtype=np.float64)
     sigmoid = lambda x: 1.0 / (1.0 + math.exp(-max(min(float(x), 60.0), -60.0)))  # noqa: E731
     log_peak = theta[0] if family == "sgd" else theta[4]
+    peak = math.exp(max(min(float(log_peak), 5.0), -5.0))
     return {
-        "peak": math.exp(max(min(float(log_peak), 5.0), -5.0)),
+        "peak": peak if bound is None else min(peak, bound),
         "warmup": 0.2 * sigmoid(theta[1]),
         "cooldown": 0.8 * sigmoid(theta[2]),
         "power": math.exp(max(min(float(theta[3]), 3.0), -3.0)),
@@ -499,7 +510,7 @@ def evaluate(
         options["network"] = set_params(net, np.asarray(theta))
         options["peak"] = peak
     elif schedule == "wsd-family":
-        family = wsd_options(np.asarray(theta), _family(instance["optimizer"]))
+        family = wsd_options(np.asarray(theta), _family(instance["optimizer"]), bound=peak)
         schedule, lr = "wsd", base_lr * family.pop("peak")
         options.update(family)
     method = baselines.build(schedule, model.parameters(), lr=lr, momentum=task.momentum,
@@ -726,8 +737,6 @@ def _check_es_config(config: ESConfig) -> None:
         raise ValueError("task_set 'convergence' draws runs by passes over the data: give passes")
     if config.peak is not None:
         number("peak", config.peak, 0.0, low_open=True)
-        if config.family != "plus":
-            raise ValueError("peak bounds the network's rate; the WSD family has its own peak")
     if (config.init is not None or config.init_peaks is not None or config.prior is not None) \
             and config.family != "plus":  # fmt: skip
         raise ValueError("init and prior start the network's meta-training; the WSD family "
@@ -737,8 +746,8 @@ def _check_es_config(config: ESConfig) -> None:
     residual = config.prior is not None or config.prior_shape is not None
     if residual and (config.init is not None or config.init_peaks is not None):
         raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
-    if config.family != "plus" and (config.validation or config.prior_shape is not None):
-        raise ValueError("validation and prior_shape are the network's; the WSD family has none")
+    if config.family != "plus" and config.prior_shape is not None:
+        raise ValueError("prior_shape is the network's; the WSD family has none")
     if config.prior_shape is not None:
         if len(config.prior_shape) != 3:
             raise ValueError(f"prior_shape must be (warmup, cooldown, power), got "
@@ -826,7 +835,8 @@ def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int,
                 "versions": versions()}  # fmt: skip
     if config.family == "wsd":
         path = out / "wsd.json"
-        options = {family: wsd_options(theta, family) for family in plus.OPTIMIZER_FAMILIES}
+        options = {family: wsd_options(theta, family, bound=config.peak)
+                   for family in plus.OPTIMIZER_FAMILIES}  # fmt: skip
         atomic_write(path, json.dumps({**manifest, "theta": theta.tolist(),
                                        "options": options}, indent=2).encode())  # fmt: skip
         return path
