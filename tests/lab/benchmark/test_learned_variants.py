@@ -261,3 +261,34 @@ def test_each_shipped_residual_network_corrects_the_family_benchmarked_as_its_ba
             shape = [options["warmup"], options["cooldown"], options["power"]]
             assert net.prior.as_list()[:3] == pytest.approx(shape, rel=1e-6)
         assert net.prior.limit == manifest["config"]["limit"]
+
+
+def test_a_user_rate_network_runs_at_convergence_in_both_modes_with_its_ablations(
+    shipped, monkeypatch
+):
+    """Under the user-rate contract the convergence suite runs the network at the target's
+    rate and at the probe's, with its loss inputs at 0, and the WSD family fitted by the same
+    meta-training (matched on every task setting, the contract's included)."""
+    settings = {"base": "user", "task_set": "convergence", "passes": [8, 96], "min_steps": 100,
+                "max_steps": 4000, "peak": 1.0, "validation": True, "objective": "error"}  # fmt: skip
+    torch.manual_seed(2)
+    plus.save(shipped / "plus" / "v7.safetensors", plus.PlusNet(hidden=4, peak=1.0),
+              {"command": "test", "config": settings, "contract": "user-rate"})  # fmt: skip
+    monkeypatch.setattr(plan, "RECOMMENDED_PLUS", "v7")
+    target = tasksets.CONVERGENCE[0]
+    name = "mlrsnet-plus:v7"
+    expected = [(name, target.lr), (f"{name}~progress-only", target.lr), (f"{name}~probe", None)]
+    assert plan.plus_contract("v7") == "user-rate" and plan.plus_contract("v1") == "zero-tuning"
+    assert plan.convergence_plus(target, "v7") == expected  # no fitted family yet
+    other = shipped / "wsd_other.json"  # the same tasks scored by the loss: not its bar
+    other.write_text(json.dumps({"config": {**settings, "objective": "loss"},
+                                 "options": {"sgd": FITTED, "adaptive": FITTED}}))  # fmt: skip
+    monkeypatch.setitem(plan.FITTED_WSD, "fitted-other", other)
+    assert plan.convergence_plus(target, "v7") == expected
+    bar = shipped / "wsd_bar.json"
+    bar.write_text(json.dumps({"config": settings, "options": {"sgd": FITTED, "adaptive": FITTED}}))
+    monkeypatch.setitem(plan.FITTED_WSD, "fitted-convergence", bar)
+    assert plan.convergence_plus(target, "v7") == [*expected, ("wsd~fitted-convergence", target.lr)]
+    learned = [m for m, _ in plan.learned_methods(target)]
+    assert learned[-4:] == [m for m, _ in expected] + ["wsd~fitted-convergence"]
+    assert execute._options(target, f"{name}~progress-only")["progress_only"] is True

@@ -62,3 +62,63 @@ def test_costs_sum_the_runs_and_probes_of_each_target(tmp_path):
     lines = report.cost_lines(records, (BASE, CHECK))
     assert lines[2] == "| `t` | 3 | 1 | 1.00 | 80 | 10 |"
     assert lines[3] == "| `t-2x-check` | 0 | 0 | 0.00 | — | 10 |"
+
+
+def run_rows(target, method, tier, tests, broken=()):
+    """Rows with the fields divergence reads: a NaN final test loss on the ``broken`` seeds."""
+    records = [{"seed": s, "metric": "accuracy", "final_test_metric": t, "final_val_metric": t,
+                "final_test_loss": float("nan") if s in broken else 0.3,
+                "nonfinite_steps_skipped": 0} for s, t in enumerate(tests)]  # fmt: skip
+    return report.Row(target, method, tier, records)
+
+
+def convergence_result(network_gain, broken=()):
+    base = [90.0, 90.5, 92.0, 92.2, 94.0]
+    shifted = lambda d: [v + d for v in base]  # noqa: E731
+    net = "mlrsnet-plus:v7"
+    return {target: [
+        run_rows(target, "cosine", "defaults", base), run_rows(target, "cosine", "probe", base),
+        run_rows(target, "cosine", "tuned", shifted(2.0)),
+        run_rows(target, net, "learned", shifted(network_gain[target]),
+                 broken=broken if target == "b" else ()),
+        run_rows(target, f"{net}~probe", "learned", shifted(0.5)),
+        run_rows(target, f"{net}~progress-only", "learned", base),
+    ] for target in ("a", "b", "n")}  # fmt: skip
+
+
+def test_the_convergence_acceptance_measures_each_criterion_of_issue_26():
+    metric_of = dict.fromkeys("abn", "accuracy")
+    result = convergence_result({"a": 1.0, "b": 1.0, "n": 1.0}, broken=(2,))
+    ranks = report.rank_table(result, metric_of)
+    text = report.acceptance_at_convergence("mlrsnet-plus:v7", result, metric_of, ranks, {"n"})
+    lines = text.splitlines()
+    assert lines[2].startswith("- User-rate mode") and "**met**" in lines[2]
+    assert "`n` +1.00 [+1.00, +1.00] win" in lines[2]
+    assert lines[3].startswith("- Zero-tuning mode, mean rank") and "**met**" in lines[3]
+    assert "as well or better: none" in lines[3]
+    assert "**missed**: on 0 of 3 (needed 2)" in lines[4]  # 1.5 behind the tuned tier
+    assert "**missed**: mlrsnet-plus:v7 on `b`, seeds [2]" in lines[5]
+    table = lines[lines.index("| target | loss inputs at 0 | fitted WSD (same meta-training) | "
+                              "zero-tuning mode | cosine, same rate |"):]  # fmt: skip
+    assert table[2] == ("| `a` | +1.00 [+1.00, +1.00] win | — | +0.50 [+0.50, +0.50] win "
+                        "| +1.00 [+1.00, +1.00] win |")  # fmt: skip
+    # behind cosine on one target, or ahead on fewer than 3, or not on the noisy one: missed
+    for gains in ({"a": -1.0, "b": 1.0, "n": 1.0}, {"a": 1.0, "b": 1.0, "n": 0.0}):
+        result = convergence_result(gains)
+        text = report.acceptance_at_convergence(
+            "mlrsnet-plus:v7", result, metric_of, report.rank_table(result, metric_of), {"n"}
+        )
+        assert "**missed**" in text.splitlines()[2]
+        assert "No run diverges that cosine at the same rate does not (non-finite, or below 20 % " \
+               "accuracy): **met**." in text  # fmt: skip
+
+
+def test_a_run_diverged_when_its_loss_is_not_finite_or_it_is_at_chance():
+    ok = {"metric": "accuracy", "final_test_metric": 85.0, "final_test_loss": 0.4}
+    assert not report.diverged(ok)
+    assert report.diverged({**ok, "final_test_loss": float("inf")})
+    assert report.diverged({**ok, "final_test_loss": None})
+    assert report.diverged({**ok, "nonfinite_steps_skipped": 3})
+    assert report.diverged({**ok, "final_test_metric": 10.1})
+    assert not report.diverged({"metric": "perplexity", "final_test_metric": 6.0,
+                                "final_test_loss": 1.8})  # fmt: skip

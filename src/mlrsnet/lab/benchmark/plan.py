@@ -47,8 +47,8 @@ from mlrsnet.lab.benchmark.tasksets import Target
 __all__ = [
     "CONVERGENCE_ANCHORS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
     "TUNING_SEED",
-    "ProbeSpec", "RunSpec", "cells", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
-    "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_variants", "split_variant",
+    "ProbeSpec", "RunSpec", "cells", "convergence_plus", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
+    "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_contract", "plus_variants", "split_variant",
     "tuned_run", "uses_probe",
 ]  # fmt: skip
 
@@ -82,7 +82,8 @@ FITTED_WSD: dict[str, Path] = {
     "fitted-user-passes": Path(__file__).with_name("wsd_fitted_user_passes.json"),
 }
 #: The meta-training settings that decide which tasks a run draws and the rate it scales.
-_TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick")
+_TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick", "task_set", "peak",
+                  "validation", "objective")  # fmt: skip
 #: The package defaults of the methods whose rate is not the target's.
 _OWN_DEFAULT_LR = {"schedulefree-sgd": 1.0, "schedulefree-adamw": 0.0025, "prodigy": 1.0,
                    "adam": 1e-3, "l4": 0.15, "dadaptation-sgd": 1.0, "dadaptation-adam": 1.0,
@@ -272,8 +273,45 @@ def _convergence_learned(target: Target) -> list[tuple[str, float | None]]:
         faithful = ["mlrsnet:ptb-lstm"]
     else:
         faithful = ["mlrsnet:fmnist-resnet", "mlrsnet:authors"]
-    plus_rate = target.lr if plus_base(RECOMMENDED_PLUS) == "user" else None
-    return [(m, rate) for m in faithful] + [(f"mlrsnet-plus:{RECOMMENDED_PLUS}", plus_rate)]
+    return [(m, rate) for m in faithful] + convergence_plus(target, RECOMMENDED_PLUS)
+
+
+def convergence_plus(target: Target, network: str) -> list[tuple[str, float | None]]:
+    """The convergence suite's rows of MLR-SNet+ ``network``: as shipped at its base rate; and
+    for a network under the user-rate contract (issue 26) its two modes and ablations: at the
+    target's rate (the user-rate mode), with its loss inputs held at 0 (``~progress-only``:
+    does the loss count?), at the probe's rate (``~probe``: the zero-tuning mode), and the
+    warmup-stable-decay family fitted by the same meta-training (:func:`plus_bar`), at the
+    target's rate times its peak (bounded at the same contract's peak).
+
+    Example:
+        >>> from mlrsnet.lab.benchmark.tasksets import CONVERGENCE
+        >>> convergence_plus(CONVERGENCE[0], "v6")  # user-scaled: as shipped only
+        [('mlrsnet-plus:v6', 0.05)]
+    """
+    name = f"mlrsnet-plus:{network}"
+    if plus_contract(network) != "user-rate":
+        return [(name, target.lr if plus_base(network) == "user" else None)]
+    rows = [(name, target.lr), (f"{name}~progress-only", target.lr), (f"{name}~probe", None)]
+    bar = plus_bar(network)
+    return rows if bar is None else [*rows, (bar, target.lr)]
+
+
+def plus_contract(network: str) -> str:
+    """The mode shipped MLR-SNet+ ``network`` is used in (its manifest's ``contract``, or the
+    one its settings imply: :func:`mlrsnet.lab.plus_training.contract`).
+
+    Example:
+        >>> plus_contract("v6"), plus_contract("v1")
+        ('user-scaled', 'zero-tuning')
+    """
+    from mlrsnet import plus
+    from mlrsnet.lab.plus_training import contract
+
+    manifest = plus.pretrained(network)[1]
+    if manifest.get("contract"):
+        return str(manifest["contract"])
+    return contract(plus_base(network), manifest.get("config", {}).get("peak"))
 
 
 def learned_methods(target: Target) -> list[tuple[str, float | None]]:

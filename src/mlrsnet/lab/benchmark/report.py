@@ -31,7 +31,7 @@ from mlrsnet.lab.benchmark.tasksets import META_TRAINING, META_TRAINING_BY_PASSE
 from mlrsnet.lab.metrics import higher_is_better
 
 __all__ = [
-    "BEGIN", "END", "Row", "acceptance", "figures", "markdown", "markers", "tables", "write",
+    "BEGIN", "END", "Row", "acceptance", "acceptance_at_convergence", "diverged", "figures", "markdown", "markers", "tables", "write",
 ]  # fmt: skip
 
 BEGIN = "<!-- heldout:begin (python benchmarks/heldout.py --report) -->"
@@ -440,9 +440,14 @@ def markdown(
     out("### What is significant")
     out("")
     out(_significance(result, metric_of))
+    convergence = any(t.profile == "convergence" for t in targets)
+    noisy = {t.name for t in targets if t.noisy}
     for network in _plus_networks(result):
         out("")
-        out(acceptance(network, result, targets, metric_of, ranks))
+        if convergence:
+            out(acceptance_at_convergence(network, result, metric_of, ranks, noisy))
+        else:
+            out(acceptance(network, result, targets, metric_of, ranks))
     return "\n".join(lines) + "\n"
 
 
@@ -569,6 +574,112 @@ def acceptance(
                 continue
             diff, low, high, outcome = compare(row, other, metric_of[target])
             cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
+        out(f"| `{target}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def diverged(record: dict[str, Any]) -> bool:
+    """Whether a run diverged: a non-finite final test loss or skipped non-finite steps, or
+    (accuracy) a final test accuracy below 20 %, twice chance on these ten-class targets."""
+    loss = record.get("final_test_loss")
+    if (
+        loss is None
+        or not math.isfinite(float(loss))
+        or (record.get("nonfinite_steps_skipped") or 0)
+    ):
+        return True
+    return record.get("metric") == "accuracy" and _number(record.get("final_test_metric")) < 20.0
+
+
+def _diverged_beyond(row: Row, reference: Row) -> list[int]:
+    """The seeds on which ``row`` diverged and ``reference`` (the same seeds) did not."""
+    ref = {r["seed"]: diverged(r) for r in reference.records}
+    return [r["seed"] for r in row.records if diverged(r) and not ref.get(r["seed"], False)]
+
+
+def _cell(outcome: tuple[float, float, float, str]) -> str:
+    diff, low, high, word = outcome
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {word}"
+
+
+def acceptance_at_convergence(
+    network: str,
+    result: dict[str, list[Row]],
+    metric_of: dict[str, str],
+    ranks: dict[str, tuple[float, float, float]],
+    noisy: set[str],
+) -> str:
+    """Issue 26's acceptance criteria for MLR-SNet+ ``network`` on the convergence targets,
+    each with what was measured: its user-rate mode (the row at the target's rate) against
+    cosine at the same rate, its zero-tuning mode (``~probe``) against every zero-tuning row
+    and the tuned tier, divergence against cosine at the same rate, and its ablations.
+
+    Args:
+        network: The network's method name (``mlrsnet-plus:NAME``).
+        result: :func:`tables`, the learning-curve twins left out.
+        metric_of: ``{target: metric}``.
+        ranks: :func:`rank_table`.
+        noisy: The label-noise targets.
+    """
+    lines = [f"### Acceptance of `{network}` at convergence (issue 26)", ""]
+    out = lines.append
+
+    def row_of(target: str, label: str) -> Row | None:
+        return next((r for r in result[target] if r.label == label), None)
+
+    def verdict(met: bool) -> str:
+        return "**met**" if met else "**missed**"
+
+    versus = {t: compare(row, cosine, metric_of[t]) for t in result
+              if (row := row_of(t, network)) and (cosine := row_of(t, "cosine · defaults"))}  # fmt: skip
+    losses = [t for t, c in versus.items() if c[3] == "loss"]
+    wins = [t for t, c in versus.items() if c[3] == "win"]
+    met = not losses and len(wins) >= 3 and any(t in noisy for t in wins)
+    out(f"- User-rate mode (the target's rate), never significantly worse than cosine at the same "
+        f"rate and ahead of it on at least 3 targets, the label-noise one included: {verdict(met)}: "
+        + "; ".join(f"`{t}` {_cell(c)}" for t, c in versus.items()) + ".")  # fmt: skip
+    zero = f"{network}~probe"
+    rank = ranks.get(zero)
+    if rank is None:
+        out(f"- Zero-tuning mode: not run (`{zero}` is not among the rows of every target).")
+    else:
+        ahead = sorted((label, mean) for label, (mean, _, _) in ranks.items()
+                       if label.endswith((" · defaults", " · probe")) and mean <= rank[0])  # fmt: skip
+        out(f"- Zero-tuning mode, mean rank ahead of every zero-tuning row: {verdict(not ahead)}: "
+            f"{rank[0]:.1f} ({rank[1]:.1f}–{rank[2]:.1f}); as well or better: "
+            + (", ".join(f"{label} ({mean:.1f})" for label, mean in ahead) or "none") + ".")  # fmt: skip
+        tuned = {t: compare(row, ref, metric_of[t]) for t in result
+                 if (row := row_of(t, zero)) and (ref := best_of_tier(result[t], "tuned", metric_of[t]))}  # fmt: skip
+        inside = [t for t, c in tuned.items() if c[3] != "loss"]
+        need = math.ceil(2 * len(tuned) / 3)
+        out(f"- Zero-tuning mode within the *tuned* tier's 95 % interval (or better) on at least "
+            f"2 of every 3 targets: {verdict(len(inside) >= need)}: on {len(inside)} of "
+            f"{len(tuned)} (needed {need})" + (f": {', '.join(f'`{t}`' for t in inside)}" if inside else "")
+            + ".")  # fmt: skip
+    pairs = [(network, "cosine · defaults"), (zero, "cosine · probe")]
+    beyond = {(label, t): seeds for label, ref in pairs for t in result
+              if (row := row_of(t, label)) and (other := row_of(t, ref))
+              and (seeds := _diverged_beyond(row, other))}  # fmt: skip
+    out("- No run diverges that cosine at the same rate does not (non-finite, or below 20 % "
+        f"accuracy): {verdict(not beyond)}"
+        + ("" if not beyond else ": " + "; ".join(f"{label} on `{t}`, seeds {seeds}"
+                                                  for (label, t), seeds in beyond.items()))
+        + ".")  # fmt: skip
+    ablations = [(f"{network}~progress-only", "loss inputs at 0"),
+                 (_bar(network, at_default=True), "fitted WSD (same meta-training)"),
+                 (zero, "zero-tuning mode"), ("cosine · defaults", "cosine, same rate")]  # fmt: skip
+    out("")
+    out("Ablations of the user-rate mode: the network at the target's rate minus each row, mean "
+        "of 5 paired seeds [95 % interval] (accuracy in points, perplexity in its units; the "
+        "word says whether the network is better).")  # fmt: skip
+    out("")
+    out("| target | " + " | ".join(name for _, name in ablations) + " |")
+    out("|---|" + "---|" * len(ablations))
+    for target in result:
+        if (row := row_of(target, network)) is None:
+            continue
+        cells = [_cell(compare(row, other, metric_of[target])) if (other := row_of(target, label))
+                 else "—" for label, _ in ablations]  # fmt: skip
         out(f"| `{target}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
