@@ -292,3 +292,6 @@ def test_a_user_rate_network_runs_at_convergence_in_both_modes_with_its_ablation
     learned = [m for m, _ in plan.learned_methods(target)]
     assert learned[-4:] == [m for m, _ in expected] + ["wsd~fitted-convergence"]
     assert execute._options(target, f"{name}~progress-only")["progress_only"] is True
+    length = next(t for t in tasksets.CONVERGENCE if t.name == "conv-fmnist-cnn-2x")
+    learned = [m for m, _ in plan.learned_methods(length)]  # its modes, not the fitted family
+    assert learned == ["mlrsnet:fmnist-resnet"] + [m for m, _ in expected]

@@ -258,7 +258,11 @@ def plus_variants(network: str) -> tuple[str, ...]:
 
 
 def _allowed(target: Target, method: str) -> bool:
-    return target.methods is None or method in target.methods
+    """Whether ``target`` runs ``method``: every method, or those it names (``"mlrsnet-plus"``
+    names every row of an MLR-SNet+ network, its variants included)."""
+    if target.methods is None or method in target.methods:
+        return True
+    return method.startswith("mlrsnet-plus:") and "mlrsnet-plus" in target.methods
 
 
 def _convergence_learned(target: Target) -> list[tuple[str, float | None]]:
