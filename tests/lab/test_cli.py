@@ -275,8 +275,27 @@ def test_schedules_names_the_mode_of_a_user_rate_network(capsys, tmp_path, monke
     assert line.endswith(
         "v9 (user-rate mode; meta-trained at the task's --lr; corrects a warmup-stable-decay; "
         "reads a validation loss (observe_validation); its rate at most 1x the --lr (declared; "
-        "--option peak=Infinity lifts it))"
+        "--option peak=Infinity lifts it); zero-tuning mode: --lr probe (the probe's rate as "
+        "the --lr))"
     )
+
+
+def test_the_probe_note_is_for_user_scaled_networks_only(capsys, tmp_path, monkeypatch):
+    """``--lr probe`` with a network meta-trained at the user's rate gets a note, unless the
+    network is under the user-rate contract (the probe is then its zero-tuning mode)."""
+    from mlrsnet import plus
+    from mlrsnet.lab import cli
+
+    for name, manifest in (("scaled", {"config": {"base": "user"}}),
+                           ("capped", {"contract": "user-rate", "config": {"base": "user",
+                                                                          "peak": 1.0}})):  # fmt: skip
+        plus.save(tmp_path / f"{name}.safetensors", plus.PlusNet(hidden=4), manifest)
+    monkeypatch.setattr(plus, "_pretrained_dir", lambda: tmp_path)
+    cli._note_plus_base("mlrsnet-plus:scaled", "probe")
+    assert "meant to run without the probe" in capsys.readouterr().err
+    cli._note_plus_base("mlrsnet-plus:capped", "probe")
+    cli._note_plus_base("mlrsnet-plus:scaled", 0.05)
+    assert capsys.readouterr().err == ""
 
 
 def test_quick_demo_reports_the_runs_it_made(tmp_path, capsys):

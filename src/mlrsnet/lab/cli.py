@@ -583,7 +583,8 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
 
 def _note_plus_base(schedule: str, lr: Any) -> None:
     """Say so when an MLR-SNet+ network meta-trained at the rate a user types runs at the
-    probe's rate (the benchmark's ablation c for ``v2``: a worse use of it)."""
+    probe's rate (the benchmark's ablation c for ``v2``: a worse use of it); not for a network
+    under the user-rate contract, whose zero-tuning mode that is."""
     if lr != _PROBE or not schedule.startswith("mlrsnet-plus:"):
         return
     from mlrsnet import plus
@@ -592,6 +593,8 @@ def _note_plus_base(schedule: str, lr: Any) -> None:
         manifest = plus.resolve(schedule.split(":", 1)[1])[1]
     except (FileNotFoundError, ValueError):
         return  # the run reports a bad network with its own error
+    if manifest.get("contract") == "user-rate":
+        return
     if manifest.get("config", {}).get("base") == "user":
         print(f"note: {schedule} was meta-trained at the rate a user types and is meant to run "
               "without the probe (at the task's rate or your --lr); at the probe's rate the "
@@ -683,6 +686,8 @@ def _cmd_schedules() -> int:
         if net.peak is not None:
             notes.append(f"its rate at most {net.peak:g}x the --lr (declared; --option "
                          "peak=Infinity lifts it)")  # fmt: skip
+        if mode == "user-rate":
+            notes.append("zero-tuning mode: --lr probe (the probe's rate as the --lr)")
         else:
             notes.append(f"its rate up to {bound * net.scale('sgd'):.3g}x the --lr with SGD, "
                          f"{bound * net.scale('adaptive'):.3g}x with AdamW "
