@@ -9,7 +9,8 @@ of the probe's; ``--init v1`` starts from a shipped network instead of the defau
 ``--prior-shape W C P`` one that corrects a given warmup-stable-decay shape (``0.02 0.98 1``:
 linear to zero); ``--validation`` gives the network a validation loss at every epoch end; and
 ``--peak 1 --base user`` meta-trains under the user-rate contract (the user's rate is the peak);
-``--objective error`` scores each run by its final validation error instead of its loss.
+``--objective error`` scores each run by its final validation error instead of its loss, and
+``--objective soft-error`` by its soft error (the mean of 1 - p(true class): smooth, bounded).
 
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", action="store_true",
                         help="a network that reads a validation loss: half the meta split is "
                              "given to it at every epoch end, the other half scores the run")  # fmt: skip
-    parser.add_argument("--objective", choices=("loss", "error"), default="loss",
-                        help="score each run by the log of its final validation loss, or of its "
-                             "final validation error (classification; text is scored by loss)")  # fmt: skip
+    parser.add_argument("--objective", choices=("loss", "error", "soft-error"), default="loss",
+                        help="score each run by the log of its final validation loss, error, or "
+                             "soft error (1 - p(true class); classification; text is scored by "
+                             "loss)")  # fmt: skip
     parser.add_argument("--limit", type=float, default=2.0,
                         help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
     parser.add_argument(

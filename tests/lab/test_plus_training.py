@@ -538,6 +538,15 @@ def test_the_run_objective_of_a_loss_and_of_an_error():
         plus_training.run_objective("accuracy", 0.4, 0.9, size=200)
     with pytest.raises(ValueError, match="size must be a positive int"):
         plus_training.run_objective("error", 0.4, 0.9, size=0)
+    soft = plus_training.run_objective("soft-error", 0.4, 0.9, size=200, soft_error=0.15)
+    assert soft == np.log(0.15 + 1 / 200)
+    for bad in (float("nan"), float("inf")):  # a diverged run scores the worst, as the error
+        assert plus_training.run_objective("soft-error", bad, 0.9, size=200,
+                                           soft_error=0.1) == worst  # fmt: skip
+    assert plus_training.run_objective("soft-error", 1.5, 4.48, size=1, language_model=True,
+                                       soft_error=None) == np.log(1.5)  # fmt: skip
+    with pytest.raises(ValueError, match="needs the run's soft_error"):
+        plus_training.run_objective("soft-error", 0.4, 0.9, size=200)
 
 
 def test_evaluate_scores_a_run_by_its_validation_error():
@@ -557,6 +566,10 @@ def test_evaluate_scores_a_run_by_its_validation_error():
     assert 0 < size < plus_training.scoring_size(tasks.get("digits-mlp"), None)
     assert error["objective"] == np.log(1 - error["val_metric"] + 1 / size)
     assert loss["objective"] == np.log(loss["val_loss"])
+    # the soft error: between the error's objective and the worst, smooth in the weights
+    soft = runs["soft-error"]
+    assert (soft["val_loss"], soft["val_metric"]) == (loss["val_loss"], loss["val_metric"])
+    assert np.log(1 / size) < soft["objective"] < np.log(1 + 1 / size)
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "tinyshakespeare").is_dir(),

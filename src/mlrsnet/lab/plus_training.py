@@ -140,7 +140,9 @@ class ESConfig:
             (classification; a language model is scored by its loss either way). Under label
             noise the validation loss can fall while the accuracy falls (a memorising model
             grows less confident on the examples it gets wrong), so the loss rewards a
-            schedule that memorises; the error is what the user reads.
+            schedule that memorises; the error is what the user reads. ``"soft-error"``
+            scores the mean of 1 − p(true class) instead: bounded like the error, but not
+            quantised by single examples on small scoring splits (100 examples on digits).
     """
 
     out: str
@@ -175,7 +177,7 @@ class ESConfig:
 BASES: tuple[str, ...] = ("probe", "user")
 
 #: What a run may be scored by (:attr:`ESConfig.objective`, :func:`run_objective`).
-OBJECTIVES: tuple[str, ...] = ("loss", "error")
+OBJECTIVES: tuple[str, ...] = ("loss", "error", "soft-error")
 
 #: The objective of a run whose loss is not finite (or not positive).
 DIVERGED = 10.0
@@ -538,6 +540,7 @@ def evaluate(
     scored = task.evaluate(model, split="meta", part=part)
     text = task.modality == "text"
     score = run_objective(objective, scored["loss"], scored["metric"], language_model=text,
+                          soft_error=scored.get("soft_error"),
                           size=1 if text else scoring_size(task, part))  # fmt: skip
     return {"val_loss": scored["loss"], "val_metric": scored["metric"], "objective": score,
             "base_lr": base_lr, "probe_steps": probe_steps,
@@ -545,7 +548,13 @@ def evaluate(
 
 
 def run_objective(
-    kind: str, loss: float, metric: float, *, size: int, language_model: bool = False
+    kind: str,
+    loss: float,
+    metric: float,
+    *,
+    size: int,
+    language_model: bool = False,
+    soft_error: float | None = None,
 ) -> float:
     """What one run scores (lower is better): the ES objective of :attr:`ESConfig.objective`.
 
@@ -554,11 +563,18 @@ def run_objective(
     scored the run: the ``1/size`` (one example's worth) keeps a perfect run finite, so the
     objective stays a log ratio between the two runs of a pair; a diverged run (its loss or
     accuracy not finite) scores the worst, ``log(1 + 1/size)``. A language model's metric is
-    a perplexity, so it is scored by its loss under either kind.
+    a perplexity, so it is scored by its loss under either kind. ``"soft-error"``
+    (classification): ``log(soft_error + 1/size)``, the error with each example counted by the
+    probability the model does not give its true class (``Task.evaluate``'s ``soft_error``):
+    bounded per example like the error, so memorising noisy labels is not rewarded as the
+    loss rewards it, but smooth in the weights, so two runs of a pair on 100 examples differ
+    by less than one example's flip when their schedules barely differ.
 
     Example:
         >>> round(run_objective("error", 0.4, 0.9, size=100), 4)  # log(0.1 + 0.01)
         -2.2073
+        >>> round(run_objective("soft-error", 0.4, 0.9, size=100, soft_error=0.15), 4)
+        -1.8326
         >>> run_objective("loss", float("nan"), 0.1, size=100)
         10.0
     """
@@ -568,7 +584,12 @@ def run_objective(
         return math.log(loss) if math.isfinite(loss) and loss > 0 else DIVERGED
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    error = 1.0 - metric if math.isfinite(loss) and math.isfinite(metric) else 1.0
+    if kind == "soft-error":
+        if soft_error is None:
+            raise ValueError("the soft-error objective needs the run's soft_error")
+        error = soft_error if math.isfinite(loss) and math.isfinite(soft_error) else 1.0
+    else:
+        error = 1.0 - metric if math.isfinite(loss) and math.isfinite(metric) else 1.0
     return math.log(min(max(error, 0.0), 1.0) + 1.0 / size)
 
 

@@ -411,7 +411,9 @@ class ImageTask(Task):
                 split (two held-out sets from one: e.g. a schedule's input and its score).
 
         Returns:
-            ``{"loss": mean cross-entropy, "metric": accuracy in [0, 1]}``.
+            ``{"loss": mean cross-entropy, "metric": accuracy in [0, 1], "soft_error": mean of
+            1 − the probability given to the true class}`` (the expected error of sampling a
+            prediction: in [0, 1] like the error, but smooth in the weights).
         """
         device = _model_device(model) if device is None else torch.device(device)
         if split == "test":
@@ -431,14 +433,16 @@ class ImageTask(Task):
             normalization=self.normalization,
             shuffle=False,
         )
-        loss_sum, correct, count = 0.0, 0, 0
+        loss_sum, correct, count, soft_sum = 0.0, 0, 0, 0.0
         with _EvalMode(model):
             for x, y in loader:
                 logits = model(x)
-                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                losses = F.cross_entropy(logits, y, reduction="none")
+                loss_sum += float(losses.sum())
+                soft_sum += float((1.0 - torch.exp(-losses)).sum())  # exp(-CE) = p(true class)
                 correct += int((logits.argmax(dim=1) == y).sum())
                 count += y.numel()
-        return {"loss": loss_sum / count, "metric": correct / count}
+        return {"loss": loss_sum / count, "metric": correct / count, "soft_error": soft_sum / count}
 
 
 @dataclass(kw_only=True, eq=False)
