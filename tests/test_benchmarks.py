@@ -141,3 +141,16 @@ def test_stacking_steps_each_model_as_it_would_alone_and_prints_the_ratio(capsys
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small")]
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert float(cells[1]) < 1e-6 and float(cells[4]) > 0
+
+
+def test_plus_outputs_prints_the_rate_of_each_trace_and_the_ablation(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plus_outputs
+    finally:
+        sys.path.pop(0)
+    assert plus_outputs.main(["v6", "--steps", "60"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sgd")]
+    assert len(rows) == 1 + len(plus_outputs.LOSSES)  # v6 reads no validation loss
+    ablation = [float(c) for c in rows[0].strip("|").split("|")[3:]]
+    assert len(ablation) == 11 and all(0 < v < 5 for v in ablation[:-1])
