@@ -686,12 +686,12 @@ def _cmd_schedules() -> int:
         if net.peak is not None:
             notes.append(f"its rate at most {net.peak:g}x the --lr (declared; --option "
                          "peak=Infinity lifts it)")  # fmt: skip
-        if mode == "user-rate":
-            notes.append("zero-tuning mode: --lr probe (the probe's rate as the --lr)")
         else:
             notes.append(f"its rate up to {bound * net.scale('sgd'):.3g}x the --lr with SGD, "
                          f"{bound * net.scale('adaptive'):.3g}x with AdamW "
                          "(--option peak=1: the --lr is the peak)")  # fmt: skip
+        if mode == "user-rate":
+            notes.append("zero-tuning mode: --lr probe (the probe's rate as the --lr)")
         if name == RECOMMENDED_PLUS:
             notes.append("recommended")
         plus_names.append(f"{name} ({'; '.join(notes)})")
