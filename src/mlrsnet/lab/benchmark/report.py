@@ -479,12 +479,8 @@ def acceptance(
     lines = [f"### Acceptance of `{network}` (issue 11)", ""]
     out = lines.append
     by_name = {t.name: t for t in targets if t.name in result}
-
-    def row_of(target: str, label: str) -> Row | None:
-        return next((r for r in result[target] if r.label == label), None)
-
-    def verdict(met: bool) -> str:
-        return "**met**" if met else "**missed**"
+    row_of = functools.partial(_row_of, result)
+    verdict = _verdict
 
     rank = ranks.get(network)
     if rank is not None:
@@ -560,22 +556,31 @@ def acceptance(
         "(accuracy in points, perplexity and loss in their units; the sign says which is "
         "higher, the word whether the network is better).")  # fmt: skip
     out("")
-    out("| target | " + " | ".join(name for _, name in ablations) + " |")
-    out("|---|" + "---|" * len(ablations))
-    for target in by_name:
-        row = row_of(target, network)
-        if row is None:
-            continue
-        cells = []
-        for label, _ in ablations:
-            other = row_of(target, label)
-            if other is None:
-                cells.append("—")
-                continue
-            diff, low, high, outcome = compare(row, other, metric_of[target])
-            cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] {outcome}")
-        out(f"| `{target}` | " + " | ".join(cells) + " |")
+    lines += _ablation_table(network, ablations, result, list(by_name), metric_of)
     return "\n".join(lines)
+
+
+def _row_of(result: dict[str, list[Row]], target: str, label: str) -> Row | None:
+    return next((r for r in result[target] if r.label == label), None)
+
+
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def _ablation_table(network: str, ablations: list[tuple[str, str]], result: dict[str, list[Row]],
+                    targets: list[str], metric_of: dict[str, str]) -> list[str]:  # fmt: skip
+    """One row per target: ``network`` minus each ablation's row (``"—"`` where not run)."""
+    lines = ["| target | " + " | ".join(name for _, name in ablations) + " |",
+             "|---|" + "---|" * len(ablations)]  # fmt: skip
+    for target in targets:
+        if (row := _row_of(result, target, network)) is None:
+            continue
+        cells = [_cell(compare(row, other, metric_of[target]))
+                 if (other := _row_of(result, target, label)) else "—"
+                 for label, _ in ablations]  # fmt: skip
+        lines.append(f"| `{target}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def diverged(record: dict[str, Any]) -> bool:
@@ -623,12 +628,8 @@ def acceptance_at_convergence(
     """
     lines = [f"### Acceptance of `{network}` at convergence (issue 26)", ""]
     out = lines.append
-
-    def row_of(target: str, label: str) -> Row | None:
-        return next((r for r in result[target] if r.label == label), None)
-
-    def verdict(met: bool) -> str:
-        return "**met**" if met else "**missed**"
+    row_of = functools.partial(_row_of, result)
+    verdict = _verdict
 
     versus = {t: compare(row, cosine, metric_of[t]) for t in result
               if (row := row_of(t, network)) and (cosine := row_of(t, "cosine · defaults"))}  # fmt: skip
@@ -673,14 +674,7 @@ def acceptance_at_convergence(
         "of 5 paired seeds [95 % interval] (accuracy in points, perplexity in its units; the "
         "word says whether the network is better).")  # fmt: skip
     out("")
-    out("| target | " + " | ".join(name for _, name in ablations) + " |")
-    out("|---|" + "---|" * len(ablations))
-    for target in result:
-        if (row := row_of(target, network)) is None:
-            continue
-        cells = [_cell(compare(row, other, metric_of[target])) if (other := row_of(target, label))
-                 else "—" for label, _ in ablations]  # fmt: skip
-        out(f"| `{target}` | " + " | ".join(cells) + " |")
+    lines += _ablation_table(network, ablations, result, list(result), metric_of)
     return "\n".join(lines)
 
 
