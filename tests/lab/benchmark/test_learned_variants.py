@@ -263,6 +263,28 @@ def test_each_shipped_residual_network_corrects_the_family_benchmarked_as_its_ba
         assert net.prior.limit == manifest["config"]["limit"]
 
 
+def test_the_shipped_convergence_candidate_is_a_user_rate_network_with_its_bar_shipped():
+    """``v7`` keeps the optimizer's rate as its peak, and the WSD family fitted by the same
+    meta-training (same tasks, contract and scoring) ships as its bar, copied unchanged from
+    the record its manifest names."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    net, manifest = plus.pretrained("v7")
+    assert "v7" in plan.CONVERGENCE_PLUS and plan.plus_contract("v7") == "user-rate"
+    assert net.peak == 1.0 and plan.plus_base("v7") == "user"
+    assert plan.plus_bar("v7") == "wsd~fitted-user-convergence"
+    bar = json.loads(plan.FITTED_WSD["fitted-user-convergence"].read_text())
+    record = root / "benchmarks" / "results" / "plus-wsd-user-convergence" / "wsd.json"
+    assert bar == json.loads(record.read_text())
+    assert (root / manifest["config"]["out"] / "plus.json").is_file()
+    for optimizer in ("sgd", "adamw"):
+        assert plan.fitted_wsd(optimizer, "fitted-user-convergence")["peak"] <= 1.0
+    target = next(t for t in tasksets.CONVERGENCE if t.name == "conv-fmnist-mlp-sgd")
+    methods = [m for m, _ in plan.learned_methods(target)]
+    assert {"mlrsnet-plus:v7", "mlrsnet-plus:v7~probe", "wsd~fitted-user-convergence"} <= set(methods)
+
+
 def test_a_user_rate_network_runs_at_convergence_in_both_modes_with_its_ablations(
     shipped, monkeypatch
 ):
@@ -274,7 +296,7 @@ def test_a_user_rate_network_runs_at_convergence_in_both_modes_with_its_ablation
     torch.manual_seed(2)
     plus.save(shipped / "plus" / "v7.safetensors", plus.PlusNet(hidden=4, peak=1.0),
               {"command": "test", "config": settings, "contract": "user-rate"})  # fmt: skip
-    monkeypatch.setattr(plan, "RECOMMENDED_PLUS", "v7")
+    monkeypatch.setattr(plan, "CONVERGENCE_PLUS", ("v7",))
     target = tasksets.CONVERGENCE[0]
     name = "mlrsnet-plus:v7"
     expected = [(name, target.lr), (f"{name}~progress-only", target.lr), (f"{name}~probe", None)]

@@ -45,7 +45,7 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "CONVERGENCE_ANCHORS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
+    "CONVERGENCE_ANCHORS", "CONVERGENCE_PLUS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
     "TUNING_SEED",
     "ProbeSpec", "RunSpec", "cells", "convergence_plus", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
     "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_contract", "plus_variants", "split_variant",
@@ -70,16 +70,25 @@ PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4", "v6")
 #: their test metric): ``v6`` has the best mean validation rank of the five there
 #: (docs/plus.md, *Which network to use*).
 RECOMMENDED_PLUS = "v6"
+#: The MLR-SNet+ networks the convergence suite measures: ``v6`` (the recommended network of
+#: the short-horizon suite, user-scaled) and ``v7``, the candidate under the user-rate
+#: contract of issue 26, meta-trained on runs trained to their plateau
+#: (:data:`~mlrsnet.lab.benchmark.tasksets.META_TRAINING_CONVERGENCE`), in both its modes.
+CONVERGENCE_PLUS: tuple[str, ...] = ("v6", "v7")
 #: The warmup-stable-decay family fitted by MLR-SNet+'s meta-training (``--family wsd``):
 #: each variant's file, whose ``config`` says the tasks and the base rate it was fitted on —
 #: the probe's rate (``--base probe``), the task's default rate (``--base user``), and the
 #: default rate on runs of 100–2,000 steps (``--base user --min-steps 100 --max-steps 2000``),
-#: and on such runs drawn by passes over the data too (``... --passes 1 16``).
+#: and on such runs drawn by passes over the data too (``... --passes 1 16``); and ``v7``'s
+#: bar: the convergence meta-training set at the user's rate as the peak, scored by the soft
+#: error on a validation split (``--task-set convergence --peak 1 --validation --objective
+#: soft-error``).
 FITTED_WSD: dict[str, Path] = {
     "fitted": Path(__file__).with_name("wsd_fitted.json"),
     "fitted-user": Path(__file__).with_name("wsd_fitted_user.json"),
     "fitted-user-long": Path(__file__).with_name("wsd_fitted_user_long.json"),
     "fitted-user-passes": Path(__file__).with_name("wsd_fitted_user_passes.json"),
+    "fitted-user-convergence": Path(__file__).with_name("wsd_fitted_user_convergence.json"),
 }
 #: The meta-training settings that decide which tasks a run draws and the rate it scales.
 _TASK_SETTINGS = ("base", "max_steps", "min_steps", "passes", "quick", "task_set", "peak",
@@ -268,8 +277,8 @@ def _allowed(target: Target, method: str) -> bool:
 def _convergence_learned(target: Target) -> list[tuple[str, float | None]]:
     """The faithful MLR-SNet meta-trained on the target's modality (the shipped Penn Treebank
     network for text; the shipped Fashion-MNIST and the authors' CIFAR networks for images) at
-    the paper's rule for SGD or the target's rate for AdamW, and the recommended MLR-SNet+
-    network at its base rate."""
+    the paper's rule for SGD or the target's rate for AdamW, and each of
+    :data:`CONVERGENCE_PLUS` (:func:`convergence_plus`)."""
     from mlrsnet.lab import tasks
 
     rate = target.lr if target.optimizer == "adamw" else None
@@ -277,7 +286,8 @@ def _convergence_learned(target: Target) -> list[tuple[str, float | None]]:
         faithful = ["mlrsnet:ptb-lstm"]
     else:
         faithful = ["mlrsnet:fmnist-resnet", "mlrsnet:authors"]
-    return [(m, rate) for m in faithful] + convergence_plus(target, RECOMMENDED_PLUS)
+    plus_rows = [row for network in CONVERGENCE_PLUS for row in convergence_plus(target, network)]
+    return [(m, rate) for m in faithful] + plus_rows
 
 
 def convergence_plus(target: Target, network: str) -> list[tuple[str, float | None]]:
