@@ -282,7 +282,8 @@ def test_the_shipped_convergence_candidate_is_a_user_rate_network_with_its_bar_s
         assert plan.fitted_wsd(optimizer, "fitted-user-convergence")["peak"] <= 1.0
     target = next(t for t in tasksets.CONVERGENCE if t.name == "conv-fmnist-mlp-sgd")
     methods = [m for m, _ in plan.learned_methods(target)]
-    assert {"mlrsnet-plus:v7", "mlrsnet-plus:v7~probe", "wsd~fitted-user-convergence"} <= set(methods)
+    rows = {"mlrsnet-plus:v7", "mlrsnet-plus:v7~probe", "wsd~fitted-user-convergence"}
+    assert rows <= set(methods)
 
 
 def test_a_user_rate_network_runs_at_convergence_in_both_modes_with_its_ablations(
