@@ -4,7 +4,7 @@
     python benchmarks/heldout.py --suite convergence --plan   # the suite at convergence
     python benchmarks/heldout.py                     # run (or resume) the whole suite
     python benchmarks/heldout.py --only ptb-lstm-short --only fmnist-cnn-1x   # some targets
-    python benchmarks/heldout.py --method mlrsnet-plus:v2    # one method's runs (and probes)
+    python benchmarks/heldout.py --method mlrsnet-plus:v6    # one method's runs (and probes)
     python benchmarks/heldout.py --address auto      # the same suite on a running Ray cluster
     python benchmarks/heldout.py --report            # BENCHMARKS.md and figures from the records
     python benchmarks/heldout.py --quick --out /tmp/quick   # the CI-sized suite, then its report
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="TARGET",
                         help="run only these targets (repeatable)")  # fmt: skip
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
-                        help="run only this method's jobs, e.g. mlrsnet-plus:v3 (repeatable; "
+                        help="run only this method's jobs, e.g. mlrsnet-plus:v7 (repeatable; "
                              "never the tuned tier)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs (default 2)")
     parser.add_argument("--address", default=None, help="a Ray cluster to join")

@@ -8,6 +8,8 @@ marked in the markdown on the line just before its fence:
     <!-- snippet: needs shared data -->          runs with $MLRSNET_DATA at ../shared/data,
                                                  skipped where that folder is absent
     <!-- snippet: needs fashion-mnist -->        skipped where Fashion-MNIST is not installed
+    <!-- snippet: reads the repository -->       runs in the repository root, to read committed
+                                                 records (it must write nothing)
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ def test_snippet_runs_as_written(path, index, code, marker, tmp_path, monkeypatc
         folder = request.getfixturevalue(fixture)  # skips when the data is absent
         if variable is not None:
             monkeypatch.setenv(variable, str(folder))
-    elif marker:
+    elif marker and marker != "reads the repository":
         raise ValueError(f"unknown snippet marker {marker!r}")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(ROOT if marker == "reads the repository" else tmp_path)
     run(code, f"{path.relative_to(ROOT).as_posix()}:{index}")
 
 

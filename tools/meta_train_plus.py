@@ -4,7 +4,7 @@
     python tools/meta_train_plus.py --quick --out /tmp/plus-quick   # a few minutes, as a test
 
 ``--base user`` meta-trains the network on the rate a user types (the task's default) instead
-of the probe's; ``--init v1`` starts from a shipped network instead of the default shape;
+of the probe's; ``--init v6`` starts from a shipped network (or a file) instead of the default shape;
 ``--prior WSD_JSON`` meta-trains a residual network that corrects a fitted WSD family, and
 ``--prior-shape W C P`` one that corrects a given warmup-stable-decay shape (``0.02 0.98 1``:
 linear to zero); ``--validation`` gives the network a validation loss at every epoch end; and

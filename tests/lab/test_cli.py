@@ -212,12 +212,13 @@ def test_lr_probe_from_a_flag_or_a_config_file(tmp_path, capsys):
 def test_a_network_meta_trained_at_the_users_rate_is_noted_under_the_probe(tmp_path, capsys):
     argv = ["train", "--task", "digits-mlp", "--epochs", "1", "--batch-size", "512",
             "--stop-after-steps", "1"]  # fmt: skip
-    assert main([*argv, "--schedule", "mlrsnet-plus:v2", "--lr", "probe",
-                 "--out", str(tmp_path / "v2")]) == 0  # fmt: skip
+    assert main([*argv, "--schedule", "mlrsnet-plus:v6", "--lr", "probe",
+                 "--out", str(tmp_path / "v6")]) == 0  # fmt: skip
     assert (
-        "note: mlrsnet-plus:v2 was meta-trained at the rate a user types" in capsys.readouterr().err
+        "note: mlrsnet-plus:v6 was meta-trained at the rate a user types" in capsys.readouterr().err
     )
-    for schedule, lr in (("mlrsnet-plus:v2", "0.05"), ("mlrsnet-plus:v1", "probe")):
+    # the user-rate network's zero-tuning mode is the probe's rate: no note
+    for schedule, lr in (("mlrsnet-plus:v6", "0.05"), ("mlrsnet-plus:v7", "probe")):
         assert main([*argv, "--schedule", schedule, "--lr", lr,
                      "--out", str(tmp_path / f"{schedule[-2:]}-{lr}")]) == 0  # fmt: skip
         assert "note:" not in capsys.readouterr().err
@@ -245,14 +246,15 @@ def test_lists(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "cosine" in lines[0] and "mlrsnet-plus" not in lines[0]
     assert lines[1].startswith("mlrsnet networks (--schedule mlrsnet:NAME): fmnist-resnet")
-    assert lines[2].startswith(
-        "mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v1 (zero-tuning mode; "
-        "meta-trained at --lr probe;"
-    )
+    assert lines[2].startswith("mlrsnet-plus networks (--schedule mlrsnet-plus:NAME): v6 (")
     from mlrsnet.lab.benchmark.plan import PLUS, RECOMMENDED_PLUS
 
     assert RECOMMENDED_PLUS in PLUS and lines[2].count("recommended") == 1
-    assert "v2 (user-scaled mode; meta-trained at the task's --lr; its rate up to " in lines[2]
+    assert (
+        "v7 (user-rate mode; meta-trained at the task's --lr; corrects a warmup-stable-decay; "
+        "reads a validation loss (observe_validation); its rate at most 1x the --lr (declared; "
+        "--option peak=Infinity lifts it); zero-tuning mode: --lr probe" in lines[2]
+    )
     # v6: scales 2.18 (SGD) and 4.83 (AdamW) times a correction of at most 2
     assert RECOMMENDED_PLUS == "v6" and (
         "v6 (user-scaled mode; meta-trained at the task's --lr; corrects a warmup-stable-decay; "

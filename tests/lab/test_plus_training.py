@@ -200,13 +200,15 @@ def test_a_meta_training_by_passes_resumes_and_names_its_task_set(tmp_path):
 def test_a_network_starts_at_a_fitted_familys_peaks(tmp_path):
     fitted = tmp_path / "wsd.json"
     fitted.write_text(json.dumps({"options": {"sgd": {"peak": 2.5}, "adaptive": {"peak": 0.3}}}))
+    torch.manual_seed(3)
+    init = plus.PlusNet(hidden=8)  # a network file to start from, as a shipped one would be
+    start = plus.save(tmp_path / "start.safetensors", init, {"command": "test"})
     config = ESConfig(out=str(tmp_path / "run"), iterations=0, pairs=1, max_steps=30, quick=True,
-                      monitor_instances=1, hidden=8, init="v2", init_peaks=str(fitted))  # fmt: skip
+                      monitor_instances=1, hidden=8, init=str(start), init_peaks=str(fitted))  # fmt: skip
     net, manifest = plus.load(plus_training.meta_train(config, workers=1))  # the start itself
     assert manifest["config"]["init_peaks"] == str(fitted)
-    v2 = plus.pretrained("v2")[0]
     params = net.numpy_params()
-    assert all(np.array_equal(a, b) for a, b in zip(params, v2.numpy_params(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(params, init.numpy_params(), strict=True))
     m0 = plus.multiplier(params, plus.features(plus.init_state(), 0, 500))
     assert net.scale("sgd") * m0 == pytest.approx(2.5, rel=1e-6)  # float32 weights
     assert net.scale("adaptive") * m0 == pytest.approx(0.3, rel=1e-6)

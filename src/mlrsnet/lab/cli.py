@@ -583,7 +583,7 @@ def _cmd_run(args: argparse.Namespace, kind: str) -> int:
 
 def _note_plus_base(schedule: str, lr: Any) -> None:
     """Say so when an MLR-SNet+ network meta-trained at the rate a user types runs at the
-    probe's rate (the benchmark's ablation c for ``v2``: a worse use of it); not for a network
+    probe's rate (the benchmark's ablation c for ``v6``: a worse use of it); not for a network
     under the user-rate contract, whose zero-tuning mode that is."""
     if lr != _PROBE or not schedule.startswith("mlrsnet-plus:"):
         return

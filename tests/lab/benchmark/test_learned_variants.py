@@ -49,8 +49,14 @@ def shipped_at_default(shipped, monkeypatch):
 def test_the_learned_tier_is_the_faithful_networks_then_mlrsnet_plus():
     target = tasksets.HELD_OUT[0]
     plus_runs = [f"mlrsnet-plus:{n}{v}" for n in plan.PLUS for v in plan.plus_variants(n)]
-    fitted = [f"wsd~{v}" for v in plan.FITTED_WSD if plan.fitted_wsd(variant=v) is not None]
+    short = [v for v in plan.FITTED_WSD if v != "fitted-user-convergence"]  # v7's: convergence
+    fitted = [f"wsd~{v}" for v in short if plan.fitted_wsd(variant=v) is not None]
     assert [m for m, _ in plan.learned_methods(target)] == [*plan.LEARNED, *plus_runs, *fitted]
+    assert plus_runs == [
+        "mlrsnet-plus:v6",
+        "mlrsnet-plus:v6~progress-only",
+        "mlrsnet-plus:v6~probe",
+    ]
     for method in plan.LEARNED:  # the faithful networks keep the paper's rate (their run ids)
         spec = plan.RunSpec(target.name, method, "learned", 0)
         assert not plan.uses_probe(spec) and spec.run_id.endswith("--paper--s0")
@@ -261,6 +267,22 @@ def test_each_shipped_residual_network_corrects_the_family_benchmarked_as_its_ba
             shape = [options["warmup"], options["cooldown"], options["power"]]
             assert net.prior.as_list()[:3] == pytest.approx(shape, rel=1e-6)
         assert net.prior.limit == manifest["config"]["limit"]
+
+
+def test_a_network_no_longer_shipped_keeps_the_bar_its_manifest_matched():
+    """``v1``–``v4`` left the package; the short-horizon page's ablation (b) for each is still
+    the family fitted on its own tasks (its record's manifest against the family files)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    for name, bar in plan.RETIRED_PLUS_BARS.items():
+        assert name not in plus.pretrained_names()
+        manifest = json.loads(
+            (root / "benchmarks" / "results" / f"plus-{name}" / "plus.json").read_text()
+        )
+        family = json.loads(plan.FITTED_WSD[bar.removeprefix("wsd~")].read_text())
+        assert plan._task_settings(manifest) == plan._task_settings(family)
+        assert report._bar(f"mlrsnet-plus:{name}", at_default=name != "v1") == bar
 
 
 def test_the_shipped_convergence_candidate_is_a_user_rate_network_with_its_bar_shipped():

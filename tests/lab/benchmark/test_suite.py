@@ -96,7 +96,7 @@ def test_a_lost_record_is_recomputed_from_its_finished_run(quick_suite):
 
 def test_a_suite_can_run_some_methods_only(tmp_path):
     target = tasksets.QUICK[0]
-    picked = ["mlrsnet-plus:v2", "mlrsnet-plus:v2~probe"]  # the default rate, the probe's
+    picked = ["mlrsnet-plus:v6", "mlrsnet-plus:v6~probe"]  # the default rate, the probe's
     records = execute.execute([target], out=tmp_path, workers=1, seeds=(0,), methods=picked)
     kinds = sorted((r["kind"], r.get("method", "")) for r in records.rows)
     assert kinds == [("probe", ""), ("run", picked[0]), ("run", picked[1])]
@@ -162,7 +162,10 @@ def test_quick_convergence_suite_records_its_plan_and_reports_it(tmp_path):
     methods = {r["method"] for r in rows if r.get("target") == first and r["kind"] == "run"}
     assert {"fixed", "dadaptation-sgd", "dog", "mechanic", "prodigy", "schedulefree-sgd",
             "mlrsnet:fmnist-resnet", "mlrsnet:authors"} <= methods  # fmt: skip
-    assert not any(m.startswith("mlrsnet-plus:v1") for m in methods)  # old versions: not here
+    plus_rows = {m for m in methods if m.startswith("mlrsnet-plus:")}
+    assert plus_rows == {"mlrsnet-plus:v6", "mlrsnet-plus:v7", "mlrsnet-plus:v7~progress-only",
+                         "mlrsnet-plus:v7~probe"}  # fmt: skip
+    assert "wsd~fitted-user-convergence" in methods  # v7's bar
     for row in rows:
         if row["kind"] == "run":
             assert 0 <= row["final_test_metric"] <= 100

@@ -45,7 +45,7 @@ from typing import Any
 from mlrsnet.lab.benchmark.tasksets import Target
 
 __all__ = [
-    "CONVERGENCE_ANCHORS", "CONVERGENCE_PLUS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "SHAPES", "TUNED",
+    "CONVERGENCE_ANCHORS", "CONVERGENCE_PLUS", "CONVERGENCE_PROBED", "EVAL_SEEDS", "FITTED_WSD", "GRID", "LEARNED", "PLUS", "RECOMMENDED_PLUS", "RETIRED_PLUS_BARS", "SHAPES", "TUNED",
     "TUNING_SEED",
     "ProbeSpec", "RunSpec", "cells", "convergence_plus", "defaults_methods", "fitted_wsd", "fitted_wsd_base",
     "learned_methods", "pick", "plan", "plus_bar", "plus_base", "plus_contract", "plus_variants", "split_variant",
@@ -65,9 +65,15 @@ TUNED: tuple[str, ...] = ("cosine", "wsd")
 #: The learned schedules: shipped networks and the authors' released three.
 LEARNED: tuple[str, ...] = ("mlrsnet:fmnist-resnet", "mlrsnet:ptb-lstm", "mlrsnet:authors")
 #: The shipped MLR-SNet+ networks the benchmark measures (:func:`mlrsnet.plus.pretrained`).
-PLUS: tuple[str, ...] = ("v1", "v2", "v3", "v4", "v6")
+#: ``v1``–``v4`` were measured there too and are no longer shipped (superseded; their records
+#: stay in git and on the short-horizon page).
+PLUS: tuple[str, ...] = ("v6",)
+#: The bars (:func:`plus_bar`) of the networks no longer shipped, read off their manifests
+#: while they were, so the short-horizon page regenerates their ablation (b) unchanged.
+RETIRED_PLUS_BARS: dict[str, str] = {"v1": "wsd~fitted", "v2": "wsd~fitted-user",
+                                     "v3": "wsd~fitted-user-long", "v4": "wsd~fitted-user-passes"}  # fmt: skip
 #: The one of :data:`PLUS` to use, chosen on the held-out targets' validation splits (never
-#: their test metric): ``v6`` has the best mean validation rank of the five there
+#: their test metric): ``v6`` had the best mean validation rank of the five measured there
 #: (docs/plus.md, *Which network to use*).
 RECOMMENDED_PLUS = "v6"
 #: The MLR-SNet+ networks the convergence suite measures: ``v6`` (the recommended network of
@@ -159,7 +165,7 @@ def uses_probe(spec: RunSpec) -> bool:
     other than the faithful MLR-SNet (whose rate is the paper's rule) without a rate of its own.
 
     Example:
-        >>> uses_probe(RunSpec("t", "mlrsnet-plus:v1", "learned", 0))
+        >>> uses_probe(RunSpec("t", "mlrsnet-plus:v7~probe", "learned", 0))
         True
         >>> uses_probe(RunSpec("t", "mlrsnet:ptb-lstm", "learned", 0))
         False
@@ -170,7 +176,7 @@ def uses_probe(spec: RunSpec) -> bool:
 
 
 def split_variant(method: str) -> tuple[str, str]:
-    """``"mlrsnet-plus:v1~progress-only"`` → ``("mlrsnet-plus:v1", "progress-only")``.
+    """``"mlrsnet-plus:v7~progress-only"`` → ``("mlrsnet-plus:v7", "progress-only")``.
 
     Example:
         >>> split_variant("wsd~fitted"), split_variant("cosine")
@@ -230,8 +236,8 @@ def plus_bar(network: str) -> str | None:
     (``"wsd~VARIANT"``), or ``None`` when none is.
 
     Example:
-        >>> plus_bar("v1"), plus_bar("v2")
-        ('wsd~fitted', 'wsd~fitted-user')
+        >>> plus_bar("v6"), plus_bar("v7")
+        ('wsd~fitted-user-passes', 'wsd~fitted-user-convergence')
     """
     from mlrsnet import plus
 
@@ -247,8 +253,8 @@ def plus_base(network: str) -> str:
     ``"user"`` (its manifest's ``config.base``; networks made before it existed: the probe).
 
     Example:
-        >>> plus_base("v1")
-        'probe'
+        >>> plus_base("v6")
+        'user'
     """
     from mlrsnet import plus
 
@@ -260,8 +266,8 @@ def plus_variants(network: str) -> tuple[str, ...]:
     and at the other base rate than its own (issue 11's ablations a and c).
 
     Example:
-        >>> plus_variants("v1")
-        ('', '~progress-only', '~user-lr')
+        >>> plus_variants("v6")
+        ('', '~progress-only', '~probe')
     """
     return ("", "~progress-only", "~user-lr" if plus_base(network) == "probe" else "~probe")
 
@@ -316,8 +322,8 @@ def plus_contract(network: str) -> str:
     one its settings imply: :func:`mlrsnet.lab.plus_training.contract`).
 
     Example:
-        >>> plus_contract("v6"), plus_contract("v1")
-        ('user-scaled', 'zero-tuning')
+        >>> plus_contract("v6"), plus_contract("v7")
+        ('user-scaled', 'user-rate')
     """
     from mlrsnet import plus
     from mlrsnet.lab.plus_training import contract
@@ -346,8 +352,8 @@ def learned_methods(target: Target) -> list[tuple[str, float | None]]:
         for variant in plus_variants(network):
             at_default = variant == "~user-lr" or (base == "user" and variant != "~probe")
             methods.append((f"mlrsnet-plus:{network}{variant}", target.lr if at_default else None))
-    for variant, path in FITTED_WSD.items():
-        if path.is_file():
+    for variant, path in FITTED_WSD.items():  # those fitted on short runs (not v7's bar)
+        if path.is_file() and _task_settings(json.loads(path.read_text()))["task_set"] is None:
             at_default = fitted_wsd_base(variant) == "user"
             methods.append((f"wsd~{variant}", target.lr if at_default else None))
     return methods

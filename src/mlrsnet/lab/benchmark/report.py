@@ -687,12 +687,14 @@ def _meta_task(m: MetaTask) -> str:
 
 def _bar(network: str, at_default: bool) -> str:
     """Ablation (b) of ``network`` (``"mlrsnet-plus:NAME"``): the shipped network's own bar
-    (:func:`~mlrsnet.lab.benchmark.plan.plus_bar`), or for a network no longer shipped the
+    (:func:`~mlrsnet.lab.benchmark.plan.plus_bar`), for a network no longer shipped its bar
+    when it was (:data:`~mlrsnet.lab.benchmark.plan.RETIRED_PLUS_BARS`), and otherwise the
     WSD family fitted at its base rate."""
     from mlrsnet import plus
+    from mlrsnet.lab.benchmark.plan import RETIRED_PLUS_BARS
 
     name = network.split(":", 1)[1]
-    bar = plus_bar(name) if name in plus.pretrained_names() else None
+    bar = plus_bar(name) if name in plus.pretrained_names() else RETIRED_PLUS_BARS.get(name)
     return bar or ("wsd~fitted-user" if at_default else "wsd~fitted")
 
 
