@@ -49,9 +49,26 @@ def test_zero_tuning_gaps_are_paired_differences_to_the_best_tuned_row():
                     rows("t", "cosine", "defaults", [89.0, 90.0, 91.0, 92.0, 93.0]),
                     rows("t", "dog", "defaults", [80.0, 81.0, 82.0, 83.0, 84.0])]}  # fmt: skip
     lines = report.gap_lines(result, {"t": "accuracy"})
-    assert lines[2] == "| cosine · defaults | -1.00 (1) | -1.00 [-1.00, -1.00] |"
-    assert lines[3] == "| dog · defaults | -10.00 (1) | -10.00 [-10.00, -10.00] |"
+    assert lines[2] == "| cosine · defaults | -1.00 | -1.00 [-1.00, -1.00] |"
+    assert lines[3] == "| dog · defaults | -10.00 | -10.00 [-10.00, -10.00] |"
     assert len(lines) == 4  # the tuned reference is not a zero-tuning row
+
+
+def test_the_mean_gap_is_over_the_same_targets_for_every_row():
+    """A row missing one of the common targets gets no mean (its cells stay), so no mean is
+    over fewer or easier targets than another's; targets outside ``common`` do not count."""
+
+    def target(name, offset, dog=True):
+        found = [rows(name, "cosine", "tuned", [90.0] * 5),
+                 rows(name, "cosine", "defaults", [90.0 - offset] * 5)]  # fmt: skip
+        return found + ([rows(name, "dog", "defaults", [80.0] * 5)] if dog else [])
+
+    result = {"a": target("a", 1.0), "b": target("b", 3.0, dog=False), "c": target("c", 9.0)}
+    metric_of = dict.fromkeys(result, "accuracy")
+    lines = report.gap_lines(result, metric_of, ["a", "b"])
+    assert lines[0].startswith("| method | mean gap over 2 accuracy targets (the same for every row) |")
+    assert lines[2].startswith("| cosine · defaults | -2.00 | -1.00 [")  # c is not in common
+    assert lines[3].startswith("| dog · defaults | — | -10.00 [") and "| — | -10.00 [" in lines[3]
 
 
 def test_costs_sum_the_runs_and_probes_of_each_target(tmp_path):

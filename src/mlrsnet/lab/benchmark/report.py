@@ -276,11 +276,16 @@ def plateau_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Ta
     return lines
 
 
-def gap_lines(result: dict[str, list[Row]], metric_of: dict[str, str]) -> list[str]:
+def gap_lines(
+    result: dict[str, list[Row]], metric_of: dict[str, str], common: list[str] | None = None
+) -> list[str]:
     """Every zero-tuning row (defaults, probe, learned) against the best tuned baseline of each
     target (by validation): the mean difference and its paired 95 % interval, in points of
-    accuracy or in perplexity; sorted by the mean gap over the accuracy targets."""
+    accuracy or in perplexity; sorted by the mean gap over the accuracy targets in ``common``
+    (default: every accuracy target), shown only for the rows that ran on all of them, so
+    that every mean is over the same targets."""
     names = list(result)
+    common = [t for t in (names if common is None else common) if metric_of[t] == "accuracy"]
     gaps: dict[str, dict[str, tuple[float, float, float]]] = defaultdict(dict)
     for target, rows in result.items():
         ref = best_of_tier(rows, "tuned", metric_of[target])
@@ -290,19 +295,20 @@ def gap_lines(result: dict[str, list[Row]], metric_of: dict[str, str]) -> list[s
             if not row.tier.startswith("tuned"):
                 gaps[row.label][target] = compare(row, ref, metric_of[target])[:3]
 
-    def mean_gap(label: str) -> float:  # over the accuracy targets (points add up there)
-        values = [g[0] for t, g in gaps[label].items() if metric_of[t] == "accuracy"]
-        return statistics.fmean(values) if values else math.nan
+    def mean_gap(label: str) -> float:  # points add up over accuracy targets
+        if not common or any(t not in gaps[label] for t in common):
+            return math.nan
+        return statistics.fmean(gaps[label][t][0] for t in common)
 
     order = sorted(gaps, key=lambda label: (math.isnan(mean_gap(label)), -mean_gap(label)))
-    lines = ["| method | mean gap, accuracy targets (how many) | "
+    lines = [f"| method | mean gap over {len(common)} accuracy targets (the same for every row) | "
              + " | ".join(f"`{t}`" for t in names) + " |",
              "|---|---:|" + "---|" * len(names)]  # fmt: skip
     for label in order:
         cells = [f"{g[0]:+.2f} [{g[1]:+.2f}, {g[2]:+.2f}]" if (g := gaps[label].get(t)) else "—"
                  for t in names]  # fmt: skip
-        mean, count = mean_gap(label), sum(metric_of[t] == "accuracy" for t in gaps[label])
-        lines.append(f"| {label} | {'—' if math.isnan(mean) else f'{mean:+.2f} ({count})'} | "
+        mean = mean_gap(label)
+        lines.append(f"| {label} | {'—' if math.isnan(mean) else f'{mean:+.2f}'} | "
                      + " | ".join(cells) + " |")  # fmt: skip
     return lines
 
@@ -355,6 +361,11 @@ def _task_sets(targets: list[Target] | tuple[Target, ...]) -> list[str]:
     return lines
 
 
+def _full(name: str, targets: list[Target] | tuple[Target, ...]) -> bool:
+    """Whether target ``name`` runs every method (not a length variant's few)."""
+    return next(t for t in targets if t.name == name).methods is None
+
+
 def _convergence_lines(result: dict[str, list[Row]], targets: list[Target] | tuple[Target, ...],
                        records: Records, metric_of: dict[str, str]) -> list[str]:  # fmt: skip
     """The convergence suite's own sections: plateau check, zero-tuning gaps, costs."""
@@ -372,8 +383,10 @@ def _convergence_lines(result: dict[str, list[Row]], targets: list[Target] | tup
         "Each row that needs no tuning (the defaults and probe tiers, the learned schedules) "
         "against the best tuned baseline of the target (chosen by validation): mean difference "
         "of the final test metric and its paired 95 % interval, in points of accuracy (higher "
-        "is better) or in perplexity (lower is better).", "",
-        *gap_lines(main, metric_of), "",
+        "is better) or in perplexity (lower is better). The mean is over the same accuracy "
+        "targets for every row that has one: those that run every method (not the length "
+        "variants), for the rows that ran on all of them.", "",
+        *gap_lines(main, metric_of, [t for t in main if _full(t, targets)]), "",
         "### What each target costs", "",
         *cost_lines(records, targets), "",
     ]  # fmt: skip
