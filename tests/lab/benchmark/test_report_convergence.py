@@ -66,7 +66,9 @@ def test_the_mean_gap_is_over_the_same_targets_for_every_row():
     result = {"a": target("a", 1.0), "b": target("b", 3.0, dog=False), "c": target("c", 9.0)}
     metric_of = dict.fromkeys(result, "accuracy")
     lines = report.gap_lines(result, metric_of, ["a", "b"])
-    assert lines[0].startswith("| method | mean gap over 2 accuracy targets (the same for every row) |")
+    assert lines[0].startswith(
+        "| method | mean gap over 2 accuracy targets (the same for every row) |"
+    )
     assert lines[2].startswith("| cosine · defaults | -2.00 | -1.00 [")  # c is not in common
     assert lines[3].startswith("| dog · defaults | — | -10.00 [") and "| — | -10.00 [" in lines[3]
 
