@@ -10,7 +10,11 @@ of the probe's; ``--init v6`` starts from a shipped network (or a file) instead 
 linear to zero); ``--validation`` gives the network a validation loss at every epoch end; and
 ``--peak 1 --base user`` meta-trains under the user-rate contract (the user's rate is the peak);
 ``--objective error`` scores each run by its final validation error instead of its loss, and
-``--objective soft-error`` by its soft error (the mean of 1 - p(true class): smooth, bounded).
+``--objective soft-error`` by its soft error (the mean of 1 - p(true class): smooth, bounded),
+and ``--objective sharp-error`` by the soft error of the logits over 0.25 (it does not reward
+confidence, which the soft error does under label noise).
+``--early-stop-unit RISE THRESHOLD WEIGHT`` starts the network with a response that lowers
+the rate once the validation loss has risen above its best (ES may keep or undo it).
 
 Rerun the same command to resume after an interruption; ``OUT/history.jsonl`` has one line
 per ES iteration and ``OUT/plus.safetensors`` (with its manifest) is the network.
@@ -71,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", action="store_true",
                         help="a network that reads a validation loss: half the meta split is "
                              "given to it at every epoch end, the other half scores the run")  # fmt: skip
-    parser.add_argument("--objective", choices=("loss", "error", "soft-error"), default="loss",
-                        help="score each run by the log of its final validation loss, error, or "
-                             "soft error (1 - p(true class); classification; text is scored by "
-                             "loss)")  # fmt: skip
+    parser.add_argument("--objective", choices=("loss", "error", "soft-error", "sharp-error"),
+                        default="loss",
+                        help="score each run by the log of its final validation loss, error, "
+                             "soft error (1 - p(true class)), or sharp error (the same of the "
+                             "logits / 0.25); classification; text is scored by loss")  # fmt: skip
+    parser.add_argument("--early-stop-unit", type=float, nargs=3, default=None,
+                        metavar=("RISE", "THRESHOLD", "WEIGHT"),
+                        help="start with two of the network's least-used hidden units rewired "
+                             "to lower the rate once the validation loss rises above its best "
+                             "by about THRESHOLD/RISE in log (needs --validation; e.g. 10 2 -2)")  # fmt: skip
     parser.add_argument("--limit", type=float, default=2.0,
                         help="the residual correction's bound: within [1/LIMIT, LIMIT]")  # fmt: skip
     parser.add_argument(
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         validation=args.validation,
         prior_shape=tuple(args.prior_shape) if args.prior_shape else None,
         objective=args.objective,
+        early_stop_unit=tuple(args.early_stop_unit) if args.early_stop_unit else None,
     )
 
     def report(record: dict) -> None:

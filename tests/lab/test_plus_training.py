@@ -365,7 +365,9 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
              ({"passes": (0.0, 16.0)}, "passes must be"),
              ({"passes": (8.0, 2.0)}, "passes must be"),
              ({"prior": str(start), "family": "wsd"}, "the WSD family has none"),
-             ({"prior": str(start), "init": str(start)}, "no init or init_peaks"),
+             ({"prior": str(start), "init_peaks": str(start)}, "no init_peaks"),
+             ({"prior_shape": (0.02, 0.98, 1.0), "hidden": 4, "init": str(start)},
+              "corrects another prior"),  # a plain network's weights in a residual one
              ({"peak": 0.0}, "peak"),
              ({"task_set": "long"}, "task_set must be"),
              ({"monitor_schedule": "nope"}, "monitor_schedule must be"),
@@ -375,6 +377,88 @@ def test_bad_starts_and_bases_are_refused(tmp_path):
                           monitor_instances=1, **change)  # fmt: skip
         with pytest.raises(ValueError, match=message):
             plus_training.meta_train(config, workers=1)
+
+
+def test_a_residual_network_starts_from_a_network_of_the_same_prior(tmp_path):
+    """``init`` for a residual network: the weights of one that corrects the same prior at the
+    same scales and peak (a meta-trained network, changed by hand, say), exactly; one of
+    another prior is refused, and a residual start is refused for a plain network."""
+    settings = {"iterations": 0, "pairs": 1, "max_steps": 30, "quick": True,
+                "monitor_instances": 1, "hidden": 4, "validation": True, "peak": 1.0}  # fmt: skip
+    prior = plus.Prior(0.02, 0.98, 1.0, limit=8.0)
+    torch.manual_seed(4)
+    start = plus.PlusNet.residual(prior, dict.fromkeys(plus.OPTIMIZER_FAMILIES, 1.0), hidden=4,
+                                  validation=True, peak=1.0)  # fmt: skip
+    with torch.no_grad():
+        start.layer2.weight.normal_()  # not the zero correction meta-training would start at
+    path = plus.save(tmp_path / "start.safetensors", start, {"command": "t"})
+    config = ESConfig(out=str(tmp_path / "run"), prior_shape=(0.02, 0.98, 1.0), limit=8.0,
+                      init=str(path), **settings)  # fmt: skip
+    net = plus.load(plus_training.meta_train(config, workers=1))[0]
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), start.parameters(), strict=True))
+    assert net.prior.as_list() == start.prior.as_list()
+    other = ESConfig(out=str(tmp_path / "other"), prior_shape=(0.02, 0.8, 1.0), limit=8.0,
+                     init=str(path), **settings)  # fmt: skip
+    with pytest.raises(ValueError, match="corrects another prior"):
+        plus_training.meta_train(other, workers=1)
+    plain = ESConfig(out=str(tmp_path / "plain"), init=str(path), **settings)
+    with pytest.raises(ValueError, match="corrects another prior"):
+        plus_training.meta_train(plain, workers=1)
+
+
+def test_an_early_stopping_unit_lowers_the_rate_only_once_the_validation_loss_rises(tmp_path):
+    """The response reads how far the validation loss rose above its best: with a falling
+    validation loss, or none, the rates are exactly the network's with those units silent;
+    with a rising one they fall. In a meta-training it is the start (``iterations=0``)."""
+    torch.manual_seed(5)
+    net = plus.PlusNet.residual(plus.Prior(0.02, 0.98, 1.0, limit=8.0),
+                                dict.fromkeys(plus.OPTIMIZER_FAMILIES, 1.0), hidden=4,
+                                validation=True, peak=1.0)  # fmt: skip
+    with torch.no_grad():
+        net.layer2.weight.normal_(std=0.1)
+        net.layer2.weight[0, 2] = 1e-3  # the two least used: the units rewired
+        net.layer2.weight[0, 0] = -2e-3
+    unit = plus_training.with_early_stop_unit(net, 10.0, 2.0, -2.0)
+    removed = plus_training.with_early_stop_unit(net, 0.0, 0.0, 0.0)  # the same units, silent
+    _, _, w2, _ = unit.numpy_params()
+    assert (w2[2], w2[0]) == (-2.0, 2.0) and np.array_equal(
+        w2[[1, 3]], net.numpy_params()[2][[1, 3]]
+    )
+
+    def rates(network, validation):
+        params = [torch.zeros(1, requires_grad=True)]
+        optimizer = torch.optim.SGD(params, lr=1.0)
+        scheduler = plus.MLRSNetPlusLR(optimizer, network, total_steps=100)
+        out = []
+        for step in range(100):
+            if validation is not None and step % 10 == 0:
+                scheduler.observe_validation(validation(step))
+            scheduler.step(torch.tensor(2.0 - 0.01 * step))
+            out.append(scheduler.get_last_lr()[0])
+        return out
+
+    falling = lambda step: 1.0 - 0.005 * step  # noqa: E731
+    rising = lambda step: 1.0 + 0.02 * max(step - 30, 0)  # noqa: E731 (+40 % by step 50)
+    assert rates(unit, None) == rates(removed, None)  # the validation inputs are all 0
+    # a new best at every reading: the two units cancel (up to the dot product's rounding)
+    assert rates(unit, falling) == pytest.approx(rates(removed, falling), rel=1e-12, abs=0)
+    late = slice(50, 90)
+    assert all(a < b for a, b in zip(rates(unit, rising)[late], rates(removed, rising)[late],
+                                     strict=True))  # fmt: skip
+    with pytest.raises(ValueError, match="reads none"):
+        plus_training.with_early_stop_unit(plus.PlusNet(hidden=4), 10.0, 2.0, -2.0)
+    path = plus.save(tmp_path / "net.safetensors", net, {"command": "t"})
+    config = ESConfig(out=str(tmp_path / "run"), iterations=0, pairs=1, max_steps=30, quick=True,
+                      monitor_instances=1, hidden=4, validation=True, peak=1.0, limit=8.0,
+                      prior_shape=(0.02, 0.98, 1.0), init=str(path),
+                      early_stop_unit=(10.0, 2.0, -2.0))  # fmt: skip
+    started, manifest = plus.load(plus_training.meta_train(config, workers=1))
+    assert all(torch.equal(a, b) for a, b in zip(started.parameters(), unit.parameters(),
+                                                 strict=True))  # fmt: skip
+    assert manifest["config"]["early_stop_unit"] == [10.0, 2.0, -2.0]
+    bad = ESConfig(out=str(tmp_path / "bad"), iterations=0, early_stop_unit=(10.0, 2.0, -2.0))
+    with pytest.raises(ValueError, match="needs validation"):
+        plus_training.meta_train(bad, workers=1)
 
 
 def test_a_folder_from_before_the_base_setting_resumes(tmp_path):
@@ -508,7 +592,8 @@ def test_a_validation_meta_training_under_the_user_rate_contract(tmp_path):
     ({"family": "wsd", "prior_shape": (0.02, 0.98, 1.0)}, "WSD family has none"),
     ({"prior_shape": (0.5, 0.6, 1.0)}, "exceed the whole run"),
     ({"prior_shape": (0.0, 1.0)}, "prior_shape"),
-    ({"prior_shape": (0.0, 1.0, 1.0), "init": "v6"}, "no init"),
+    ({"prior_shape": (0.0, 1.0, 1.0), "init": "v6", "hidden": 8}, "corrects another prior"),
+    ({"prior_shape": (0.0, 1.0, 1.0), "init_peaks": "wsd.json"}, "no init_peaks"),
     ({"objective": "accuracy"}, "objective must be one of"),
 ])  # fmt: skip
 def test_validation_and_prior_shape_settings_are_checked(tmp_path, changes, message):
@@ -547,8 +632,12 @@ def test_the_run_objective_of_a_loss_and_of_an_error():
                                            soft_error=0.1) == worst  # fmt: skip
     assert plus_training.run_objective("soft-error", 1.5, 4.48, size=1, language_model=True,
                                        soft_error=None) == np.log(1.5)  # fmt: skip
-    with pytest.raises(ValueError, match="needs the run's soft_error"):
+    with pytest.raises(ValueError, match="needs the run's soft error"):
         plus_training.run_objective("soft-error", 0.4, 0.9, size=200)
+    sharp = plus_training.run_objective("sharp-error", 0.4, 0.9, size=200, soft_error=0.12)
+    assert sharp == np.log(0.12 + 1 / 200)  # the caller passes the sharp error
+    with pytest.raises(ValueError, match="sharp-error objective needs"):
+        plus_training.run_objective("sharp-error", 0.4, 0.9, size=200)
 
 
 def test_evaluate_scores_a_run_by_its_validation_error():
@@ -572,6 +661,10 @@ def test_evaluate_scores_a_run_by_its_validation_error():
     soft = runs["soft-error"]
     assert (soft["val_loss"], soft["val_metric"]) == (loss["val_loss"], loss["val_metric"])
     assert np.log(1 / size) < soft["objective"] < np.log(1 + 1 / size)
+    sharp = runs["sharp-error"]  # the same run, scored by its sharp error
+    assert (sharp["val_loss"], sharp["val_metric"]) == (loss["val_loss"], loss["val_metric"])
+    assert np.log(1 / size) < sharp["objective"] < np.log(1 + 1 / size)
+    assert sharp["objective"] != soft["objective"]
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "tinyshakespeare").is_dir(),

@@ -55,7 +55,7 @@ __all__ = [
     "BASES", "DIVERGED", "OBJECTIVES", "WSD_START", "ESConfig", "contract", "es_gradient",
     "evaluate", "flat_params", "meta_train", "probe", "residual_start", "run_objective",
     "sample_instance", "scoring_size", "set_params", "shape_differences", "start_network",
-    "steps_per_pass", "user_lr", "with_peaks", "wsd_options",
+    "steps_per_pass", "user_lr", "with_early_stop_unit", "with_peaks", "wsd_options",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,18 @@ class ESConfig:
             grows less confident on the examples it gets wrong), so the loss rewards a
             schedule that memorises; the error is what the user reads. ``"soft-error"``
             scores the mean of 1 − p(true class) instead: bounded like the error, but not
-            quantised by single examples on small scoring splits (100 examples on digits).
+            quantised by single examples on small scoring splits (100 examples on digits);
+            it also scores confidence, so under label noise it still prefers the confident
+            model that memorised to a less confident one that is right more often.
+            ``"sharp-error"`` scores the same of the logits over 0.25
+            (``Task.evaluate``'s ``sharp_error``): near the error, and smooth near the
+            decision boundary only.
+        early_stop_unit: ``(rise, threshold, weight)``: before meta-training starts, two of
+            the start network's least-used hidden units are rewired into a thresholded
+            response to the validation loss rising above its best
+            (:func:`with_early_stop_unit`; a negative ``weight`` lowers the rate, as early
+            stopping would). ES then keeps, changes or undoes it like every weight. Needs
+            ``validation``.
     """
 
     out: str
@@ -171,13 +182,14 @@ class ESConfig:
     validation: bool = False
     prior_shape: tuple[float, float, float] | None = None
     objective: str = "loss"
+    early_stop_unit: tuple[float, float, float] | None = None
 
 
 #: The base-rate rules of :attr:`ESConfig.base`.
 BASES: tuple[str, ...] = ("probe", "user")
 
 #: What a run may be scored by (:attr:`ESConfig.objective`, :func:`run_objective`).
-OBJECTIVES: tuple[str, ...] = ("loss", "error", "soft-error")
+OBJECTIVES: tuple[str, ...] = ("loss", "error", "soft-error", "sharp-error")
 
 #: The objective of a run whose loss is not finite (or not positive).
 DIVERGED = 10.0
@@ -264,6 +276,50 @@ def with_peaks(net: plus.PlusNet, peaks: dict[str, float]) -> plus.PlusNet:
             index = plus.OPTIMIZER_FAMILIES.index(family)
             net.log_scale[index] = math.log(peak / m0)
     return net
+
+
+def with_early_stop_unit(
+    net: plus.PlusNet, rise: float, threshold: float, weight: float
+) -> plus.PlusNet:
+    """A copy of ``net`` whose two least-used hidden units (the smallest output weights in
+    absolute value) are rewired into a thresholded response to a validation loss risen above
+    its best, ``r = clip(log(last / best), 0, 1)`` (:func:`mlrsnet.plus.validation_inputs`):
+    they add ``weight · (tanh(rise · r − threshold · seen) − tanh(−threshold · seen))`` to
+    the output, ``seen`` being 1 once a validation loss was given. That is 0 while every
+    validation loss is a new best (up to rounding; exactly for a user who gives none), near 0 for a small
+    rise (noise: ``rise · r`` well under ``threshold``), and near ``weight`` once the loss has
+    risen by about ``threshold / rise`` in log (memorisation): a negative ``weight`` then
+    lowers the rate, as early stopping would. (How long ago the best was is not read: it
+    grows between two validation losses even when each is a new best.)
+
+    Example:
+        >>> net = with_early_stop_unit(plus.PlusNet(hidden=4, validation=True), 10.0, 2.0, -2.0)
+        >>> _, _, w2, _ = net.numpy_params()
+        >>> sorted(w2.round(3).tolist())[:1], sorted(w2.round(3).tolist())[-1:]
+        ([-2.0], [2.0])
+
+    Raises:
+        ValueError: For a network that reads no validation loss, or with fewer than two units.
+    """
+    if not net.reads_validation:
+        raise ValueError("an early-stopping unit reads the validation inputs: the network "
+                         "reads none (validation=False)")  # fmt: skip
+    if net.hidden < 2:
+        raise ValueError(
+            f"an early-stopping unit rewires two hidden units; the network has {net.hidden}"
+        )
+    out = copy.deepcopy(net)
+    seen, risen = plus.NUM_FEATURES, plus.NUM_FEATURES + 1  # the validation inputs follow
+    with torch.no_grad():
+        response, offset = out.layer2.weight.abs().reshape(-1).argsort()[:2].tolist()
+        for unit in (response, offset):
+            out.layer1.weight[unit].zero_()
+            out.layer1.bias[unit] = 0.0
+            out.layer1.weight[unit, seen] = -threshold
+        out.layer1.weight[response, risen] = rise
+        out.layer2.weight[0, response] = weight
+        out.layer2.weight[0, offset] = -weight
+    return out
 
 
 def residual_start(
@@ -540,7 +596,8 @@ def evaluate(
     scored = task.evaluate(model, split="meta", part=part)
     text = task.modality == "text"
     score = run_objective(objective, scored["loss"], scored["metric"], language_model=text,
-                          soft_error=scored.get("soft_error"),
+                          soft_error=scored.get("sharp_error" if objective == "sharp-error"
+                                               else "soft_error"),
                           size=1 if text else scoring_size(task, part))  # fmt: skip
     return {"val_loss": scored["loss"], "val_metric": scored["metric"], "objective": score,
             "base_lr": base_lr, "probe_steps": probe_steps,
@@ -568,7 +625,10 @@ def run_objective(
     probability the model does not give its true class (``Task.evaluate``'s ``soft_error``):
     bounded per example like the error, so memorising noisy labels is not rewarded as the
     loss rewards it, but smooth in the weights, so two runs of a pair on 100 examples differ
-    by less than one example's flip when their schedules barely differ.
+    by less than one example's flip when their schedules barely differ. ``"sharp-error"``:
+    the same formula, given the soft error of the logits over
+    :data:`~mlrsnet.lab.tasks.types.SHARP_TEMPERATURE` (``Task.evaluate``'s
+    ``sharp_error``), which does not reward confidence beyond a logit's margin.
 
     Example:
         >>> round(run_objective("error", 0.4, 0.9, size=100), 4)  # log(0.1 + 0.01)
@@ -584,9 +644,9 @@ def run_objective(
         return math.log(loss) if math.isfinite(loss) and loss > 0 else DIVERGED
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    if kind == "soft-error":
+    if kind in ("soft-error", "sharp-error"):
         if soft_error is None:
-            raise ValueError("the soft-error objective needs the run's soft_error")
+            raise ValueError(f"the {kind} objective needs the run's soft error")
         error = soft_error if math.isfinite(loss) and math.isfinite(soft_error) else 1.0
     else:
         error = 1.0 - metric if math.isfinite(loss) and math.isfinite(metric) else 1.0
@@ -762,11 +822,19 @@ def _check_es_config(config: ESConfig) -> None:
             and config.family != "plus":  # fmt: skip
         raise ValueError("init and prior start the network's meta-training; the WSD family "
                          "has none")  # fmt: skip
+    if config.early_stop_unit is not None:
+        if config.family != "plus" or not config.validation:
+            raise ValueError("early_stop_unit is a network's, and reads the validation inputs: "
+                             "it needs validation")  # fmt: skip
+        if len(config.early_stop_unit) != 3 or not all(
+                math.isfinite(v) for v in config.early_stop_unit):  # fmt: skip
+            raise ValueError(f"early_stop_unit must be three finite numbers (rise, threshold, "
+                             f"weight), got {config.early_stop_unit!r}")  # fmt: skip
     if config.prior is not None and config.prior_shape is not None:
         raise ValueError("give a prior's file or a prior_shape, not both")
     residual = config.prior is not None or config.prior_shape is not None
-    if residual and (config.init is not None or config.init_peaks is not None):
-        raise ValueError("a residual network (prior) starts at its prior: no init or init_peaks")
+    if residual and config.init_peaks is not None:
+        raise ValueError("a residual network's peaks are its prior's: no init_peaks")
     if config.family != "plus" and config.prior_shape is not None:
         raise ValueError("prior_shape is the network's; the WSD family has none")
     if config.prior_shape is not None:
@@ -817,8 +885,6 @@ def _fresh(config: ESConfig, template: plus.PlusNet | None) -> _Start:
     of ``config.seed``."""
     if config.family == "wsd":
         theta = WSD_START.copy()
-    elif template is not None and template.prior is not None:
-        theta = flat_params(template)
     elif config.init is not None:
         start, _ = plus.resolve(config.init)
         if start.hidden != config.hidden:
@@ -827,15 +893,38 @@ def _fresh(config: ESConfig, template: plus.PlusNet | None) -> _Start:
         if start.reads_validation != config.validation:
             raise ValueError(f"init {config.init!r} has validation={start.reads_validation}, "
                              f"the config {config.validation}")  # fmt: skip
+        if not _same_frame(start, template):
+            raise ValueError(f"init {config.init!r} corrects another prior (or none), or has "
+                             "other scales or another peak, than the network configured: its "
+                             "weights would mean something else there")  # fmt: skip
         theta = flat_params(start)
+    elif template is not None and template.prior is not None:
+        theta = flat_params(template)
     else:
         theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed,
                                                     validation=config.validation))  # fmt: skip
+    if config.early_stop_unit is not None:
+        base = template if template is not None else plus.PlusNet(hidden=config.hidden,
+                                                                  validation=config.validation)  # fmt: skip
+        unit = with_early_stop_unit(set_params(copy.deepcopy(base), theta), *config.early_stop_unit)
+        theta = flat_params(unit)
     if config.init_peaks is not None:
         fitted = json.loads(Path(config.init_peaks).read_text())["options"]
         net = set_params(plus.PlusNet(hidden=config.hidden, validation=config.validation), theta)
         theta = flat_params(with_peaks(net, {f: fitted[f]["peak"] for f in fitted}))
     return theta, _Adam(theta.size, config.meta_lr), np.random.default_rng(config.seed), 0
+
+
+def _same_frame(start: plus.PlusNet, template: plus.PlusNet | None) -> bool:
+    """Whether ``start``'s weights mean the same in ``template`` (the network meta-training
+    sets them into): both plain, or both residual networks of the same prior and scales,
+    declaring the same peak. Without a template (a plain network) ``start`` must be plain."""
+    if template is None or template.prior is None:
+        return start.prior is None
+    if start.prior is None:
+        return False
+    return (start.prior.as_list() == template.prior.as_list()
+            and torch.equal(start.log_scale, template.log_scale) and start.peak == template.peak)  # fmt: skip
 
 
 def _save_result(config: ESConfig, out: Path, theta: np.ndarray, iteration: int, command: str,

@@ -204,7 +204,8 @@ def test_evaluate_restores_modes_and_uses_no_grad(digits: ImageTask) -> None:
     model.train()
     model[2].eval()  # a mixed state must come back exactly
     result = digits.evaluate(model, batch_size=128)
-    assert set(result) == {"loss", "metric", "soft_error"} and 0.0 <= result["metric"] <= 1.0
+    keys = {"loss", "metric", "soft_error", "sharp_error"}
+    assert set(result) == keys and 0.0 <= result["metric"] <= 1.0
     assert model.training and not model[2].training and model[1].training
     assert all(p.grad is None for p in model.parameters())
     again = digits.evaluate(model.eval(), batch_size=128)
@@ -216,7 +217,7 @@ def test_evaluate_restores_modes_and_uses_no_grad(digits: ImageTask) -> None:
     assert smaller["loss"] == pytest.approx(result["loss"], rel=1e-6)
     assert not model.training
     meta = digits.evaluate(model, split="meta")
-    assert set(meta) == {"loss", "metric", "soft_error"}
+    assert set(meta) == keys
     with pytest.raises(ValueError, match="split"):
         digits.evaluate(model, split="train")
 
@@ -234,7 +235,7 @@ def test_evaluate_on_parts_of_a_split_covers_it_disjointly(digits: ImageTask) ->
     halves = [digits.evaluate(model, split="meta", part=(i, 2)) for i in range(2)]
     size = len(digits.meta_indices)
     weights = [size // 2 / size, (size - size // 2) / size]
-    for key in ("loss", "metric", "soft_error"):
+    for key in ("loss", "metric", "soft_error", "sharp_error"):
         mixed = sum(w * h[key] for w, h in zip(weights, halves, strict=True))
         assert mixed == pytest.approx(whole[key], rel=1e-6)
     assert halves[0] != halves[1]
@@ -246,6 +247,8 @@ def test_evaluate_on_parts_of_a_split_covers_it_disjointly(digits: ImageTask) ->
 def test_evaluate_soft_error_is_the_mean_probability_off_the_true_class(
     digits: ImageTask,
 ) -> None:
+    from mlrsnet.lab.tasks.types import SHARP_TEMPERATURE
+
     class Leaning(nn.Module):  # every image: logit log(3) on class 0, 0 elsewhere
         def forward(self, x):
             logits = torch.zeros(x.shape[0], 10)
@@ -256,6 +259,9 @@ def test_evaluate_soft_error_is_the_mean_probability_off_the_true_class(
     share = float((digits.meta_labels == 0).double().mean())  # p(true) 3/12 there, 1/12 elsewhere
     assert result["soft_error"] == pytest.approx(1 - (share * 3 + (1 - share)) / 12, rel=1e-6)
     assert result["metric"] == pytest.approx(share)
+    # the sharp error: the logits over 1/4, so log(3) becomes log(81): p(true) 81/90 or 1/90
+    assert SHARP_TEMPERATURE == 0.25
+    assert result["sharp_error"] == pytest.approx(1 - (share * 81 + (1 - share)) / 90, rel=1e-6)
 
 
 def test_evaluate_accuracy_of_a_perfect_model(digits: ImageTask) -> None:

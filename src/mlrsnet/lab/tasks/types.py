@@ -24,9 +24,12 @@ from .datasets import ImageDataset, TextCorpus
 from .loaders import BPTTLoader, ImageBatchLoader, MetaStream
 from .splits import batchify, derive_seed
 
-__all__ = ["Device", "ImageTask", "Task", "TextTask", "call_model"]
+__all__ = ["SHARP_TEMPERATURE", "Device", "ImageTask", "Task", "TextTask", "call_model"]
 
 Device = torch.device | str
+#: The temperature of :meth:`ImageTask.evaluate`'s ``sharp_error``: the logits are divided by
+#: it, so a margin of one logit over the next class gives the true class p ≈ 0.98.
+SHARP_TEMPERATURE = 0.25
 
 
 def call_model(model: nn.Module | Any, inputs: Any) -> Any:
@@ -412,8 +415,13 @@ class ImageTask(Task):
 
         Returns:
             ``{"loss": mean cross-entropy, "metric": accuracy in [0, 1], "soft_error": mean of
-            1 − the probability given to the true class}`` (the expected error of sampling a
-            prediction: in [0, 1] like the error, but smooth in the weights).
+            1 − the probability given to the true class, "sharp_error": the same of the logits
+            over :data:`SHARP_TEMPERATURE`}``. The soft error is the expected error of sampling
+            a prediction: in [0, 1] like the error, smooth in the weights, but it also scores
+            confidence (a model that predicts the right class with p = 0.6 counts 0.4). The
+            sharp error counts an example by how near its logits are to the decision
+            boundary: a right one more than about one logit clear counts ~0, as in the error,
+            however confident the model.
         """
         device = _model_device(model) if device is None else torch.device(device)
         if split == "test":
@@ -433,16 +441,19 @@ class ImageTask(Task):
             normalization=self.normalization,
             shuffle=False,
         )
-        loss_sum, correct, count, soft_sum = 0.0, 0, 0, 0.0
+        loss_sum, correct, count, soft_sum, sharp_sum = 0.0, 0, 0, 0.0, 0.0
         with _EvalMode(model):
             for x, y in loader:
                 logits = model(x)
                 losses = F.cross_entropy(logits, y, reduction="none")
                 loss_sum += float(losses.sum())
                 soft_sum += float((1.0 - torch.exp(-losses)).sum())  # exp(-CE) = p(true class)
+                sharp = F.cross_entropy(logits.double() / SHARP_TEMPERATURE, y, reduction="none")
+                sharp_sum += float((1.0 - torch.exp(-sharp)).sum())
                 correct += int((logits.argmax(dim=1) == y).sum())
                 count += y.numel()
-        return {"loss": loss_sum / count, "metric": correct / count, "soft_error": soft_sum / count}
+        return {"loss": loss_sum / count, "metric": correct / count,
+                "soft_error": soft_sum / count, "sharp_error": sharp_sum / count}  # fmt: skip
 
 
 @dataclass(kw_only=True, eq=False)
