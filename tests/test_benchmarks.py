@@ -154,3 +154,20 @@ def test_plus_outputs_prints_the_rate_of_each_trace_and_the_ablation(capsys):
     assert len(rows) == 1 + len(plus_outputs.LOSSES)  # v6 reads no validation loss
     ablation = [float(c) for c in rows[0].strip("|").split("|")[3:]]
     assert len(ablation) == 11 and all(0 < v < 5 for v in ablation[:-1])
+
+
+def test_plus_objectives_prints_accuracy_and_both_objectives_per_schedule(capsys, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plus_objectives
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(plus_objectives, "INSTANCES", (("digits-mlp", 0.5, "sgd", 0.4, 2, (3,)),))
+    assert plus_objectives.main(["--network", "v7", "--weights", "-2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| instance | seed | cosine | v7 | +response -2 |"
+    (row,) = [line for line in lines if line.startswith("| `digits-mlp`")]
+    cells = row.strip("| ").split(" | ")[2:]
+    assert len(cells) == 3
+    for cell in cells:  # accuracy / soft error / sharp error, each in [0, 1]
+        assert all(0.0 <= float(v) <= 1.0 for v in cell.split(" / "))

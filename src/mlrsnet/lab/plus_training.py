@@ -545,8 +545,8 @@ def evaluate(
         objective: What scores the run (:func:`run_objective`): ``"loss"`` or ``"error"``.
 
     Returns:
-        ``{"val_loss", "val_metric", "objective" (:func:`run_objective`), "base_lr",
-        "probe_steps", "seconds"}``.
+        ``{"val_loss", "val_metric", "objective" (:func:`run_objective`), "soft_error",
+        "sharp_error" (``None`` for text), "base_lr", "probe_steps", "seconds"}``.
     """
     from mlrsnet.lab import baselines
     from mlrsnet.lab.tasks.types import call_model
@@ -600,6 +600,7 @@ def evaluate(
                                                else "soft_error"),
                           size=1 if text else scoring_size(task, part))  # fmt: skip
     return {"val_loss": scored["loss"], "val_metric": scored["metric"], "objective": score,
+            "soft_error": scored.get("soft_error"), "sharp_error": scored.get("sharp_error"),
             "base_lr": base_lr, "probe_steps": probe_steps,
             "seconds": time.perf_counter() - started}  # fmt: skip
 
