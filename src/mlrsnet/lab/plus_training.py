@@ -286,8 +286,9 @@ def with_early_stop_unit(
     its best, ``r = clip(log(last / best), 0, 1)`` (:func:`mlrsnet.plus.validation_inputs`):
     they add ``weight · (tanh(rise · r − threshold · seen) − tanh(−threshold · seen))`` to
     the output, ``seen`` being 1 once a validation loss was given. That is 0 while every
-    validation loss is a new best (up to rounding; exactly for a user who gives none), near 0 for a small
-    rise (noise: ``rise · r`` well under ``threshold``), and near ``weight`` once the loss has
+    validation loss is a new best (up to rounding; exactly for a user who gives none), near
+    0 for a small rise (noise: ``rise · r`` well under ``threshold``), and near ``weight``
+    once the loss has
     risen by about ``threshold / rise`` in log (memorisation): a negative ``weight`` then
     lowers the rate, as early stopping would. (How long ago the best was is not read: it
     grows between two validation losses even when each is a new best.)
@@ -904,11 +905,9 @@ def _fresh(config: ESConfig, template: plus.PlusNet | None) -> _Start:
     else:
         theta = flat_params(plus.PlusNet.from_shape(hidden=config.hidden, seed=config.seed,
                                                     validation=config.validation))  # fmt: skip
-    if config.early_stop_unit is not None:
-        base = template if template is not None else plus.PlusNet(hidden=config.hidden,
-                                                                  validation=config.validation)  # fmt: skip
-        unit = with_early_stop_unit(set_params(copy.deepcopy(base), theta), *config.early_stop_unit)
-        theta = flat_params(unit)
+    if config.early_stop_unit is not None:  # a network's (checked): template is its frame
+        start = set_params(copy.deepcopy(template), theta)
+        theta = flat_params(with_early_stop_unit(start, *config.early_stop_unit))
     if config.init_peaks is not None:
         fitted = json.loads(Path(config.init_peaks).read_text())["options"]
         net = set_params(plus.PlusNet(hidden=config.hidden, validation=config.validation), theta)
