@@ -288,8 +288,8 @@ def with_early_stop_unit(
     the output, ``seen`` being 1 once a validation loss was given. That is 0 while every
     validation loss is a new best (up to rounding; exactly for a user who gives none), near
     0 for a small rise (noise: ``rise · r`` well under ``threshold``), and near ``weight``
-    once the loss has
-    risen by about ``threshold / rise`` in log (memorisation): a negative ``weight`` then
+    once the loss has risen by about ``threshold / rise`` in log (memorisation): a negative
+    ``weight`` then
     lowers the rate, as early stopping would. (How long ago the best was is not read: it
     grows between two validation losses even when each is a new best.)
 
